@@ -1,0 +1,147 @@
+/**
+ * The one JSON Schema for node_config.json: types, defaults and ranges. The file loader, conf and
+ * (later) the config API all validate with it, so a key documented here means the same everywhere.
+ *
+ * Keys and meanings are the reference node's, so its node_config.json loads unchanged. Defaults are
+ * the reference's too, except the master (loopback, 127.0.0.1:8000) and the ones noted below.
+ */
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+
+export const configSchema = {
+  type: 'object',
+  properties: {
+    mainServerIp: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 253,
+      // Host name, IPv4 or bracket-less IPv6: no scheme, path, port or whitespace.
+      pattern: '^[A-Za-z0-9.:_-]+$',
+      default: '127.0.0.1',
+      description: 'Host or IP of the meeting master.',
+    },
+    mainServerPort: { ...port, default: 8000, description: 'Port of the meeting master.' },
+    syncInterval: {
+      type: 'integer',
+      minimum: 10,
+      maximum: 3600,
+      default: 10,
+      description: 'Seconds between polls of the master for active meetings.',
+    },
+    nodeId: {
+      type: ['string', 'null'],
+      pattern: '^[A-Za-z0-9._-]{1,64}$',
+      default: null,
+      description: 'Generated as node-xxxxxxxx on first start and persisted.',
+    },
+    // The reference's code said 80 but its docs and operators use 8001; 8001 needs no root.
+    nodePort: { ...port, default: 8001, description: 'Port the node listens on (--port overrides).' },
+    publicIp: {
+      type: ['string', 'null'],
+      maxLength: 253,
+      pattern: '^[A-Za-z0-9.:_-]+$',
+      default: null,
+      description: 'Address to register when usePublicAddress is true.',
+    },
+    publicPort: {
+      type: ['integer', 'null'],
+      minimum: 1,
+      maximum: 65535,
+      default: null,
+      description: 'Port to register when usePublicAddress is true (null: the listening port).',
+    },
+    usePublicAddress: { type: 'boolean', default: false },
+    storage: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        path: { type: 'string', minLength: 1, maxLength: 4096, default: './storage' },
+        maxSize: { type: 'integer', minimum: 0, default: 10737418240, description: 'Bytes; 0 = no quota.' },
+        cleanupThreshold: { type: 'number', minimum: 0.1, maximum: 1, default: 0.9 },
+        autoCleanup: { type: 'boolean', default: true },
+      },
+    },
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // The reference's code said 100, its docs 3; a slow master is better served by few streams.
+        maxConcurrentDownloads: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+        downloadTimeout: {
+          type: 'integer',
+          minimum: 5,
+          maximum: 3600,
+          default: 300,
+          description: 'Idle seconds: abort a download after this long without a byte.',
+        },
+        connectionTimeout: { type: 'integer', minimum: 1, maximum: 300, default: 10 },
+        retryCount: { type: 'integer', minimum: 1, maximum: 10, default: 3, description: 'Attempts per sync.' },
+        retryDelay: { type: 'number', minimum: 0, maximum: 600, default: 5, description: 'Seconds; doubles per attempt.' },
+      },
+    },
+    logging: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: {
+          type: 'string',
+          enum: ['DEBUG', 'INFO', 'WARNING', 'WARN', 'ERROR', 'CRITICAL', 'debug', 'info', 'warning', 'warn', 'error', 'critical'],
+          default: 'INFO',
+        },
+        fileEnabled: { type: 'boolean', default: true },
+        filePath: { type: 'string', minLength: 1, maxLength: 4096, default: './logs/node.log' },
+        maxFileSize: { type: 'integer', minimum: 1024, default: 10485760 },
+        backupCount: { type: 'integer', minimum: 0, maximum: 100, default: 5 },
+      },
+    },
+    heartbeat: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        interval: { type: 'integer', minimum: 10, maximum: 300, default: 10 },
+        timeout: { type: 'integer', minimum: 1, maximum: 300, default: 30, description: 'Seconds per heartbeat request.' },
+      },
+    },
+    cleanup: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        cleanOnStartup: { type: 'boolean', default: true },
+        cleanEndedMeetings: { type: 'boolean', default: true },
+      },
+    },
+  },
+} as const;
+
+export type LogLevelName = (typeof configSchema.properties.logging.properties.level.enum)[number];
+
+/** The validated, defaults-filled config (what the schema guarantees). */
+export interface NodeConfig {
+  mainServerIp: string;
+  mainServerPort: number;
+  syncInterval: number;
+  nodeId: string | null;
+  nodePort: number;
+  publicIp: string | null;
+  publicPort: number | null;
+  usePublicAddress: boolean;
+  storage: { path: string; maxSize: number; cleanupThreshold: number; autoCleanup: boolean };
+  network: {
+    maxConcurrentDownloads: number;
+    downloadTimeout: number;
+    connectionTimeout: number;
+    retryCount: number;
+    retryDelay: number;
+  };
+  logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number };
+  heartbeat: { interval: number; timeout: number };
+  cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
+  /** Unknown top-level keys are kept as they are (forward compatibility with other node versions). */
+  [extra: string]: unknown;
+}

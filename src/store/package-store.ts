@@ -1,0 +1,328 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { close, constants, fstat, open as openCallback } from 'node:fs';
+import { promisify } from 'node:util';
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { isValidMeetingId } from '../meeting-id.ts';
+import type { Logger } from '../logger.ts';
+import { fsyncDirectory, fsyncFile, writeFileAtomic } from './fs-durability.ts';
+import { hashFile } from './hash-file.ts';
+import { checkZipFile } from './zip-check.ts';
+
+/** What manifest.json beside each package.zip records. */
+export interface PackageManifest {
+  version: 1;
+  meetingId: string;
+  sha256: string;
+  size: number;
+  /** ISO time the bytes were fetched (or adopted). */
+  fetchedAt: string;
+  /** The master's status token known when the package was fetched; null for adopted packages. */
+  token: string | null;
+  title: string;
+  source: 'master' | 'adopted';
+  /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
+  inode: number;
+  mtimeMs: number;
+}
+
+export interface StoredPackage extends PackageManifest {
+  path: string;
+}
+
+export interface OpenedPackage {
+  fd: number;
+  pkg: StoredPackage;
+}
+
+export interface PromoteMeta {
+  sha256: string;
+  size: number;
+  token: string | null;
+  title: string;
+}
+
+export type StoreEvent =
+  | { type: 'promoted'; meetingId: string; pkg: StoredPackage; replaced: boolean }
+  | { type: 'removed'; meetingId: string; reason: string }
+  | { type: 'retagged'; meetingId: string; token: string | null };
+
+const openFd = promisify(openCallback) as (path: string, flags: number) => Promise<number>;
+const fstatFd = promisify(fstat);
+const closeFd = promisify(close);
+
+const PACKAGE_FILE = 'package.zip';
+const MANIFEST_FILE = 'manifest.json';
+const PART_MARKER = '.part-';
+const TMP_MARKER = '.tmp-';
+const DIR_PREFIX = 'meeting_';
+
+/**
+ * Owns the disk layout, compatible with the reference node:
+ *   storage/meeting_{id}/package.zip      the complete, verified package
+ *   storage/meeting_{id}/manifest.json    sha256, size, fetched time, token, title
+ *   storage/meeting_{id}/package.zip.part-XXXX   a download in progress (removed at start)
+ *
+ * Only complete packages are ever under the name package.zip: downloads land in a .part file in
+ * the same folder (same filesystem, so the final rename is atomic), are fsynced, described by a
+ * manifest, renamed into place, and the folder is fsynced. Readers hold an open fd, so a package
+ * replaced or deleted under them keeps its old bytes until they finish.
+ */
+export class PackageStore {
+  readonly root: string;
+  readonly events = new EventEmitter<{ change: [StoreEvent] }>();
+  #packages = new Map<string, StoredPackage>();
+  #logger: Logger;
+
+  private constructor(root: string, logger: Logger) {
+    this.root = root;
+    this.#logger = logger;
+  }
+
+  /** Opens the storage folder: removes crash leftovers, adopts and verifies what is there. */
+  static async open(root: string, logger: Logger): Promise<PackageStore> {
+    const store = new PackageStore(path.resolve(root), logger);
+    await mkdir(store.root, { recursive: true });
+    await store.#scan();
+    return store;
+  }
+
+  meetingDir(meetingId: string): string {
+    assertMeetingId(meetingId);
+    return path.join(this.root, `${DIR_PREFIX}${meetingId}`);
+  }
+
+  get(meetingId: string): StoredPackage | undefined {
+    return this.#packages.get(meetingId);
+  }
+
+  list(): StoredPackage[] {
+    return [...this.#packages.values()];
+  }
+
+  /** Bytes held by complete packages (from memory: no directory walk). */
+  usedBytes(): number {
+    let total = 0;
+    for (const pkg of this.#packages.values()) total += pkg.size;
+    return total;
+  }
+
+  /** A fresh temp path for a download of this meeting, in the meeting's own folder. */
+  async createTempPath(meetingId: string): Promise<string> {
+    const dir = this.meetingDir(meetingId);
+    await mkdir(dir, { recursive: true });
+    return path.join(dir, `${PACKAGE_FILE}${PART_MARKER}${randomBytes(6).toString('hex')}`);
+  }
+
+  async discardTemp(tempPath: string): Promise<void> {
+    await unlink(tempPath).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
+
+  /**
+   * Makes a verified temp file the meeting's package. Order matters for crash safety:
+   * fsync data → manifest naming the new inode (atomic) → rename → fsync folder. A crash before the
+   * rename leaves the old package with a manifest that no longer matches its inode, which start-up
+   * detects and re-verifies; it never leaves a partial file under the final name.
+   */
+  async promote(meetingId: string, tempPath: string, meta: PromoteMeta): Promise<StoredPackage> {
+    const dir = this.meetingDir(meetingId);
+    await fsyncFile(tempPath);
+    const info = await stat(tempPath);
+    if (info.size !== meta.size) {
+      throw new Error(`temp file is ${info.size} bytes, expected ${meta.size}`);
+    }
+    const finalPath = path.join(dir, PACKAGE_FILE);
+    const manifest: PackageManifest = {
+      version: 1,
+      meetingId,
+      sha256: meta.sha256,
+      size: meta.size,
+      fetchedAt: new Date().toISOString(),
+      token: meta.token,
+      title: meta.title,
+      source: 'master',
+      inode: info.ino,
+      mtimeMs: info.mtimeMs,
+    };
+    await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await rename(tempPath, finalPath);
+    await fsyncDirectory(dir);
+    const replaced = this.#packages.has(meetingId);
+    const pkg: StoredPackage = { ...manifest, path: finalPath };
+    this.#packages.set(meetingId, pkg);
+    this.events.emit('change', { type: 'promoted', meetingId, pkg, replaced });
+    return pkg;
+  }
+
+  /** Records a newer master token for a package whose bytes are known to be current. */
+  async retag(meetingId: string, token: string | null): Promise<void> {
+    const pkg = this.#packages.get(meetingId);
+    if (!pkg || pkg.token === token) return;
+    const { path: _path, ...manifest } = pkg;
+    const next: PackageManifest = { ...manifest, token };
+    await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
+    // The package may have been replaced or removed while the manifest was written.
+    if (this.#packages.get(meetingId) === pkg) {
+      this.#packages.set(meetingId, { ...next, path: pkg.path });
+      this.events.emit('change', { type: 'retagged', meetingId, token });
+    }
+  }
+
+  /**
+   * Deletes a meeting's package. It leaves memory first so no new reader can open it; readers
+   * already holding the fd finish on the unlinked inode.
+   */
+  async remove(meetingId: string, reason: string): Promise<boolean> {
+    const pkg = this.#packages.get(meetingId);
+    if (!pkg) return false;
+    this.#packages.delete(meetingId);
+    const dir = this.meetingDir(meetingId);
+    await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);
+    await unlink(pkg.path).catch(ignoreMissing);
+    // Only remove the folder if nothing else is in it (a download may be writing a .part there).
+    await rmdir(dir).catch(() => {});
+    await fsyncDirectory(this.root).catch(() => {});
+    this.events.emit('change', { type: 'removed', meetingId, reason });
+    return true;
+  }
+
+  /**
+   * Opens the current package for reading and proves the fd is the inode the manifest describes
+   * (the package may be replaced between the lookup and the open).
+   */
+  async open(meetingId: string): Promise<OpenedPackage | undefined> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const pkg = this.#packages.get(meetingId);
+      if (!pkg) return undefined;
+      let fd: number;
+      try {
+        // A raw fd, not a FileHandle: the sender owns and closes it, and a FileHandle would
+        // close it again when garbage-collected.
+        fd = await openFd(pkg.path, constants.O_RDONLY);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      const info = await fstatFd(fd);
+      if (info.ino === pkg.inode && info.size === pkg.size) return { fd, pkg };
+      await closeFd(fd);
+    }
+    return undefined;
+  }
+
+  async #scan(): Promise<void> {
+    const entries = await readdir(this.root, { withFileTypes: true });
+    for (const entry of entries) {
+      if (!entry.isDirectory()) {
+        if (entry.name.includes(TMP_MARKER) || entry.name.includes(PART_MARKER)) {
+          await unlink(path.join(this.root, entry.name)).catch(ignoreMissing);
+        }
+        continue;
+      }
+      if (!entry.name.startsWith(DIR_PREFIX)) continue;
+      const meetingId = entry.name.slice(DIR_PREFIX.length);
+      if (!isValidMeetingId(meetingId)) {
+        this.#logger.warn(`storage: ignoring folder ${entry.name} (not a valid meeting id)`);
+        continue;
+      }
+      await this.#scanMeeting(meetingId);
+    }
+  }
+
+  async #scanMeeting(meetingId: string): Promise<void> {
+    const dir = this.meetingDir(meetingId);
+    for (const name of await readdir(dir)) {
+      if (name.includes(PART_MARKER) || name.includes(TMP_MARKER)) {
+        this.#logger.info(`storage: removing leftover temp file ${path.join(dir, name)}`);
+        await unlink(path.join(dir, name)).catch(ignoreMissing);
+      }
+    }
+    const packagePath = path.join(dir, PACKAGE_FILE);
+    let info;
+    try {
+      info = await stat(packagePath);
+    } catch {
+      await rmdir(dir).catch(() => {});
+      return;
+    }
+    const manifest = await readManifest(path.join(dir, MANIFEST_FILE));
+    if (
+      manifest &&
+      manifest.meetingId === meetingId &&
+      manifest.inode === info.ino &&
+      manifest.size === info.size &&
+      manifest.mtimeMs === info.mtimeMs
+    ) {
+      this.#packages.set(meetingId, { ...manifest, path: packagePath });
+      return;
+    }
+    // A reference node's package, or one whose manifest was lost in a crash: verify before serving.
+    const zip = await checkZipFile(packagePath);
+    if (!zip.ok) {
+      this.#logger.warn(`storage: meeting ${meetingId}: package.zip is not a complete zip (${zip.reason}); deleting it`);
+      await unlink(packagePath).catch(ignoreMissing);
+      await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);
+      await rmdir(dir).catch(() => {});
+      return;
+    }
+    const { sha256, size } = await hashFile(packagePath);
+    const after = await stat(packagePath);
+    const adopted: PackageManifest = {
+      version: 1,
+      meetingId,
+      sha256,
+      size,
+      fetchedAt: (manifest?.fetchedAt as string | undefined) ?? info.mtime.toISOString(),
+      token: null,
+      title: manifest?.title ?? '',
+      source: 'adopted',
+      inode: after.ino,
+      mtimeMs: after.mtimeMs,
+    };
+    await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(adopted, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await fsyncDirectory(dir);
+    this.#packages.set(meetingId, { ...adopted, path: packagePath });
+    this.#logger.info(`storage: adopted meeting ${meetingId} (${size} bytes, sha256 ${sha256.slice(0, 12)}…)`);
+  }
+}
+
+function assertMeetingId(meetingId: string): void {
+  if (!isValidMeetingId(meetingId)) throw new Error(`invalid meeting id: ${JSON.stringify(meetingId)}`);
+}
+
+function ignoreMissing(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'ENOENT') throw error;
+}
+
+async function readManifest(file: string): Promise<PackageManifest | null> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<PackageManifest>;
+    if (
+      parsed.version === 1 &&
+      typeof parsed.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(parsed.sha256) &&
+      typeof parsed.size === 'number' &&
+      typeof parsed.inode === 'number' &&
+      typeof parsed.mtimeMs === 'number'
+    ) {
+      return {
+        version: 1,
+        meetingId: String(parsed.meetingId),
+        sha256: parsed.sha256,
+        size: parsed.size,
+        fetchedAt: String(parsed.fetchedAt ?? new Date(0).toISOString()),
+        token: typeof parsed.token === 'string' ? parsed.token : null,
+        title: typeof parsed.title === 'string' ? parsed.title : '',
+        source: parsed.source === 'adopted' ? 'adopted' : 'master',
+        inode: parsed.inode,
+        mtimeMs: parsed.mtimeMs,
+      };
+    }
+  } catch {
+    // Missing or unreadable manifest: the caller re-verifies the package.
+  }
+  return null;
+}

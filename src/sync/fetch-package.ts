@@ -1,0 +1,94 @@
+import { pipeline } from 'node:stream/promises';
+import { MasterError, toMasterError, type MasterClient } from '../master/master-client.ts';
+import { checkZipFile } from '../store/zip-check.ts';
+import { PackageFileWriter } from './package-file-writer.ts';
+
+export interface FetchPackageOptions {
+  master: MasterClient;
+  meetingId: string;
+  tempPath: string;
+  /** Abort after this long without a byte (the master is slow; a total timeout would cap size). */
+  idleTimeoutMs: number;
+  headersTimeoutMs: number;
+  signal: AbortSignal;
+  /** Called as bytes reach the temp file (after the write completed), with the running total. */
+  onProgress?: (bytesWritten: number) => void;
+}
+
+export interface FetchedPackage {
+  sha256: string;
+  size: number;
+}
+
+/** A download that must not be promoted; `retryable` is false for ones that will fail the same way. */
+export class FetchError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable = true,
+  ) {
+    super(message);
+    this.name = 'FetchError';
+  }
+}
+
+/**
+ * Streams one package from the master into `tempPath`, hashing as it writes, with memory bounded
+ * by the stream buffers whatever the package size. Resolves only for a body that ended properly
+ * (undici rejects a chunked body cut before its terminating chunk) and is a complete zip.
+ * The caller owns the temp file in every outcome.
+ */
+export async function fetchPackage(options: FetchPackageOptions): Promise<FetchedPackage> {
+  const idle = new AbortController();
+  const signal = AbortSignal.any([options.signal, idle.signal]);
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => idle.abort(new FetchError(`no data for ${Math.round(options.idleTimeoutMs / 1000)} s`, 'IDLE_TIMEOUT')), options.idleTimeoutMs);
+  };
+  arm();
+  try {
+    const response = await options.master.openPackage(options.meetingId, {
+      signal,
+      headersTimeoutMs: options.headersTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+    });
+    arm();
+    const writer = new PackageFileWriter(options.tempPath, (total) => {
+      arm();
+      options.onProgress?.(total);
+    });
+    try {
+      await pipeline(response.body, writer, { signal });
+    } catch (error) {
+      throw describeStreamError(error, signal, writer.bytesWritten);
+    }
+    const received = writer.bytesWritten;
+    const zip = await checkZipFile(options.tempPath);
+    if (!zip.ok) {
+      throw new FetchError(`downloaded ${received} bytes but it is not a complete zip: ${zip.reason}`, 'NOT_A_ZIP');
+    }
+    return { sha256: writer.sha256(), size: received };
+  } catch (error) {
+    if (error instanceof FetchError) throw error;
+    if (signal.aborted && signal.reason instanceof FetchError) throw signal.reason;
+    const masterError = toMasterError(error, 'package download');
+    throw new FetchError(masterError.message, masterError.code, !(masterError instanceof MasterError && masterError.status === 404));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeStreamError(error: unknown, signal: AbortSignal, received: number): FetchError {
+  if (signal.aborted) {
+    const reason = signal.reason;
+    if (reason instanceof FetchError) return new FetchError(`${reason.message} after ${received} bytes`, reason.code, reason.retryable);
+    return new FetchError(`download cancelled after ${received} bytes`, 'CANCELLED', false);
+  }
+  const err = error as NodeJS.ErrnoException & { cause?: { code?: string } };
+  const code = err.code ?? err.cause?.code ?? 'ERROR';
+  if (code === 'ENOSPC' || code === 'EIO' || code === 'EDQUOT') {
+    return new FetchError(`disk error after ${received} bytes: ${err.message}`, code);
+  }
+  return new FetchError(`body broken after ${received} bytes: ${err.message} (${code})`, code);
+}

@@ -1,0 +1,201 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../logger.ts';
+import { MasterError, type ActiveMeeting, type MasterClient } from '../master/master-client.ts';
+import type { PackageStore } from '../store/package-store.ts';
+import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
+import type { SyncJob, SyncJobs } from './sync-jobs.ts';
+
+export interface PollRecord {
+  at: number;
+  token: string | null;
+  meetings: ActiveMeeting[];
+}
+
+export interface SyncLoopDeps {
+  store: PackageStore;
+  jobs: SyncJobs;
+  master: () => MasterClient;
+  policy: () => ReconcilePolicy;
+  logger: Logger;
+  now?: () => number;
+  /** Minimum gap between extra polls triggered by requests for ids not seen yet. */
+  unknownIdRefreshMs?: number;
+}
+
+/**
+ * Polls the master, runs the pure reconcile() and executes its actions. Keeps the last successful
+ * poll (token, active list, time): only that decides what may be fetched or served.
+ */
+export class SyncLoop {
+  readonly events = new EventEmitter<{ polled: [PollRecord]; pollFailed: [Error]; changed: [string] }>();
+  #deps: SyncLoopDeps;
+  #now: () => number;
+  #memory: ReconcileMemory = initialMemory;
+  #lastSuccess: PollRecord | null = null;
+  #lastAttemptAt: number | null = null;
+  #lastError: { message: string; at: number } | null = null;
+  #polling: Promise<boolean> | null = null;
+  #lastUnknownRefresh = 0;
+  #paused = false;
+
+  constructor(deps: SyncLoopDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+    deps.jobs.events.on('succeeded', (job) => {
+      // A restarted meeting's fresh package is current again.
+      if (this.#memory.endedHeld.has(job.meetingId)) {
+        const endedHeld = new Set(this.#memory.endedHeld);
+        endedHeld.delete(job.meetingId);
+        this.#memory = { ...this.#memory, endedHeld };
+      }
+      this.events.emit('changed', job.meetingId);
+    });
+    deps.store.events.on('change', (event) => {
+      if (event.type === 'removed') this.events.emit('changed', event.meetingId);
+    });
+  }
+
+  get lastSuccess(): PollRecord | null {
+    return this.#lastSuccess;
+  }
+
+  get lastAttemptAt(): number | null {
+    return this.#lastAttemptAt;
+  }
+
+  get lastError(): { message: string; at: number } | null {
+    return this.#lastError;
+  }
+
+  /** Paused (service stopped): polls do nothing and no new jobs start. */
+  setPaused(paused: boolean): void {
+    this.#paused = paused;
+  }
+
+  activeMeetings(): ActiveMeeting[] {
+    return this.#lastSuccess?.meetings ?? [];
+  }
+
+  activeMeeting(meetingId: string): ActiveMeeting | undefined {
+    return this.#lastSuccess?.meetings.find((m) => m.id === meetingId);
+  }
+
+  /** Held and not a leftover of an earlier activation of a meeting that restarted. */
+  isServable(meetingId: string): boolean {
+    if (!this.#deps.store.get(meetingId)) return false;
+    return !(this.#memory.endedHeld.has(meetingId) && this.activeMeeting(meetingId));
+  }
+
+  /** Active meetings whose complete package is here and servable now (for synced_meetings). */
+  syncedMeetingIds(): string[] {
+    return this.activeMeetings()
+      .filter((m) => this.isServable(m.id))
+      .map((m) => m.id);
+  }
+
+  /** Polls and reconciles; concurrent callers share one poll. Resolves false if the poll failed. */
+  pollNow(): Promise<boolean> {
+    this.#polling ??= this.#pollAndReconcile().finally(() => {
+      this.#polling = null;
+    });
+    return this.#polling;
+  }
+
+  /**
+   * A tablet asked for an id we have not seen active: refresh the list at most once per
+   * unknownIdRefreshMs, so a flood of bogus ids cannot turn into a flood of polls.
+   */
+  async refreshForUnknownId(): Promise<void> {
+    const gap = this.#deps.unknownIdRefreshMs ?? 5_000;
+    if (this.#polling) {
+      await this.#polling;
+      return;
+    }
+    if (this.#now() - this.#lastUnknownRefresh < gap) return;
+    this.#lastUnknownRefresh = this.#now();
+    await this.pollNow();
+  }
+
+  /** Starts (or joins) the download of an active meeting for a waiting tablet. */
+  requestSync(meetingId: string): SyncJob | undefined {
+    const meeting = this.activeMeeting(meetingId);
+    if (!meeting || this.#paused) return this.#deps.jobs.inFlight(meetingId);
+    return this.#deps.jobs.ensure({
+      meetingId,
+      title: meeting.title,
+      token: this.#lastSuccess?.token ?? null,
+      reason: 'requested',
+      urgent: true,
+    });
+  }
+
+  async #pollAndReconcile(): Promise<boolean> {
+    if (this.#paused) return false;
+    const { logger } = this.#deps;
+    this.#lastAttemptAt = this.#now();
+    let status;
+    try {
+      status = await this.#deps.master().getMeetingStatus();
+    } catch (error) {
+      const message = error instanceof MasterError ? error.message : `status poll failed: ${(error as Error).message}`;
+      if (this.#lastError?.message !== message) logger.warn(`poll: ${message}; keeping ${this.#deps.store.list().length} package(s), evicting nothing`);
+      this.#lastError = { message, at: this.#now() };
+      this.events.emit('pollFailed', error as Error);
+      return false;
+    }
+    if (this.#paused) return false;
+    if (this.#lastError) logger.info('poll: master reachable again');
+    this.#lastError = null;
+    if (status.rejectedIds.length) logger.warn(`poll: ignoring invalid meeting id(s) from master: ${status.rejectedIds.join(', ')}`);
+    const record: PollRecord = { at: this.#now(), token: status.token, meetings: status.meetings };
+    const previousToken = this.#lastSuccess?.token;
+    this.#lastSuccess = record;
+    if (previousToken !== undefined && previousToken !== status.token) logger.info(`poll: token changed to ${status.token}`);
+
+    const { jobs, store } = this.#deps;
+    const retryAt = new Map<string, number>();
+    for (const [id, failure] of jobs.failures()) retryAt.set(id, failure.retryAt);
+    const result = reconcile({
+      now: this.#now(),
+      poll: record,
+      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token })),
+      inFlight: jobs.inFlightIds(),
+      retryAt,
+      memory: this.#memory,
+      policy: this.#deps.policy(),
+    });
+    this.#memory = result.memory;
+    for (const action of result.actions) {
+      try {
+        await this.#execute(action, record);
+      } catch (error) {
+        logger.error(`sync: ${action.type} ${action.meetingId} failed: ${(error as Error).message}`);
+      }
+    }
+    this.events.emit('polled', record);
+    return true;
+  }
+
+  async #execute(action: SyncAction, poll: PollRecord): Promise<void> {
+    const { jobs, store, logger } = this.#deps;
+    switch (action.type) {
+      case 'fetch':
+        logger.info(`sync ${action.meetingId}: fetching (${action.reason})`);
+        jobs.ensure({ meetingId: action.meetingId, title: action.title, token: poll.token, reason: action.reason });
+        return;
+      case 'cancel':
+        logger.info(`sync ${action.meetingId}: meeting no longer active, cancelling its download`);
+        jobs.forget(action.meetingId, 'meeting no longer active');
+        return;
+      case 'evict':
+        jobs.forget(action.meetingId, 'meeting ended');
+        if (await store.remove(action.meetingId, action.reason)) {
+          logger.info(`evict ${action.meetingId}: ${action.reason === 'ended' ? 'meeting ended' : 'not active at start-up'}`);
+        }
+        return;
+      case 'retag':
+        await store.retag(action.meetingId, action.token);
+        return;
+    }
+  }
+}

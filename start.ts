@@ -1,0 +1,77 @@
+/**
+ * Entry point: `node start.js --port 8001` (start.js is this file bundled by `npm run build`).
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './src/config/config-store.ts';
+import { parseCliOptions, USAGE, UsageError } from './src/config/cli-options.ts';
+import { EdgeNode } from './src/edge-node.ts';
+
+const programDir = path.dirname(fileURLToPath(import.meta.url));
+
+async function main(): Promise<number> {
+  let options;
+  try {
+    options = parseCliOptions(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`error: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  let node: EdgeNode;
+  try {
+    node = await EdgeNode.start({
+      configPath: options.configPath,
+      port: options.port,
+      host: options.host,
+      publicDir: path.join(programDir, 'public'),
+    });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`meeting-edge: refusing to start: invalid configuration\n  ${error.message}`);
+      return 78; // EX_CONFIG
+    }
+    const err = error as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
+      console.error(`meeting-edge: cannot listen: ${err.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  console.log(`meeting-edge ${node.config.current.nodeId} listening on ${node.localUrl}; control panel: ${node.localUrl}/static/index.html`);
+
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        console.error(`${signal} again: exiting now`);
+        process.exit(130);
+      }
+      node.logger.info(`${signal} received: shutting down`);
+      node.stop().then(
+        () => resolve(0),
+        (error: Error) => {
+          console.error(`shutdown failed: ${error.message}`);
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    console.error(`meeting-edge: fatal: ${error.stack ?? error.message}`);
+    process.exit(1);
+  },
+);
