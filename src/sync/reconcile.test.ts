@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { initialMemory, reconcile, type ReconcileInput, type ReconcileMemory, type SyncAction } from './reconcile.ts';
+
+const policy = { evictEnded: true, cleanOnStartup: true };
+
+function input(overrides: Partial<ReconcileInput> & { active?: string[]; token?: string | null }): ReconcileInput {
+  const active = overrides.active ?? [];
+  return {
+    now: overrides.now ?? 1_000_000,
+    poll: overrides.poll ?? { token: overrides.token === undefined ? 'T0' : overrides.token, meetings: active.map((id) => ({ id, title: `title ${id}` })) },
+    held: overrides.held ?? [],
+    inFlight: overrides.inFlight ?? new Set(),
+    retryAt: overrides.retryAt ?? new Map(),
+    memory: overrides.memory ?? initialMemory,
+    policy: overrides.policy ?? policy,
+  };
+}
+
+function byType(actions: SyncAction[], type: SyncAction['type']): string[] {
+  return actions.filter((a) => a.type === type).map((a) => a.meetingId).sort();
+}
+
+/** Runs a sequence of polls, carrying memory, returning each step's actions. */
+function run(steps: Array<Omit<Partial<ReconcileInput>, 'memory'> & { active: string[]; token: string | null }>): { actions: SyncAction[][]; memory: ReconcileMemory } {
+  let memory: ReconcileMemory = initialMemory;
+  const actions: SyncAction[][] = [];
+  for (const step of steps) {
+    const result = reconcile(input({ ...step, memory }));
+    actions.push(result.actions);
+    memory = result.memory;
+  }
+  return { actions, memory };
+}
+
+describe('reconcile', () => {
+  test('fetches every active meeting not held', () => {
+    const { actions } = reconcile(input({ active: ['a', 'b'] }));
+    assert.deepEqual(byType(actions, 'fetch'), ['a', 'b']);
+    const fetchA = actions.find((a) => a.meetingId === 'a');
+    assert.deepEqual(fetchA, { type: 'fetch', meetingId: 'a', title: 'title a', reason: 'new' });
+  });
+
+  test('does not fetch what is held under the current token or already in flight', () => {
+    const { actions } = reconcile(input({ active: ['a', 'b'], held: [{ meetingId: 'a', token: 'T0' }], inFlight: new Set(['b']) }));
+    assert.deepEqual(actions, []);
+  });
+
+  test('evicts held packages of meetings no longer active, and cancels their jobs', () => {
+    const { actions } = run([
+      { active: ['a', 'b'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] , inFlight: new Set(['b'])},
+      { active: [], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }], inFlight: new Set(['b']) },
+    ]);
+    assert.deepEqual(actions[1], [
+      { type: 'cancel', meetingId: 'b' },
+      { type: 'evict', meetingId: 'a', reason: 'ended' },
+    ]);
+  });
+
+  test('first poll: non-active packages are start-up cleanup, only if cleanOnStartup', () => {
+    const held = [{ meetingId: 'old', token: 'T0' }];
+    assert.deepEqual(reconcile(input({ active: [], held })).actions, [{ type: 'evict', meetingId: 'old', reason: 'startup-cleanup' }]);
+    assert.deepEqual(reconcile(input({ active: [], held, policy: { evictEnded: true, cleanOnStartup: false } })).actions, []);
+  });
+
+  test('ended meetings are kept when eviction is off, and refetched (stale) if they restart', () => {
+    const noEvict = { evictEnded: false, cleanOnStartup: false };
+    const held = [{ meetingId: 'a', token: 'T0' }];
+    const { actions, memory } = run([
+      { active: ['a'], token: 'T0', held, policy: noEvict },
+      { active: [], token: 'T0', held, policy: noEvict },
+      { active: ['a'], token: 'T0', held, policy: noEvict },
+    ]);
+    assert.deepEqual(actions[1], []);
+    assert.deepEqual(actions[2], [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'restarted' }]);
+    assert.ok(memory.endedHeld.has('a'), 'stays stale until the new package lands');
+  });
+
+  test('first poll: a held package from another token is refetched (bytes compared later)', () => {
+    const { actions } = reconcile(input({ active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }] }));
+    assert.deepEqual(actions, [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'token-changed' }]);
+  });
+
+  test('adopted packages (token null) are refetched on the first poll', () => {
+    const { actions } = reconcile(input({ active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: null }] }));
+    assert.equal(actions[0]?.type, 'fetch');
+  });
+
+  test('a token change explained by a newly seen meeting only retags the others', () => {
+    const { actions } = run([
+      { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
+      // b starts; the token has not changed yet (the master waits for nodes to sync it)
+      { active: ['a', 'b'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
+      { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }, { meetingId: 'b', token: 'T0' }] },
+    ]);
+    assert.deepEqual(byType(actions[1]!, 'fetch'), ['b']);
+    assert.deepEqual(byType(actions[2]!, 'fetch'), []);
+    assert.deepEqual(byType(actions[2]!, 'retag'), ['a', 'b']);
+    assert.ok(actions[2]!.every((a) => a.type !== 'retag' || a.token === 'T1'));
+  });
+
+  test('an unexplained token change (a meeting restarted between polls) refetches every held package', () => {
+    const held = [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }];
+    const { actions } = run([
+      { active: ['a', 'b'], token: 'T1', held },
+      { active: ['a', 'b'], token: 'T1', held },
+      { active: ['a', 'b'], token: 'T2', held },
+    ]);
+    assert.deepEqual(actions[1], []);
+    assert.deepEqual(byType(actions[2]!, 'fetch'), ['a', 'b']);
+    assert.ok(actions[2]!.every((a) => a.type !== 'fetch' || a.reason === 'token-changed'));
+  });
+
+  test('the explanation is used once: the next unexplained change refetches', () => {
+    const { actions } = run([
+      { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
+      { active: ['a', 'b'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
+      { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }, { meetingId: 'b', token: 'T0' }] },
+      { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }] },
+      { active: ['a', 'b'], token: 'T2', held: [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }] },
+    ]);
+    assert.deepEqual(byType(actions[4]!, 'fetch'), ['a', 'b']);
+  });
+
+  test('a package fetched under an older token during this activation is retagged, not refetched', () => {
+    const { actions } = run([
+      { active: ['a'], token: 'T0', inFlight: new Set(['a']) },
+      { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T-old' }] },
+    ]);
+    assert.deepEqual(actions[1], [{ type: 'retag', meetingId: 'a', token: 'T0' }]);
+  });
+
+  test('failed meetings wait for their retry time, then fetch with reason retry', () => {
+    const retryAt = new Map([['a', 2_000_000]]);
+    assert.deepEqual(reconcile(input({ active: ['a'], retryAt })).actions, []);
+    const later = reconcile(input({ active: ['a'], retryAt, now: 2_000_001 }));
+    assert.deepEqual(later.actions, [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'retry' }]);
+  });
+
+  test('memory records the active set and the token', () => {
+    const { memory } = reconcile(input({ active: ['a', 'b'], token: 'T9' }));
+    assert.deepEqual([...(memory.previousActive ?? [])].sort(), ['a', 'b']);
+    assert.equal(memory.previousToken, 'T9');
+  });
+
+  test('is pure: the input memory is not mutated', () => {
+    const memory: ReconcileMemory = { previousActive: new Set(['a']), previousToken: 'T0', appearedSinceToken: new Set(), endedHeld: new Set() };
+    const snapshot = JSON.stringify({ ...memory, previousActive: [...memory.previousActive!] });
+    reconcile(input({ active: [], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }], memory, policy: { evictEnded: false, cleanOnStartup: false } }));
+    assert.equal(JSON.stringify({ ...memory, previousActive: [...memory.previousActive!] }), snapshot);
+    assert.equal(memory.endedHeld.size, 0);
+  });
+});
