@@ -1,4 +1,4 @@
-// Runs every *.test.ts under the given folders (default: src and test) with node's own test
+// Runs every *.test.ts under the given folders (default: src, test and reference-master) with node's own test
 // runner. Node 20's --test does not expand globs or pick up .ts files, so we list them here.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -17,7 +17,7 @@ function collect(dir, out) {
 const args = process.argv.slice(2);
 const roots = args.filter((a) => !a.startsWith('-'));
 const flags = args.filter((a) => a.startsWith('-'));
-const files = (roots.length ? roots : ['src', 'test'])
+const files = (roots.length ? roots : ['src', 'test', 'reference-master'])
   .flatMap((root) => (statSync(root).isDirectory() ? collect(root, []) : [root]))
   .sort();
 if (files.length === 0) {
