@@ -1,0 +1,553 @@
+/**
+ * Sends one meeting package (a zip) to a tablet over a raw node:http response: validators and
+ * conditional requests (RFC 9110 §13), a single byte range (§14), HEAD, a per-response idle
+ * timeout, and a body streamed from an already-open fd with stream backpressure.
+ *
+ * Used from a Hono route through @hono/node-server's escape hatch (`c.env.outgoing` +
+ * `RESPONSE_ALREADY_SENT`), but depends only on node:http / node:fs so a plain http.Server can
+ * test it.
+ *
+ * The caller opens the fd and hands it over; from then on this module owns it and closes it on
+ * every path. Serving from an fd rather than a path is what lets a meeting restart rename a new
+ * package over the old one while tablets that already started keep receiving the old bytes.
+ */
+import fs from 'node:fs';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+
+export interface PackageFile {
+  /** An open file descriptor owned by the caller until sendFile is called; sendFile closes it in every path (including 304/416/HEAD/errors/client abort). */
+  fd: number;
+  size: number;
+  /** sha256 hex of the content; the ETag is the strong `"<sha256>"`. */
+  sha256: string;
+  lastModified: Date;
+  /** e.g. `meeting_abc.zip` for Content-Disposition: attachment; filename="meeting_abc.zip" */
+  filename: string;
+}
+
+export interface SendOptions {
+  /**
+   * Abort (destroy the socket) if no bytes could be written for this long: dead tablets must not
+   * pin fds. Progress is counted per completed socket write, so a client must take in at least
+   * one chunk (see chunkSize) per idleTimeoutMs to stay connected.
+   */
+  idleTimeoutMs: number;
+  /** Read chunk size for the file stream. Default 256 KiB. */
+  chunkSize?: number;
+  /** Called with each chunk size actually handed to the socket (for metrics/status). */
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * Why a response did not complete. `client-closed`: the tablet went away. `idle-timeout`: it
+ * stopped taking bytes for idleTimeoutMs. `server-error`: reading the file failed, the file was
+ * shorter than announced, or onBytes threw; `error` then says which.
+ */
+export type SendAbortReason = 'client-closed' | 'idle-timeout' | 'server-error';
+
+export interface SendResult {
+  status: number;
+  /** Body bytes handed to the response (not counting headers). */
+  bytesSent: number;
+  /** True when the whole response was handed to the OS; false after any abort. */
+  completed: boolean;
+  abortReason?: SendAbortReason;
+  /** Only for abortReason `server-error`. */
+  error?: Error;
+}
+
+export type RangeRequest =
+  | { kind: 'none' }
+  | { kind: 'single'; start: number; end: number }
+  | { kind: 'unsatisfiable' }
+  | { kind: 'multi' }
+  | { kind: 'malformed' };
+
+const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** Node's timers are 32-bit; larger durations are not honoured as given. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+
+/**
+ * Parses a Range header (RFC 9110 §14.1.1 / §14.2) against a representation of `size` bytes.
+ *
+ * - `none`: no header.
+ * - `single`: one satisfiable range, `end` already clamped to size-1.
+ * - `unsatisfiable`: one syntactically valid range that selects nothing (first-pos >= size, or a
+ *   zero-length suffix). For size 0 every single range is reported unsatisfiable: no
+ *   Content-Range can describe a part of an empty representation.
+ * - `multi`: several valid ranges. sendFile answers those with the full 200 (allowed: a server
+ *   MAY ignore Range) rather than multipart/byteranges; tablets never ask for them and
+ *   multi-range is a known amplification vector.
+ * - `malformed`: anything else (other unit, garbage, last-pos < first-pos, numbers beyond
+ *   Number.MAX_SAFE_INTEGER, whitespace inside a range-spec); the header must then be ignored.
+ *
+ * The unit is compared case-insensitively (§14.1). Whitespace is accepted only next to commas
+ * and empty list elements are skipped, as the list syntax (§5.6.1) requires.
+ */
+export function parseRange(header: string | undefined, size: number): RangeRequest {
+  if (header === undefined) return { kind: 'none' };
+  const eq = header.indexOf('=');
+  if (eq < 0 || header.slice(0, eq).toLowerCase() !== 'bytes') return { kind: 'malformed' };
+  const specs = header
+    .slice(eq + 1)
+    .split(/[ \t]*,[ \t]*/)
+    .filter((spec) => spec !== '');
+  const parsed = specs.map(parseRangeSpec);
+  const first = parsed[0];
+  if (first === undefined || parsed.some((spec) => spec === undefined)) return { kind: 'malformed' };
+  if (parsed.length > 1) return { kind: 'multi' };
+
+  if (first.first === undefined) {
+    const suffixLength = first.last ?? 0;
+    if (suffixLength === 0 || size === 0) return { kind: 'unsatisfiable' };
+    return { kind: 'single', start: Math.max(0, size - suffixLength), end: size - 1 };
+  }
+  if (first.first >= size) return { kind: 'unsatisfiable' };
+  const end = first.last === undefined ? size - 1 : Math.min(first.last, size - 1);
+  return { kind: 'single', start: first.first, end };
+}
+
+interface RangeSpec {
+  /** Undefined for a suffix range (`-n`). */
+  first: number | undefined;
+  /** Undefined for an open-ended range (`a-`). */
+  last: number | undefined;
+}
+
+function parseRangeSpec(spec: string): RangeSpec | undefined {
+  const match = /^(\d*)-(\d*)$/.exec(spec);
+  if (!match) return undefined;
+  const [, firstDigits = '', lastDigits = ''] = match;
+  if (firstDigits === '' && lastDigits === '') return undefined;
+  const first = firstDigits === '' ? undefined : Number(firstDigits);
+  const last = lastDigits === '' ? undefined : Number(lastDigits);
+  if (first !== undefined && !Number.isSafeInteger(first)) return undefined;
+  if (last !== undefined && !Number.isSafeInteger(last)) return undefined;
+  if (first !== undefined && last !== undefined && last < first) return undefined;
+  return { first, last };
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const MONTH = MONTHS.join('|');
+const IMF_FIXDATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\\d{2}) (${MONTH}) (\\d{4}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`);
+const RFC850_DATE = new RegExp(
+  `^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\\d{2})-(${MONTH})-(\\d{2}) (\\d{2}):(\\d{2}):(\\d{2}) GMT$`,
+);
+const ASCTIME_DATE = new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (${MONTH}) ([ \\d]\\d) (\\d{2}):(\\d{2}):(\\d{2}) (\\d{4})$`);
+
+/**
+ * Parses an HTTP-date in any of the three forms a recipient must accept (RFC 9110 §5.6.7) and
+ * returns epoch milliseconds, or undefined. Deliberately strict: Date.parse accepts things like
+ * "1" or "2024", and a date invented from garbage could turn a full download into a 304.
+ */
+export function parseHttpDate(value: string, nowMs: number): number | undefined {
+  let parts: { day: string; month: string; year: number; hour: string; minute: string; second: string } | undefined;
+  const imf = IMF_FIXDATE.exec(value);
+  if (imf) {
+    const [, day = '', month = '', year = '', hour = '', minute = '', second = ''] = imf;
+    parts = { day, month, year: Number(year), hour, minute, second };
+  }
+  const rfc850 = parts ? null : RFC850_DATE.exec(value);
+  if (rfc850) {
+    const [, day = '', month = '', year = '', hour = '', minute = '', second = ''] = rfc850;
+    parts = { day, month, year: rfc850Year(Number(year), nowMs), hour, minute, second };
+  }
+  const asctime = parts ? null : ASCTIME_DATE.exec(value);
+  if (asctime) {
+    const [, month = '', day = '', hour = '', minute = '', second = '', year = ''] = asctime;
+    parts = { day: day.trim(), month, year: Number(year), hour, minute, second };
+  }
+  if (!parts) return undefined;
+
+  const month = MONTHS.indexOf(parts.month);
+  const day = Number(parts.day);
+  const hour = Number(parts.hour);
+  const minute = Number(parts.minute);
+  // The grammar allows second 60 for a leap second, which Date cannot represent.
+  const second = Math.min(Number(parts.second), 59);
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  const date = new Date(0);
+  // setUTCFullYear, unlike Date.UTC, does not map years 0-99 to 1900-1999.
+  date.setUTCFullYear(parts.year, month, day);
+  date.setUTCHours(hour, minute, second, 0);
+  if (date.getUTCDate() !== day || date.getUTCMonth() !== month) return undefined;
+  return date.getTime();
+}
+
+/** RFC 9110 §5.6.7: a two-digit year more than 50 years ahead means the most recent past such year. */
+function rfc850Year(twoDigits: number, nowMs: number): number {
+  const currentYear = new Date(nowMs).getUTCFullYear();
+  let year = currentYear - (currentYear % 100) + twoDigits;
+  if (year > currentYear + 50) year -= 100;
+  return year;
+}
+
+interface EntityTag {
+  weak: boolean;
+  /** Including the double quotes. */
+  opaque: string;
+}
+
+/**
+ * `*`, a list of entity-tags, or undefined when the value does not parse: a condition that
+ * cannot be read then matches nothing, which errs on the side of sending full, current bytes.
+ */
+function parseEntityTags(value: string): 'any' | EntityTag[] | undefined {
+  if (value.trim() === '*') return 'any';
+  const tags: EntityTag[] = [];
+  let i = 0;
+  while (i < value.length) {
+    const ch = value[i];
+    if (ch === ' ' || ch === '\t' || ch === ',') {
+      i += 1;
+      continue;
+    }
+    const weak = value.startsWith('W/', i);
+    const open = weak ? i + 2 : i;
+    if (value[open] !== '"') return undefined;
+    const close = value.indexOf('"', open + 1);
+    if (close < 0) return undefined;
+    tags.push({ weak, opaque: value.slice(open, close + 1) });
+    i = close + 1;
+    while (value[i] === ' ' || value[i] === '\t') i += 1;
+    if (i < value.length && value[i] !== ',') return undefined;
+  }
+  return tags;
+}
+
+function matchesStrongly(value: string, etag: string): boolean {
+  const tags = parseEntityTags(value);
+  if (tags === 'any') return true;
+  return tags !== undefined && tags.some((tag) => !tag.weak && tag.opaque === etag);
+}
+
+function matchesWeakly(value: string, etag: string): boolean {
+  const tags = parseEntityTags(value);
+  if (tags === 'any') return true;
+  return tags !== undefined && tags.some((tag) => tag.opaque === etag);
+}
+
+interface ResponsePlan {
+  status: number;
+  headers: OutgoingHttpHeaders;
+  /** Inclusive byte range to send; absent when there is no body. */
+  body?: { start: number; end: number };
+}
+
+/**
+ * Decides status, headers and byte range. Preconditions are evaluated in the order of RFC 9110
+ * §13.2.2: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since, then If-Range.
+ * If-Match matters for resuming clients (undici's RetryAgent sends it with Range): when a meeting
+ * restart has replaced the package, a 412 makes them start over instead of splicing new bytes
+ * onto old ones.
+ */
+function planResponse(method: string | undefined, headers: IncomingHttpHeaders, file: PackageFile, nowMs: number): ResponsePlan {
+  if (method !== 'GET' && method !== 'HEAD') {
+    return { status: 405, headers: { Allow: 'GET, HEAD', 'Content-Length': 0 } };
+  }
+  const etag = `"${file.sha256}"`;
+  const lastModifiedSeconds = Math.floor(file.lastModified.getTime() / 1000);
+  const validators: OutgoingHttpHeaders = {
+    ETag: etag,
+    'Last-Modified': file.lastModified.toUTCString(),
+    'Cache-Control': 'no-cache',
+  };
+  const preconditionFailed: ResponsePlan = { status: 412, headers: { ...validators, 'Content-Length': 0 } };
+  const notModified: ResponsePlan = { status: 304, headers: validators };
+  const dateSeconds = (value: string | undefined): number | undefined => {
+    const ms = value === undefined ? undefined : parseHttpDate(value, nowMs);
+    return ms === undefined ? undefined : ms / 1000;
+  };
+
+  const ifMatch = headers['if-match'];
+  if (ifMatch !== undefined) {
+    if (!matchesStrongly(ifMatch, etag)) return preconditionFailed;
+  } else {
+    const ifUnmodifiedSince = dateSeconds(headers['if-unmodified-since']);
+    if (ifUnmodifiedSince !== undefined && lastModifiedSeconds > ifUnmodifiedSince) return preconditionFailed;
+  }
+
+  const ifNoneMatch = headers['if-none-match'];
+  if (ifNoneMatch !== undefined) {
+    if (matchesWeakly(ifNoneMatch, etag)) return notModified;
+  } else {
+    const ifModifiedSince = dateSeconds(headers['if-modified-since']);
+    // A date in the future is not a date this server could have sent; trusting it would pin the
+    // tablet to whatever it has cached.
+    if (ifModifiedSince !== undefined && ifModifiedSince * 1000 <= nowMs && lastModifiedSeconds <= ifModifiedSince) {
+      return notModified;
+    }
+  }
+
+  const representation: OutgoingHttpHeaders = {
+    ...validators,
+    'Accept-Ranges': 'bytes',
+    'X-Content-Type-Options': 'nosniff',
+  };
+  const full: ResponsePlan = {
+    status: 200,
+    headers: {
+      ...representation,
+      'Content-Type': 'application/zip',
+      'Content-Length': file.size,
+      'Content-Disposition': contentDisposition(file.filename),
+    },
+    body: method === 'GET' && file.size > 0 ? { start: 0, end: file.size - 1 } : undefined,
+  };
+
+  // Range is defined for GET only (§14.2). An empty file is always sent whole: there is no part
+  // of it a 206 could describe, and ignoring Range is always allowed.
+  const rangeHeader = headers.range;
+  if (method !== 'GET' || rangeHeader === undefined || file.size === 0) return full;
+  const ifRange = singleHeader(headers['if-range']);
+  if (ifRange !== undefined && !ifRangeHolds(ifRange, etag, lastModifiedSeconds, nowMs)) return full;
+
+  const range = parseRange(rangeHeader, file.size);
+  switch (range.kind) {
+    case 'single':
+      return {
+        status: 206,
+        headers: {
+          ...full.headers,
+          'Content-Length': range.end - range.start + 1,
+          'Content-Range': `bytes ${range.start}-${range.end}/${file.size}`,
+        },
+        body: { start: range.start, end: range.end },
+      };
+    case 'unsatisfiable':
+      return {
+        status: 416,
+        headers: { ...representation, 'Content-Range': `bytes */${file.size}`, 'Content-Length': 0 },
+      };
+    case 'none':
+    case 'multi':
+    case 'malformed':
+      return full;
+  }
+}
+
+/** Node joins repeated fields itself; the index-signature type still allows an array. */
+function singleHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/**
+ * §13.1.5: an entity-tag must match strongly; a date must equal Last-Modified exactly (to the
+ * second, the resolution of an HTTP-date). Anything else, including a weak tag, means the client's
+ * partial copy may be stale and it gets the whole file.
+ */
+function ifRangeHolds(value: string, etag: string, lastModifiedSeconds: number, nowMs: number): boolean {
+  const trimmed = value.trim();
+  if (trimmed.startsWith('"') || trimmed.startsWith('W/')) return !trimmed.startsWith('W/') && trimmed === etag;
+  const date = parseHttpDate(trimmed, nowMs);
+  return date !== undefined && date / 1000 === lastModifiedSeconds;
+}
+
+/**
+ * A plain quoted filename when it is safe ASCII; otherwise an ASCII fallback plus the RFC 8187
+ * `filename*` form (RFC 6266 §4.3), so a Chinese meeting name survives and no byte of it can
+ * break the header.
+ */
+function contentDisposition(filename: string): string {
+  if (filename === '') return 'attachment';
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  if (fallback === filename) return `attachment; filename="${filename}"`;
+  let encoded: string;
+  try {
+    encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  } catch {
+    // A lone surrogate cannot be encoded as UTF-8; the fallback alone still names the file.
+    return `attachment; filename="${fallback}"`;
+  }
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
+function validateArguments(file: PackageFile, opts: SendOptions): void {
+  if (!Number.isSafeInteger(file.fd) || file.fd < 0) throw new TypeError(`sendFile: invalid fd ${file.fd}`);
+  if (!Number.isSafeInteger(file.size) || file.size < 0) throw new TypeError(`sendFile: invalid size ${file.size}`);
+  if (!SHA256_HEX.test(file.sha256)) throw new TypeError('sendFile: sha256 must be 64 hex digits');
+  if (!(file.lastModified instanceof Date) || Number.isNaN(file.lastModified.getTime())) {
+    throw new TypeError('sendFile: lastModified must be a valid Date');
+  }
+  if (!Number.isSafeInteger(opts.idleTimeoutMs) || opts.idleTimeoutMs < 1 || opts.idleTimeoutMs > MAX_TIMEOUT_MS) {
+    throw new RangeError(`sendFile: idleTimeoutMs must be an integer in 1..${MAX_TIMEOUT_MS}`);
+  }
+  if (opts.chunkSize !== undefined && (!Number.isSafeInteger(opts.chunkSize) || opts.chunkSize < 1)) {
+    throw new RangeError('sendFile: chunkSize must be a positive integer');
+  }
+}
+
+function closeFd(fd: number): Promise<void> {
+  // Close errors on a read-only descriptor carry no information the caller could act on.
+  return new Promise((resolve) => fs.close(fd, () => resolve()));
+}
+
+/**
+ * Sends `file` as the response to `req`. Resolves once the fd is closed and the response has
+ * either been handed to the OS completely or been destroyed. Never rejects once a response has
+ * started (client aborts, timeouts and read errors are reported in the result); rejects, after
+ * closing the fd, only for invalid arguments or a response whose headers were already sent.
+ * Headers are only stored by writeHead; they reach the wire with the first body bytes, so a read
+ * that fails at once shows the client a dropped connection, not a misleading status.
+ */
+export async function sendFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  file: PackageFile,
+  opts: SendOptions,
+): Promise<SendResult> {
+  let plan: ResponsePlan;
+  try {
+    validateArguments(file, opts);
+    if (res.headersSent) throw new Error('sendFile: response headers were already sent');
+    plan = planResponse(req.method, req.headers, file, Date.now());
+  } catch (err) {
+    await closeFd(file.fd);
+    throw err;
+  }
+
+  if (res.destroyed) {
+    await closeFd(file.fd);
+    return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
+  }
+  try {
+    res.writeHead(plan.status, plan.headers);
+  } catch (err) {
+    await closeFd(file.fd);
+    throw err;
+  }
+  return plan.body === undefined ? sendWithoutBody(res, file.fd, plan, opts) : sendBody(res, file.fd, plan, plan.body, opts);
+}
+
+/** The outcome recorded by whichever failure happens first; later ones are consequences. */
+class AbortState {
+  reason: SendAbortReason | undefined;
+  error: Error | undefined;
+
+  record(reason: SendAbortReason, error?: Error): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.error = error;
+  }
+
+  result(status: number, bytesSent: number, completed: boolean): SendResult {
+    if (completed && this.reason === undefined) return { status, bytesSent, completed };
+    const result: SendResult = { status, bytesSent, completed: false, abortReason: this.reason ?? 'client-closed' };
+    if (this.error) result.error = this.error;
+    return result;
+  }
+}
+
+/**
+ * res.setTimeout arms the socket's inactivity timer. While the client does not read, the kernel
+ * buffers fill, the pending socket write never completes and no new write is issued (the read
+ * stream is paused by backpressure), so the timer runs out and we destroy the socket; without
+ * this, Node 20 never times out a response that is stuck writing. A listener on the response also
+ * stops Node from destroying the socket on its own, so the destroy must happen here.
+ * The socket keeps the timeout after the response: on a keep-alive connection Node replaces it
+ * with keepAliveTimeout when the response finishes; otherwise it bounds the idle connection too,
+ * which suits dead tablets.
+ */
+function armIdleTimeout(res: ServerResponse, idleTimeoutMs: number, abort: AbortState): () => void {
+  const onIdle = (): void => {
+    abort.record('idle-timeout');
+    res.destroy();
+  };
+  res.setTimeout(idleTimeoutMs, onIdle);
+  return () => {
+    res.removeListener('timeout', onIdle);
+  };
+}
+
+function responseSettled(res: ServerResponse): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (res.writableFinished) return resolve(true);
+    if (res.destroyed) return resolve(false);
+    res.once('finish', () => resolve(true));
+    res.once('close', () => resolve(res.writableFinished));
+  });
+}
+
+async function sendWithoutBody(res: ServerResponse, fd: number, plan: ResponsePlan, opts: SendOptions): Promise<SendResult> {
+  const abort = new AbortState();
+  const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
+  // Nothing to read: give the descriptor back before waiting on a possibly slow client.
+  const closed = closeFd(fd);
+  try {
+    res.end();
+    const completed = await responseSettled(res);
+    return abort.result(plan.status, 0, completed);
+  } finally {
+    disarm();
+    await closed;
+  }
+}
+
+function sendBody(
+  res: ServerResponse,
+  fd: number,
+  plan: ResponsePlan,
+  body: { start: number; end: number },
+  opts: SendOptions,
+): Promise<SendResult> {
+  const abort = new AbortState();
+  const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
+  const expectedBytes = body.end - body.start + 1;
+  let bytesSent = 0;
+
+  // With `fd` set the path argument is ignored (Node documents it may then be null).
+  const source = fs.createReadStream(null as unknown as string, {
+    fd,
+    start: body.start,
+    end: body.end,
+    highWaterMark: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    autoClose: true,
+  });
+  // autoClose closes the fd on end, error and destroy; 'close' follows that close.
+  const fdClosed = new Promise<void>((resolve) => source.once('close', () => resolve()));
+
+  // Registered before pipeline's listeners so the cause is recorded before its consequences:
+  // pipeline destroys the file stream with ERR_STREAM_PREMATURE_CLOSE after a client abort, and
+  // that error must not be mistaken for a read error.
+  res.once('close', () => {
+    if (!res.writableFinished) abort.record('client-closed');
+  });
+  source.once('error', (err) => abort.record('server-error', err));
+  // Also ahead of pipeline, whose own 'end' listener ends the response: a file truncated under us
+  // must not end with a clean-looking, short response on a keep-alive connection.
+  source.once('end', () => {
+    if (bytesSent === expectedBytes) return;
+    abort.record('server-error', new Error(`file ended after ${bytesSent} of ${expectedBytes} bytes`));
+    res.destroy();
+  });
+
+  const piped = new Promise<boolean>((resolve) => {
+    pipeline(source, res, (err) => {
+      if (err) {
+        abort.record('client-closed');
+        // pipeline already destroys both ends on error; repeated here so a read error can never
+        // leave the response looking ended to the client.
+        res.destroy();
+      }
+      resolve(!err && abort.reason === undefined);
+    });
+  });
+  // Added after pipeline's listener so it runs after the chunk was written to the response.
+  source.on('data', (chunk: Buffer | string) => {
+    bytesSent += chunk.length;
+    if (!opts.onBytes) return;
+    try {
+      opts.onBytes(chunk.length);
+    } catch (err) {
+      abort.record('server-error', err instanceof Error ? err : new Error(String(err)));
+      res.destroy();
+    }
+  });
+
+  return Promise.all([piped, fdClosed]).then(([completed]) => {
+    disarm();
+    return abort.result(plan.status, bytesSent, completed);
+  });
+}
