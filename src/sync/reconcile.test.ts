@@ -63,6 +63,17 @@ describe('reconcile', () => {
     assert.deepEqual(reconcile(input({ active: [], held, policy: { evictEnded: true, cleanOnStartup: false } })).actions, []);
   });
 
+  test('with cleanOnStartup off, a package not active at start is not evicted later as "ended"', () => {
+    const held = [{ meetingId: 'old', token: 'T0' }];
+    const keepAtStart = { evictEnded: true, cleanOnStartup: false };
+    const { actions } = run([
+      { active: ['a'], token: 'T0', held, policy: keepAtStart },
+      { active: ['a'], token: 'T0', held, policy: keepAtStart },
+    ]);
+    assert.deepEqual(byType(actions[0]!, 'evict'), []);
+    assert.deepEqual(byType(actions[1]!, 'evict'), []);
+  });
+
   test('ended meetings are kept when eviction is off, and refetched (stale) if they restart', () => {
     const noEvict = { evictEnded: false, cleanOnStartup: false };
     const held = [{ meetingId: 'a', token: 'T0' }];

@@ -86,11 +86,13 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     const id = pkg.meetingId;
     const meeting = active.get(id);
     if (!meeting) {
-      const mayEvict = first ? policy.cleanOnStartup : policy.evictEnded;
+      // Later polls evict only meetings seen to end (active at the previous poll), as the
+      // reference does: a package that was not active at start stays when cleanOnStartup is off.
+      const mayEvict = first ? policy.cleanOnStartup : policy.evictEnded && memory.previousActive!.has(id);
       if (mayEvict) {
         actions.push({ type: 'evict', meetingId: id, reason: first ? 'startup-cleanup' : 'ended' });
         endedHeld.delete(id);
-      } else if (!first) {
+      } else if (!first && memory.previousActive!.has(id)) {
         endedHeld.add(id);
       }
       continue;
