@@ -63,8 +63,13 @@ async function main(): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    // conf → atomically → when-exit hooks SIGINT/SIGTERM at import and re-sends the signal to
+    // this process after its own cleanup, which would kill us mid-shutdown (downloads cut,
+    // no unregister). Our shutdown is the only handler; conf writes are atomic renames anyway.
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.removeAllListeners(signal);
+      process.on(signal, onSignal);
+    }
   });
 }
 
