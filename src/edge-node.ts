@@ -1,21 +1,28 @@
 import { createAdaptorServer } from '@hono/node-server';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigStore } from './config/config-store.ts';
-import type { NodeConfig } from './config/schema.ts';
+import { ConfigError, ConfigStore } from './config/config-store.ts';
+import { configSchema, type NodeConfig } from './config/schema.ts';
+import { redactConfig, type ConfigApplyResult } from './http/admin/config-routes.ts';
+import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
+import { LogRing, tapLogger } from './http/admin/logs.ts';
+import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp } from './http/app.ts';
 import { DownloadStats } from './http/download-stats.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
 import { Announcer } from './master/announcer.ts';
-import { MasterClient } from './master/master-client.ts';
+import type { MasterClient } from './master/master-client.ts';
 import { resolveNodeAddress } from './master/node-address.ts';
 import { PeriodicTask } from './scheduler.ts';
 import { PackageStore } from './store/package-store.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
-import { buildStatus } from './status.ts';
+import { buildStatus, DiskSpaceProbe } from './status.ts';
 
 export interface EdgeNodeOptions {
   configPath: string;
@@ -31,6 +38,26 @@ export interface EdgeNodeOptions {
   drainTimeoutMs?: number;
   /** Tablets wait this long for an active meeting's sync before 503 (default 30 s). */
   waitForSyncMs?: number;
+  /**
+   * Admin token overriding the config's adminToken (start() reads EDGE_ADMIN_TOKEN when unset).
+   * With neither, the config's token is used, or one is generated and saved on first start.
+   */
+  adminToken?: string;
+  /**
+   * Shows a newly generated admin token to the operator. Default: printed on the console, unless
+   * a logger was passed in (tests, embedding), which then read node.adminToken.
+   */
+  announceAdminToken?: (token: string, configPath: string) => void;
+  /** Failed-auth limit of the admin API per client address (tests shorten the window). */
+  authLimit?: { maxFailures: number; windowMs: number };
+}
+
+/** Changing these saves the file but takes effect only at the next start. */
+const RESTART_KEYS = ['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount'] as const;
+
+export interface ScheduleInfo {
+  nextPollAt: number | null;
+  nextHeartbeatAt: number | null;
 }
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
@@ -51,6 +78,12 @@ export class EdgeNode {
   readonly server: Server;
   readonly startedAt = Date.now();
   readonly host: string;
+  readonly version: string;
+  /** The last log lines (admin API, panel, diagnostics). */
+  readonly logs: LogRing;
+  readonly metrics: NodeMetrics;
+  /** Service stop/start and applied config changes (the panel's event stream carries them). */
+  readonly events = new EventEmitter<NodeEventMap>();
   #master: MasterClient;
   #address = '';
   #port = 0;
@@ -59,14 +92,31 @@ export class EdgeNode {
   #heartbeatTask: PeriodicTask;
   #options: EdgeNodeOptions;
   #stopping: Promise<void> | null = null;
+  #adminTokenOverride: string | null;
+  #bootConfig: NodeConfig;
+  #eventHub: AdminEventHub;
+  #disk: DiskSpaceProbe;
+  #schedule: ScheduleInfo = { nextPollAt: null, nextHeartbeatAt: null };
+  /** Config changes are applied one after the other, in the order they were saved. */
+  #applying: Promise<void> = Promise.resolve();
+  /** Service stop/start requests run one at a time. */
+  #serviceOp: Promise<void> = Promise.resolve();
+  /** Heartbeats this node started and that have not finished (stop waits for them before unregistering). */
+  #beats = new Set<Promise<boolean>>();
 
-  private constructor(options: EdgeNodeOptions, config: ConfigStore, logger: Logger, store: PackageStore) {
+  private constructor(options: EdgeNodeOptions, config: ConfigStore, logger: Logger, logs: LogRing, store: PackageStore, adminToken: string | null) {
     this.#options = options;
     this.config = config;
     this.logger = logger;
+    this.logs = logs;
     this.store = store;
     this.host = options.host ?? '0.0.0.0';
+    this.#adminTokenOverride = adminToken;
+    this.#bootConfig = config.current;
+    const publicDir = options.publicDir ?? path.resolve(PROGRAM_DIR, '..', 'public');
+    this.version = readVersion(path.resolve(publicDir, '..', 'package.json'));
     this.stats = new DownloadStats();
+    this.#disk = new DiskSpaceProbe(store.root);
     this.#master = this.#createMasterClient(config.current);
     this.jobs = new SyncJobs({ store, master: () => this.#master, settings: () => syncSettings(this.config.current), logger });
     this.sync = new SyncLoop({
@@ -88,6 +138,17 @@ export class EdgeNode {
       extras: () => ({ load: { activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size } }),
       logger,
     });
+    this.metrics = new NodeMetrics({
+      jobs: this.jobs,
+      sync: this.sync,
+      store,
+      stats: this.stats,
+      running: () => this.#serving,
+      nodeId: () => this.config.current.nodeId ?? '',
+      version: this.version,
+      startedAt: this.startedAt,
+    });
+    this.#eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: () => this.#serving });
     const app = createApp({
       downloads: {
         store,
@@ -101,15 +162,68 @@ export class EdgeNode {
           retryAfterSeconds: 5,
         }),
       },
-      status: () => buildStatus(this),
-      publicDir: options.publicDir ?? path.resolve(PROGRAM_DIR, '..', 'public'),
+      admin: {
+        logger,
+        token: () => this.adminToken,
+        authLimit: options.authLimit,
+        config: {
+          current: () => this.config.current,
+          schema: configSchema,
+          update: (patch) => this.updateConfig(patch),
+        },
+        service: {
+          running: () => this.#serving,
+          stop: () => this.stopService(),
+          start: () => this.startService(),
+          syncNow: () => this.#syncNowReport(),
+          status: () => this.status(),
+        },
+        events: this.#eventHub,
+        logs,
+        diagnostics: { collect: () => this.#diagnostics() },
+        health: {
+          storageRoot: store.root,
+          configValid: () => this.config.validate(this.config.current).ok,
+          running: () => this.#serving,
+          metrics: this.metrics,
+          metricsPublic: () => this.config.current.metricsPublic,
+        },
+      },
+      publicDir,
     });
     this.server = createAdaptorServer({ fetch: app.fetch }) as Server;
-    this.#pollTask = new PeriodicTask('poll', () => this.config.current.syncInterval * 1000, () => this.sync.pollNow(), logger);
-    this.#heartbeatTask = new PeriodicTask('heartbeat', () => this.config.current.heartbeat.interval * 1000, () => this.announcer.heartbeat(), logger);
+    // The interval callbacks run exactly when the next run is scheduled: noting the time there
+    // makes the next-run times in /api/status those of the real timers.
+    this.#pollTask = new PeriodicTask(
+      'poll',
+      () => {
+        const ms = this.config.current.syncInterval * 1000;
+        this.#schedule.nextPollAt = Date.now() + ms;
+        return ms;
+      },
+      () => this.sync.pollNow(),
+      logger,
+    );
+    this.#heartbeatTask = new PeriodicTask(
+      'heartbeat',
+      () => {
+        const ms = this.config.current.heartbeat.interval * 1000;
+        this.#schedule.nextHeartbeatAt = Date.now() + ms;
+        return ms;
+      },
+      () => this.#beat(),
+      logger,
+    );
     // A finished sync or an eviction goes to the master at once: the room's token waits for it.
     this.sync.events.on('changed', () => {
-      if (this.#serving) void this.announcer.heartbeat();
+      if (this.#serving) void this.#beat();
+    });
+    config.onChange((current, previous, changed) => {
+      this.#applying = this.#applying.then(() =>
+        this.#applyConfig(current, previous, changed).catch((error: Error) => {
+          this.logger.error(`config: applying ${changed.join(', ')} failed: ${error.message}`);
+        }),
+      );
     });
   }
 
@@ -117,7 +231,7 @@ export class EdgeNode {
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
     const config = ConfigStore.open(options.configPath);
     const { logging, storage } = config.current;
-    const logger =
+    const baseLogger =
       options.logger ??
       createLogger({
         level: logging.level,
@@ -125,8 +239,11 @@ export class EdgeNode {
         maxFileSize: logging.maxFileSize,
         backupCount: logging.backupCount,
       });
+    const logs = new LogRing(1000);
+    const logger = tapLogger(baseLogger, logs);
+    const adminToken = resolveAdminToken(config, options, logger);
     const store = await PackageStore.open(config.resolvePath(storage.path), logger);
-    const node = new EdgeNode(options, config, logger, store);
+    const node = new EdgeNode(options, config, logger, logs, store, adminToken);
     await node.#listen(options.port ?? config.current.nodePort);
     node.#startBackground();
     return node;
@@ -149,10 +266,30 @@ export class EdgeNode {
     return this.#serving;
   }
 
+  /** The admin API's bearer token in force: EDGE_ADMIN_TOKEN / the option, else the config's. */
+  get adminToken(): string {
+    return this.#adminTokenOverride ?? this.config.current.adminToken ?? '';
+  }
+
+  /** When the poll and heartbeat timers fire next (null: not scheduled, e.g. service stopped). */
+  get schedule(): ScheduleInfo {
+    return { ...this.#schedule };
+  }
+
+  /** Saved settings that differ from what the running process uses until it restarts. */
+  get restartRequired(): string[] {
+    return RESTART_KEYS.filter((key) => JSON.stringify(pick(this.config.current, key)) !== JSON.stringify(pick(this.#bootConfig, key)));
+  }
+
   /** Base URL to reach this node from this machine (tests, demo). */
   get localUrl(): string {
     const host = this.host === '0.0.0.0' || this.host === '::' ? '127.0.0.1' : this.host;
     return `http://${host.includes(':') ? `[${host}]` : host}:${this.#port}`;
+  }
+
+  /** The /api/status document. */
+  async status() {
+    return buildStatus(this, await this.#disk.read());
   }
 
   /** Polls the master and reconciles now (also what the poll schedule runs). */
@@ -161,7 +298,55 @@ export class EdgeNode {
   }
 
   heartbeatNow(): Promise<boolean> {
-    return this.announcer.heartbeat();
+    return this.#beat();
+  }
+
+  /**
+   * Saves a (partial) config change and applies it: intervals rescheduled from now, a new master
+   * or identity re-registered, the log level switched. Resolves once the change is live.
+   */
+  async updateConfig(patch: Record<string, unknown>): Promise<ConfigApplyResult> {
+    const result = this.config.update(patch);
+    if (!result.ok) return result;
+    await this.#applying;
+    const restartRequired = result.changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
+    return { ok: true, changed: result.changed, restartRequired, config: result.config };
+  }
+
+  /**
+   * The operator's stop: unregister, no more polls or heartbeats, downloads answer 503. The
+   * process and the admin API stay up; in-flight syncs finish, no new ones start.
+   */
+  stopService(): Promise<void> {
+    return this.#serialized(async () => {
+      if (!this.#serving || this.#stopping) return;
+      this.#serving = false;
+      this.#pollTask.stop();
+      this.#heartbeatTask.stop();
+      this.#schedule = { nextPollAt: null, nextHeartbeatAt: null };
+      this.sync.setPaused(true);
+      this.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
+      this.events.emit('service', { running: false });
+      // A heartbeat landing after the unregister would register the node again.
+      await this.#beatsSettled();
+      await this.announcer.unregister();
+    });
+  }
+
+  /** The operator's start: register and resume polling and heartbeats at once. */
+  startService(): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#serving || this.#stopping) return;
+      this.#serving = true;
+      this.sync.setPaused(false);
+      this.logger.info('service started by the operator');
+      this.events.emit('service', { running: true });
+      await this.announcer.register();
+      this.#schedule.nextHeartbeatAt = Date.now();
+      this.#schedule.nextPollAt = Date.now();
+      this.#heartbeatTask.start(0);
+      this.#pollTask.start(0);
+    });
   }
 
   /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
@@ -176,7 +361,15 @@ export class EdgeNode {
     this.#pollTask.stop();
     this.#heartbeatTask.stop();
     this.sync.setPaused(true);
-    await this.announcer.unregister();
+    await this.#serviceOp;
+    await this.#applying;
+    const wasServing = this.#serving;
+    this.#serving = false;
+    this.#eventHub.close();
+    if (wasServing) {
+      await this.#beatsSettled();
+      await this.announcer.unregister();
+    }
     // Refuse new connections; let running downloads (tablets and master) finish within the bound.
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -189,6 +382,7 @@ export class EdgeNode {
     const timer = setTimeout(() => this.server.closeAllConnections(), drained ? drainMs : 1_000);
     await closed;
     clearTimeout(timer);
+    this.metrics.close();
     await this.#master.close();
     this.logger.info('stopped');
     await new Promise<void>((resolve) => {
@@ -219,18 +413,111 @@ export class EdgeNode {
 
   #startBackground(): void {
     void this.announcer.register().then(() => {
-      if (this.#serving && !this.#stopping) this.#heartbeatTask.start(0);
+      if (this.#serving && !this.#stopping) {
+        this.#schedule.nextHeartbeatAt = Date.now();
+        this.#heartbeatTask.start(0);
+      }
     });
+    this.#schedule.nextPollAt = Date.now();
     this.#pollTask.start(0);
   }
 
+  #beat(): Promise<boolean> {
+    const beat = this.announcer.heartbeat();
+    this.#beats.add(beat);
+    void beat.finally(() => this.#beats.delete(beat));
+    return beat;
+  }
+
+  async #beatsSettled(): Promise<void> {
+    while (this.#beats.size > 0) await Promise.allSettled([...this.#beats]);
+  }
+
+  #serialized(operation: () => Promise<void>): Promise<void> {
+    const run = this.#serviceOp.then(operation);
+    this.#serviceOp = run.catch(() => {});
+    return run;
+  }
+
+  async #syncNowReport(): Promise<{ ok: boolean; error: string | null }> {
+    const started = Date.now();
+    await this.#pollTask.runNow();
+    const last = this.sync.lastSuccess;
+    if (last && last.at >= started) return { ok: true, error: null };
+    return { ok: false, error: this.sync.lastError?.message ?? null };
+  }
+
+  async #applyConfig(current: NodeConfig, previous: NodeConfig, changed: string[]): Promise<void> {
+    const touched = (key: string) => changed.some((k) => k === key || k.startsWith(`${key}.`));
+    this.logger.info(`config: changed ${changed.join(', ')}`);
+    if (touched('logging.level')) this.logger.level = toWinstonLevel(current.logging.level);
+
+    const endpointChanged = previous.mainServerIp !== current.mainServerIp || previous.mainServerPort !== current.mainServerPort;
+    const clientChanged = endpointChanged || touched('network.connectionTimeout') || touched('heartbeat.timeout');
+    const idChanged = previous.nodeId !== current.nodeId;
+    const addressChanged = touched('usePublicAddress') || touched('publicIp') || touched('publicPort');
+    if (addressChanged) {
+      this.#address = resolveNodeAddress(current, this.#port).address;
+      this.logger.info(`config: address for tablets is now ${this.#address}`);
+    }
+    const oldMaster = this.#master;
+    if (clientChanged) this.#master = this.#createMasterClient(current);
+    if (endpointChanged) this.logger.info(`config: master changed from ${oldMaster.baseUrl} to ${this.#master.baseUrl}`);
+
+    if (this.#serving && (endpointChanged || idChanged || addressChanged)) {
+      await this.#beatsSettled();
+      // Leave the old registry entry first: the old master would otherwise hand tablets this
+      // node for 30 s more, and under the old id it would list a node that no longer exists.
+      if (endpointChanged || idChanged) {
+        const oldId = previous.nodeId ?? '';
+        try {
+          await oldMaster.unregister(oldId);
+          this.logger.info(`config: unregistered ${oldId} from ${oldMaster.baseUrl}`);
+        } catch (error) {
+          this.logger.warn(`config: unregister ${oldId} from ${oldMaster.baseUrl} failed: ${(error as Error).message}`);
+        }
+      }
+      await this.announcer.register();
+      void this.#heartbeatTask.runNow();
+      if (endpointChanged) void this.#pollTask.runNow();
+    }
+    if (clientChanged) void oldMaster.close();
+
+    if (touched('syncInterval')) this.#pollTask.reschedule();
+    if (touched('heartbeat.interval')) this.#heartbeatTask.reschedule();
+    const restartRequired = changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
+    if (restartRequired.length > 0) this.logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
+    this.events.emit('config', { changed, restartRequired });
+  }
+
+  async #diagnostics() {
+    const status = await this.status();
+    return {
+      nodeId: this.config.current.nodeId ?? 'node',
+      logLines: this.logs.recent().map((line) => line.text),
+      config: redactConfig(this.config.current),
+      status,
+      versions: {
+        'meeting-edge': this.version,
+        platform: `${process.platform} ${process.arch}`,
+        ...process.versions,
+      },
+      metrics: (await this.metrics.render()).body,
+      secrets: [this.adminToken],
+      now: new Date(),
+    };
+  }
+
   #createMasterClient(config: NodeConfig): MasterClient {
-    return new MasterClient({
-      host: config.mainServerIp,
-      port: config.mainServerPort,
-      connectTimeoutMs: config.network.connectionTimeout * 1000,
-      requestTimeoutMs: Math.max(config.heartbeat.timeout, config.network.connectionTimeout) * 1000,
-    });
+    return new InstrumentedMasterClient(
+      {
+        host: config.mainServerIp,
+        port: config.mainServerPort,
+        connectTimeoutMs: config.network.connectionTimeout * 1000,
+        requestTimeoutMs: Math.max(config.heartbeat.timeout, config.network.connectionTimeout) * 1000,
+      },
+      (call, ok) => this.metrics.recordMasterCall(call, ok),
+    );
   }
 }
 
@@ -242,4 +529,48 @@ export function syncSettings(config: NodeConfig): SyncSettings {
     idleTimeoutMs: config.network.downloadTimeout * 1000,
     connectTimeoutMs: config.network.connectionTimeout * 1000,
   };
+}
+
+/**
+ * The token from the option / EDGE_ADMIN_TOKEN (not saved), else the config's; with neither, a new
+ * random one is saved to the config and shown to the operator once.
+ */
+function resolveAdminToken(config: ConfigStore, options: EdgeNodeOptions, logger: Logger): string | null {
+  const fromEnv = process.env.EDGE_ADMIN_TOKEN;
+  const override = options.adminToken ?? (fromEnv && fromEnv.trim() !== '' ? fromEnv.trim() : undefined);
+  if (override !== undefined) {
+    const checked = config.validate({ ...config.current, adminToken: override });
+    if (!checked.ok) {
+      const source = options.adminToken !== undefined ? 'adminToken option' : 'EDGE_ADMIN_TOKEN';
+      throw new ConfigError(`${source} ${checked.fields.adminToken ?? 'is invalid'}`, { adminToken: checked.fields.adminToken ?? 'is invalid' });
+    }
+    return override;
+  }
+  if (config.current.adminToken) return null;
+  const token = randomBytes(24).toString('base64url');
+  const saved = config.update({ adminToken: token });
+  if (!saved.ok) throw new ConfigError(`cannot save a generated admin token: ${JSON.stringify(saved.fields)}`);
+  // Never in the log (logs go into diagnostics zips); once on the console for the operator.
+  logger.info(`admin token generated and saved as adminToken in ${config.filePath}`);
+  const announce =
+    options.announceAdminToken ??
+    (options.logger
+      ? null
+      : (value: string, file: string) =>
+          console.log(`meeting-edge: admin token for the control panel and API (saved in ${file}; shown only now):\n  ${value}`));
+  announce?.(token, config.filePath);
+  return null;
+}
+
+function pick(config: NodeConfig, dotted: string): unknown {
+  return dotted.split('.').reduce<unknown>((value, key) => (value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined), config);
+}
+
+function readVersion(packageJson: string): string {
+  try {
+    const parsed = JSON.parse(readFileSync(packageJson, 'utf8')) as { name?: string; version?: string };
+    return parsed.name === 'meeting-edge' && parsed.version ? parsed.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

@@ -1,25 +1,64 @@
 import type { EdgeNode } from './edge-node.ts';
+import { readDiskSpace, type DiskSpace } from './store/disk-space.ts';
 
 /**
- * The /api/status document: the reference node's fields (same names), then per-meeting detail.
- * Built from memory only: no directory walks per request.
+ * Disk figures of the storage filesystem: one statfs() at most every ttlMs, shared by concurrent
+ * callers, so a status poll never touches the disk more than that.
  */
-export function buildStatus(node: EdgeNode) {
+export class DiskSpaceProbe {
+  #path: string;
+  #ttlMs: number;
+  #now: () => number;
+  #last: { at: number; value: DiskSpace | null } | null = null;
+  #pending: Promise<DiskSpace | null> | null = null;
+
+  constructor(path: string, ttlMs = 5_000, now: () => number = Date.now) {
+    this.#path = path;
+    this.#ttlMs = ttlMs;
+    this.#now = now;
+  }
+
+  read(): Promise<DiskSpace | null> {
+    if (this.#last && this.#now() - this.#last.at < this.#ttlMs) return Promise.resolve(this.#last.value);
+    this.#pending ??= readDiskSpace(this.#path)
+      .catch(() => null)
+      .then((value) => {
+        this.#last = { at: this.#now(), value };
+        this.#pending = null;
+        return value;
+      });
+    return this.#pending;
+  }
+}
+
+const seconds = (ms: number) => ms / 1000;
+const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+
+/**
+ * The /api/status document. First the reference node's fields with the reference's names and
+ * types (times as Unix seconds, active_meetings as its detail objects), so its panel and scripts
+ * keep working; then the detail this node adds (times as ISO strings). Built from memory only:
+ * no directory walk per request; the disk figures come from a cached statfs.
+ */
+export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
   const config = node.config.current;
   const lastPoll = node.sync.lastSuccess;
   const syncing = node.jobs.inFlightIds();
   const active = node.sync.activeMeetings();
-  const activeIds = new Set(active.map((m) => m.id));
+  const activeById = new Map(active.map((m) => [m.id, m]));
   const held = node.store.list();
-  const ids = [...new Set([...active.map((m) => m.id), ...held.map((p) => p.meetingId)])];
+  const heldById = new Map(held.map((p) => [p.meetingId, p]));
+  const jobById = new Map(node.jobs.jobs().map((j) => [j.meetingId, j]));
+  const ids = [...new Set([...activeById.keys(), ...heldById.keys()])];
+
   const meetings = ids.map((id) => {
-    const pkg = node.store.get(id);
-    const job = node.jobs.jobs().find((j) => j.meetingId === id);
+    const pkg = heldById.get(id);
+    const job = jobById.get(id);
     const failure = node.jobs.failure(id);
     const serve = node.stats.peek(id);
     const state = syncing.has(id)
       ? 'syncing'
-      : !activeIds.has(id)
+      : !activeById.has(id)
         ? 'ended'
         : node.sync.isServable(id)
           ? 'synced'
@@ -28,44 +67,95 @@ export function buildStatus(node: EdgeNode) {
             : 'active';
     return {
       id,
-      title: active.find((m) => m.id === id)?.title ?? pkg?.title ?? '',
+      title: activeById.get(id)?.title ?? pkg?.title ?? '',
       state,
+      active: activeById.has(id),
       size: pkg?.size ?? null,
       sha256: pkg?.sha256 ?? null,
       synced_at: pkg?.fetchedAt ?? null,
-      progress: job && !job.settled ? { bytes: job.bytesWritten, rate: Math.round(job.rate), attempt: job.attempt, reason: job.reason } : null,
-      last_error: failure ? { message: failure.message, at: new Date(failure.at).toISOString() } : null,
+      progress:
+        job && !job.settled
+          ? {
+              state: job.state,
+              bytes: job.bytesWritten,
+              // The master streams packages without a Content-Length: the size is unknown until the end.
+              total: null,
+              rate: Math.round(job.rate),
+              attempt: job.attempt,
+              reason: job.reason,
+              started_at: iso(job.createdAt),
+            }
+          : null,
+      last_error: failure ? { message: failure.message, code: failure.code, at: iso(failure.at), retry_at: iso(failure.retryAt) } : null,
       downloads_completed: serve?.downloadsCompleted ?? 0,
+      downloads_aborted: serve?.downloadsAborted ?? 0,
       active_downloads: serve?.activeDownloads ?? 0,
       bytes_served: serve?.bytesServed ?? 0,
+      last_served_at: iso(serve?.lastServedAt),
     };
   });
-  const announcerState = node.announcer.state;
-  const lastError = node.sync.lastError ?? announcerState.lastError;
+
+  // The reference listed active meetings first ("active"), then packages held for others ("synced").
+  const referenceMeetings = [
+    ...active.map((m) => {
+      const pkg = heldById.get(m.id);
+      return { id: m.id, title: m.title, sync_time: pkg ? seconds(Date.parse(pkg.fetchedAt)) : null, size: pkg?.size ?? 0, file_count: pkg ? 1 : 0, status: 'active' };
+    }),
+    ...held
+      .filter((p) => !activeById.has(p.meetingId))
+      .map((p) => ({ id: p.meetingId, title: p.title, sync_time: seconds(Date.parse(p.fetchedAt)), size: p.size, file_count: 1, status: 'synced' })),
+  ];
+
+  const announcer = node.announcer.state;
+  const pollError = node.sync.lastError;
+  const lastError = pollError ?? announcer.lastError;
+  const reachable = lastPoll !== null && pollError === null && announcer.consecutiveFailures === 0;
+  const used = node.store.usedBytes();
+  const schedule = node.schedule;
   return {
     node_id: config.nodeId,
     running: node.serving,
-    connected: node.sync.lastError === null && lastPoll !== null && announcerState.consecutiveFailures === 0,
+    connected: reachable,
     main_server: node.master.baseUrl,
     node_ip: node.address.replace(/:\d+$/, ''),
     node_port: node.port,
+    start_time: seconds(node.startedAt),
+    last_sync: lastPoll ? seconds(lastPoll.at) : null,
+    sync_status: !node.serving ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
+    active_meetings: referenceMeetings,
+    meeting_count: held.length,
+    storage_usage: used,
+
+    version: node.version,
     node_address: node.address,
-    start_time: new Date(node.startedAt).toISOString(),
-    last_sync: lastPoll ? new Date(lastPoll.at).toISOString() : null,
-    sync_status: node.sync.lastError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
-    active_meetings: active,
-    meeting_count: active.length,
-    storage_usage: node.store.usedBytes(),
+    uptime_seconds: Math.floor(seconds(Date.now() - node.startedAt)),
     token: lastPoll?.token ?? null,
+    active_meeting_count: active.length,
     meetings,
-    storage: { path: node.store.root, used: node.store.usedBytes(), max: config.storage.maxSize, packages: held.length },
+    storage: {
+      path: node.store.root,
+      used,
+      max: config.storage.maxSize,
+      cleanup_threshold: config.storage.cleanupThreshold,
+      packages: held.length,
+      disk_total: disk?.total ?? null,
+      disk_free: disk?.available ?? null,
+    },
     master: {
       url: node.master.baseUrl,
-      reachable: node.sync.lastError === null && announcerState.consecutiveFailures === 0,
-      registered: announcerState.registered,
-      last_heartbeat: announcerState.lastHeartbeatAt ? new Date(announcerState.lastHeartbeatAt).toISOString() : null,
-      last_error: lastError ? { message: lastError.message, at: new Date(lastError.at).toISOString() } : null,
+      reachable,
+      registered: announcer.registered,
+      last_poll: iso(lastPoll?.at),
+      last_poll_attempt: iso(node.sync.lastAttemptAt),
+      last_heartbeat: iso(announcer.lastHeartbeatAt),
+      last_heartbeat_ok: announcer.lastHeartbeatOk,
+      last_error: lastError ? { message: lastError.message, at: iso(lastError.at) } : null,
+    },
+    schedule: {
+      poll: { interval_seconds: config.syncInterval, next_at: iso(schedule.nextPollAt) },
+      heartbeat: { interval_seconds: config.heartbeat.interval, next_at: iso(schedule.nextHeartbeatAt) },
     },
     downloads: { active: node.stats.activeDownloads, bytes_served: node.stats.totalBytesServed },
+    restart_required: node.restartRequired,
   };
 }

@@ -1,5 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -158,4 +161,196 @@ export async function masterPackageBytes(masterUrl: string, meetingId: string): 
   const res = await fetchRaw(`${masterUrl}/api/v1/meetings/${meetingId}/download-package-direct`);
   if (res.status !== 200) throw new Error(`master answered ${res.status}`);
   return res.body;
+}
+
+// ---- added for the main-job integration suite (issue 2) ------------------------------------
+
+export function sha256Hex(data: Buffer | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The sha256 the master serves for an active meeting (throws if it is not active). */
+export function masterSha(master: ReferenceMaster, meetingId: string): string {
+  const pkg = master.meeting(meetingId)?.package;
+  if (!pkg) throw new Error(`meeting ${meetingId} has no active package on the master`);
+  return pkg.sha256;
+}
+
+/** Names in storage/meeting_{id}/ ([] when the folder does not exist). */
+export async function meetingDirEntries(storageDir: string, meetingId: string): Promise<string[]> {
+  try {
+    return await readdir(path.join(storageDir, `meeting_${meetingId}`));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+export function isPartFile(name: string): boolean {
+  return name.includes('.part-');
+}
+
+/**
+ * A reference master on a fixed port (a "restarted" master reuses the port the node knows).
+ * Same fast token timings as startMaster.
+ */
+export async function startMasterOnPort(port: number, options: ReferenceMasterOptions = {}): Promise<TestMaster> {
+  const master = createReferenceMaster({ tokenCheckIntervalMs: 100, tokenSettleMs: 100, tokenMaxWaitMs: 5_000, ...options });
+  const listening = await master.listen(port, '127.0.0.1');
+  return { master, url: listening.url, port: listening.port, close: () => master.close() };
+}
+
+/**
+ * A transparent proxy in front of the master that rewrites the JSON of the status poll
+ * (`GET /api/v1/meetings/status/node`): lets a test feed the node answers the reference master
+ * never produces (null or missing titles) while everything else reaches the real master.
+ */
+export async function startStatusProxy(
+  masterPort: number,
+  rewrite: (status: Record<string, unknown>) => unknown,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const upstream = httpRequest(
+      { host: '127.0.0.1', port: masterPort, method: req.method, path: req.url, headers: req.headers, agent: false },
+      (answer) => {
+        if (req.url?.startsWith('/api/v1/meetings/status/node') && answer.statusCode === 200) {
+          const chunks: Buffer[] = [];
+          answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+          answer.on('end', () => {
+            const body = Buffer.from(JSON.stringify(rewrite(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>)));
+            res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+            res.end(body);
+          });
+          return;
+        }
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A tablet that reads slowly: the response is paused after the first chunk until resume() is
+ * called; `done` resolves with the whole body once it has been read to the end.
+ */
+export function startPausedDownload(url: string): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  received: () => number;
+  resume(): void;
+  done: Promise<RawResponse>;
+}> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let received = 0;
+      let paused = false;
+      const done = new Promise<RawResponse>((resolveDone) => {
+        res.on('close', () =>
+          resolveDone({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete }),
+        );
+      });
+      res.on('error', () => {});
+      res.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
+        if (!paused) {
+          paused = true;
+          res.pause();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, received: () => received, resume: () => res.resume(), done });
+        }
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface NodeProcess {
+  child: ChildProcess;
+  /** Port the node listens on (from its READY line). */
+  port: number;
+  url: string;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts an edge node in a child process (test/fixtures/run-node.ts) with the given config file and
+ * resolves once it prints `READY <port>`.
+ */
+export async function spawnNodeProcess(configPath: string, timeoutMs = 20_000): Promise<NodeProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/fixtures/run-node.ts'), configPath], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`node process did not print READY within ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
+    child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      stdout += text;
+      const match = /^READY (\d+)$/m.exec(stdout);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`node process exited (${code ?? signal}) before READY; stderr: ${stderr}`));
+    });
+  });
+  return { child, port, url: `http://127.0.0.1:${port}`, stderr: () => stderr, exited };
+}
+
+/**
+ * Registers cleanups on a test context; they run after the test in reverse order, each one even
+ * if an earlier one failed (a stuck node must not leave a master listening).
+ */
+export function cleanupStack(t: { after(fn: () => Promise<void>): void }): (fn: () => Promise<unknown> | unknown) => void {
+  const steps: Array<() => Promise<unknown> | unknown> = [];
+  t.after(async () => {
+    const errors: unknown[] = [];
+    for (const step of steps.reverse()) {
+      try {
+        await step();
+      } catch (error) {
+        errors.push(error);
+      }
+    }
+    if (errors.length) throw errors[0];
+  });
+  return (fn) => {
+    steps.push(fn);
+  };
+}
+
+/** The node's /api/status document (with the node's admin token); throws unless 200. */
+export async function nodeStatus(node: EdgeNode): Promise<Record<string, unknown>> {
+  const res = await fetchRaw(`${node.localUrl}/api/status`, { headers: { authorization: `Bearer ${node.adminToken}` } });
+  if (res.status !== 200) throw new Error(`/api/status answered ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
+  return JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
 }

@@ -23,6 +23,21 @@ export type ConfigUpdateResult =
 type Listener = (config: NodeConfig, previous: NodeConfig, changed: string[]) => void;
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const MAX_PATCH_DEPTH = 32;
+
+/** Depth of nested objects/arrays, computed without recursion (stops counting past the limit). */
+function nestingDepth(root: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[root, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > MAX_PATCH_DEPTH) return deepest;
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
 
 /**
  * Owns node_config.json. Validation happens here before anything reaches conf, so an invalid file
@@ -77,6 +92,8 @@ export class ConfigStore {
       accessPropertiesByDotNotation: false,
       // Same layout as the reference node writes (4-space JSON), so diffs stay readable.
       serialize: (value) => `${JSON.stringify(value, null, 4)}\n`,
+      // The file holds the admin token: readable by the node's user only.
+      configFileMode: 0o600,
     });
     let current = checked.value;
     if (!current.nodeId) {
@@ -109,6 +126,11 @@ export class ConfigStore {
   update(patch: unknown): ConfigUpdateResult {
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
       return { ok: false, fields: { '': 'must be a JSON object' } };
+    }
+    // Everything below recurses over the patch; a body nested thousands of levels deep (64 KiB
+    // allows that) would overflow the stack. No real setting is deeper than 2.
+    if (nestingDepth(patch) > MAX_PATCH_DEPTH) {
+      return { ok: false, fields: { '': `is nested deeper than ${MAX_PATCH_DEPTH} levels` } };
     }
     const forbidden = findForbiddenKey(patch, '');
     if (forbidden !== null) return { ok: false, fields: { [forbidden]: 'is not a known setting' } };

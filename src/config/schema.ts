@@ -51,6 +51,16 @@ export const configSchema = {
       description: 'Port to register when usePublicAddress is true (null: the listening port).',
     },
     usePublicAddress: { type: 'boolean', default: false },
+    adminToken: {
+      type: ['string', 'null'],
+      minLength: 16,
+      maxLength: 256,
+      // Sent in an HTTP header: visible ASCII only, no spaces.
+      pattern: '^[\\x21-\\x7E]+$',
+      default: null,
+      description: 'Bearer token of the admin API and control panel (env EDGE_ADMIN_TOKEN wins); generated on first start when null.',
+    },
+    metricsPublic: { type: 'boolean', default: true, description: 'false: /metrics needs the admin token too.' },
     storage: {
       type: 'object',
       additionalProperties: false,
@@ -131,6 +141,8 @@ export interface NodeConfig {
   publicIp: string | null;
   publicPort: number | null;
   usePublicAddress: boolean;
+  adminToken: string | null;
+  metricsPublic: boolean;
   storage: { path: string; maxSize: number; cleanupThreshold: number; autoCleanup: boolean };
   network: {
     maxConcurrentDownloads: number;

@@ -3,17 +3,37 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import path from 'node:path';
+import { isPublicApiPath, registerAdminRoutes, type AdminDeps } from './admin/index.ts';
 import { handleDownload, type DownloadDeps } from './download-route.ts';
 
 export interface AppDeps {
   downloads: DownloadDeps;
-  /** The reference node's /api/status document (and more). */
-  status: () => unknown;
+  /** The operator's API, health, metrics. */
+  admin: AdminDeps;
   /** Folder of the control panel, served under /static/. */
   publicDir: string;
 }
 
 export type AppEnv = { Bindings: HttpBindings };
+
+/** No inline script or style anywhere in the panel, so the policy can forbid both. */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "font-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const DOWNLOAD_CORS = {
+  'access-control-allow-origin': '*',
+  'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Content-Disposition, Retry-After',
+};
 
 /**
  * The node's HTTP surface. Package downloads bypass Hono's Response path and write to the Node
@@ -22,22 +42,62 @@ export type AppEnv = { Bindings: HttpBindings };
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
+  app.use('*', async (c, next) => {
+    await next();
+    // Raw responses (downloads, SSE) are already on the wire; the marker response is shared.
+    if (c.res.headers.has('x-hono-already-sent')) return;
+    c.res.headers.set('x-content-type-options', 'nosniff');
+    c.res.headers.set('x-frame-options', 'DENY');
+    c.res.headers.set('referrer-policy', 'no-referrer');
+    c.res.headers.set('content-security-policy', CONTENT_SECURITY_POLICY);
+  });
+
   const download = async (c: { req: { param: (name: 'id') => string }; env: HttpBindings }) => {
+    // Tablet apps may be web apps on another origin: downloads are public, so any origin may read them.
+    for (const [name, value] of Object.entries(DOWNLOAD_CORS)) c.env.outgoing.setHeader(name, value);
     await handleDownload(deps.downloads, c.req.param('id'), c.env.incoming, c.env.outgoing);
     return RESPONSE_ALREADY_SENT;
   };
+  const preflight = () =>
+    new Response(null, {
+      status: 204,
+      headers: {
+        ...DOWNLOAD_CORS,
+        'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+        'access-control-allow-headers': 'Range, If-Range, If-None-Match, If-Modified-Since',
+        'access-control-max-age': '600',
+      },
+    });
   // The tablets' URL on the master (which redirects here) and the reference node's own alias.
-  app.on(['GET', 'HEAD'], '/api/v1/meetings/:id/download-package', download);
-  app.on(['GET', 'HEAD'], '/api/meetings/:id/download', download);
+  for (const route of ['/api/v1/meetings/:id/download-package', '/api/meetings/:id/download'] as const) {
+    app.on(['GET', 'HEAD'], route, download);
+    app.on('OPTIONS', route, preflight);
+  }
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  app.get('/api/status', (c) => c.json(deps.status() as object));
+  registerAdminRoutes(app, deps.admin);
 
   app.get('/', (c) => c.redirect('/static/index.html'));
+  app.use('/static/*', async (c, next) => {
+    await next();
+    // The panel changes with the program; revalidate rather than run a stale copy.
+    if (!c.res.headers.has('x-hono-already-sent')) c.res.headers.set('cache-control', 'no-cache');
+  });
   app.use(
     '/static/*',
     serveStatic({ root: path.relative(process.cwd(), deps.publicDir) || '.', rewriteRequestPath: (p) => p.replace(/^\/static/, '') }),
   );
+
+  // Hono answers HEAD by dispatching GET and copying the result into a new Response, which loses
+  // the already-sent marker of a raw download answer: @hono/node-server then writes a second
+  // answer (ERR_HTTP_HEADERS_SENT) on a socket that sendFile already answered. HEAD of a download
+  // path is dispatched as GET instead; handleDownload reads the real method from the request.
+  const dispatch = app.fetch;
+  app.fetch = (request, env, executionCtx) => {
+    if (request.method === 'HEAD' && isPublicApiPath(pathOf(request.url))) {
+      return dispatch(new Request(request.url, { method: 'GET', headers: request.headers }), env, executionCtx);
+    }
+    return dispatch(request, env, executionCtx);
+  };
 
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   app.onError((error, c) => {
@@ -45,4 +105,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.json({ error: 'internal error' }, 500);
   });
   return app;
+}
+
+function pathOf(url: string): string {
+  const start = url.indexOf('/', url.indexOf('//') + 2);
+  if (start < 0) return '/';
+  const end = url.search(/[?#]/);
+  return end < 0 ? url.slice(start) : url.slice(start, end);
 }

@@ -1,7 +1,7 @@
 /**
  * Sends one meeting package (a zip) to a tablet over a raw node:http response: validators and
  * conditional requests (RFC 9110 §13), a single byte range (§14), HEAD, a per-response idle
- * timeout, and a body streamed from an already-open fd with stream backpressure.
+ * timeout, and a body copied from an already-open fd (file-pump.ts) with backpressure.
  *
  * Used from a Hono route through @hono/node-server's escape hatch (`c.env.outgoing` +
  * `RESPONSE_ALREADY_SENT`), but depends only on node:http / node:fs so a plain http.Server can
@@ -11,9 +11,8 @@
  * every path. Serving from an fd rather than a path is what lets a meeting restart rename a new
  * package over the old one while tablets that already started keep receiving the old bytes.
  */
-import fs from 'node:fs';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
+import { AbortState, armIdleTimeout, closeFd, DEFAULT_MAX_CHUNK, FilePump, responseSettled, ShortFileError } from './file-pump.ts';
 
 export interface PackageFile {
   /** An open file descriptor owned by the caller until sendFile is called; sendFile closes it in every path (including 304/416/HEAD/errors/client abort). */
@@ -26,6 +25,9 @@ export interface PackageFile {
   filename: string;
 }
 
+/** What describes a package without an open descriptor: enough for HEAD and conditional requests. */
+export type PackageMeta = Omit<PackageFile, 'fd'>;
+
 export interface SendOptions {
   /**
    * Abort (destroy the socket) if no bytes could be written for this long: dead tablets must not
@@ -33,7 +35,10 @@ export interface SendOptions {
    * one chunk (see chunkSize) per idleTimeoutMs to stay connected.
    */
   idleTimeoutMs: number;
-  /** Read chunk size for the file stream. Default 256 KiB. */
+  /**
+   * Largest read from the file. Default 256 KiB. Clients that cannot take bytes as fast as they
+   * are read get smaller chunks (down to 16 KiB), so slow clients hold small buffers.
+   */
   chunkSize?: number;
   /** Called with each chunk size actually handed to the socket (for metrics/status). */
   onBytes?: (n: number) => void;
@@ -64,7 +69,6 @@ export type RangeRequest =
   | { kind: 'multi' }
   | { kind: 'malformed' };
 
-const DEFAULT_CHUNK_SIZE = 256 * 1024;
 /** Node's timers are 32-bit; larger durations are not honoured as given. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
@@ -243,7 +247,7 @@ interface ResponsePlan {
  * restart has replaced the package, a 412 makes them start over instead of splicing new bytes
  * onto old ones.
  */
-function planResponse(method: string | undefined, headers: IncomingHttpHeaders, file: PackageFile, nowMs: number): ResponsePlan {
+function planResponse(method: string | undefined, headers: IncomingHttpHeaders, file: PackageMeta, nowMs: number): ResponsePlan {
   if (method !== 'GET' && method !== 'HEAD') {
     return { status: 405, headers: { Allow: 'GET, HEAD', 'Content-Length': 0 } };
   }
@@ -350,7 +354,7 @@ function ifRangeHolds(value: string, etag: string, lastModifiedSeconds: number, 
  * `filename*` form (RFC 6266 §4.3), so a Chinese meeting name survives and no byte of it can
  * break the header.
  */
-function contentDisposition(filename: string): string {
+export function contentDisposition(filename: string): string {
   if (filename === '') return 'attachment';
   const fallback = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
   if (fallback === filename) return `attachment; filename="${filename}"`;
@@ -366,6 +370,10 @@ function contentDisposition(filename: string): string {
 
 function validateArguments(file: PackageFile, opts: SendOptions): void {
   if (!Number.isSafeInteger(file.fd) || file.fd < 0) throw new TypeError(`sendFile: invalid fd ${file.fd}`);
+  validateMeta(file, opts);
+}
+
+function validateMeta(file: PackageMeta, opts: SendOptions): void {
   if (!Number.isSafeInteger(file.size) || file.size < 0) throw new TypeError(`sendFile: invalid size ${file.size}`);
   if (!SHA256_HEX.test(file.sha256)) throw new TypeError('sendFile: sha256 must be 64 hex digits');
   if (!(file.lastModified instanceof Date) || Number.isNaN(file.lastModified.getTime())) {
@@ -377,11 +385,6 @@ function validateArguments(file: PackageFile, opts: SendOptions): void {
   if (opts.chunkSize !== undefined && (!Number.isSafeInteger(opts.chunkSize) || opts.chunkSize < 1)) {
     throw new RangeError('sendFile: chunkSize must be a positive integer');
   }
-}
-
-function closeFd(fd: number): Promise<void> {
-  // Close errors on a read-only descriptor carry no information the caller could act on.
-  return new Promise((resolve) => fs.close(fd, () => resolve()));
 }
 
 /**
@@ -421,60 +424,28 @@ export async function sendFile(
   return plan.body === undefined ? sendWithoutBody(res, file.fd, plan, opts) : sendBody(res, file.fd, plan, plan.body, opts);
 }
 
-/** The outcome recorded by whichever failure happens first; later ones are consequences. */
-class AbortState {
-  reason: SendAbortReason | undefined;
-  error: Error | undefined;
-
-  record(reason: SendAbortReason, error?: Error): void {
-    if (this.reason !== undefined) return;
-    this.reason = reason;
-    this.error = error;
-  }
-
-  result(status: number, bytesSent: number, completed: boolean): SendResult {
-    if (completed && this.reason === undefined) return { status, bytesSent, completed };
-    const result: SendResult = { status, bytesSent, completed: false, abortReason: this.reason ?? 'client-closed' };
-    if (this.error) result.error = this.error;
-    return result;
-  }
-}
-
 /**
- * res.setTimeout arms the socket's inactivity timer. While the client does not read, the kernel
- * buffers fill, the pending socket write never completes and no new write is issued (the read
- * stream is paused by backpressure), so the timer runs out and we destroy the socket; without
- * this, Node 20 never times out a response that is stuck writing. A listener on the response also
- * stops Node from destroying the socket on its own, so the destroy must happen here.
- * The socket keeps the timeout after the response: on a keep-alive connection Node replaces it
- * with keepAliveTimeout when the response finishes; otherwise it bounds the idle connection too,
- * which suits dead tablets.
+ * Answers a request that needs none of the file's bytes (HEAD, 304, 412, 416, 405) from `meta`
+ * alone, without opening the file: for tablets revalidating a cached package this is the whole
+ * exchange, and it costs no system call. Resolves null, having written nothing, when the response
+ * has a body: the caller then opens the file and calls sendFile (which decides again, against the
+ * file it opened). Rejects only for invalid arguments or headers already sent.
  */
-function armIdleTimeout(res: ServerResponse, idleTimeoutMs: number, abort: AbortState): () => void {
-  const onIdle = (): void => {
-    abort.record('idle-timeout');
-    res.destroy();
-  };
-  res.setTimeout(idleTimeoutMs, onIdle);
-  return () => {
-    res.removeListener('timeout', onIdle);
-  };
+export async function sendFromMetadata(req: IncomingMessage, res: ServerResponse, meta: PackageMeta, opts: SendOptions): Promise<SendResult | null> {
+  validateMeta(meta, opts);
+  if (res.headersSent) throw new Error('sendFromMetadata: response headers were already sent');
+  const plan = planResponse(req.method, req.headers, meta, Date.now());
+  if (plan.body !== undefined) return null;
+  if (res.destroyed) return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
+  res.writeHead(plan.status, plan.headers);
+  return sendWithoutBody(res, null, plan, opts);
 }
 
-function responseSettled(res: ServerResponse): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (res.writableFinished) return resolve(true);
-    if (res.destroyed) return resolve(false);
-    res.once('finish', () => resolve(true));
-    res.once('close', () => resolve(res.writableFinished));
-  });
-}
-
-async function sendWithoutBody(res: ServerResponse, fd: number, plan: ResponsePlan, opts: SendOptions): Promise<SendResult> {
+async function sendWithoutBody(res: ServerResponse, fd: number | null, plan: ResponsePlan, opts: SendOptions): Promise<SendResult> {
   const abort = new AbortState();
   const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
   // Nothing to read: give the descriptor back before waiting on a possibly slow client.
-  const closed = closeFd(fd);
+  const closed = fd === null ? Promise.resolve() : closeFd(fd);
   try {
     res.end();
     const completed = await responseSettled(res);
@@ -485,7 +456,7 @@ async function sendWithoutBody(res: ServerResponse, fd: number, plan: ResponsePl
   }
 }
 
-function sendBody(
+async function sendBody(
   res: ServerResponse,
   fd: number,
   plan: ResponsePlan,
@@ -495,59 +466,32 @@ function sendBody(
   const abort = new AbortState();
   const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
   const expectedBytes = body.end - body.start + 1;
-  let bytesSent = 0;
-
-  // With `fd` set the path argument is ignored (Node documents it may then be null).
-  const source = fs.createReadStream(null as unknown as string, {
-    fd,
-    start: body.start,
-    end: body.end,
-    highWaterMark: opts.chunkSize ?? DEFAULT_CHUNK_SIZE,
-    autoClose: true,
-  });
-  // autoClose closes the fd on end, error and destroy; 'close' follows that close.
-  const fdClosed = new Promise<void>((resolve) => source.once('close', () => resolve()));
-
-  // Registered before pipeline's listeners so the cause is recorded before its consequences:
-  // pipeline destroys the file stream with ERR_STREAM_PREMATURE_CLOSE after a client abort, and
-  // that error must not be mistaken for a read error.
+  // Registered first so the cause is recorded before its consequences.
   res.once('close', () => {
     if (!res.writableFinished) abort.record('client-closed');
   });
-  source.once('error', (err) => abort.record('server-error', err));
-  // Also ahead of pipeline, whose own 'end' listener ends the response: a file truncated under us
-  // must not end with a clean-looking, short response on a keep-alive connection.
-  source.once('end', () => {
-    if (bytesSent === expectedBytes) return;
-    abort.record('server-error', new Error(`file ended after ${bytesSent} of ${expectedBytes} bytes`));
-    res.destroy();
-  });
-
-  const piped = new Promise<boolean>((resolve) => {
-    pipeline(source, res, (err) => {
-      if (err) {
-        abort.record('client-closed');
-        // pipeline already destroys both ends on error; repeated here so a read error can never
-        // leave the response looking ended to the client.
-        res.destroy();
-      }
-      resolve(!err && abort.reason === undefined);
-    });
-  });
-  // Added after pipeline's listener so it runs after the chunk was written to the response.
-  source.on('data', (chunk: Buffer | string) => {
-    bytesSent += chunk.length;
-    if (!opts.onBytes) return;
-    try {
-      opts.onBytes(chunk.length);
-    } catch (err) {
-      abort.record('server-error', err instanceof Error ? err : new Error(String(err)));
-      res.destroy();
+  const pump = new FilePump(res, fd, body.start, { maxChunk: opts.chunkSize ?? DEFAULT_MAX_CHUNK, onBytes: opts.onBytes });
+  let completed = false;
+  try {
+    if (await pump.sendUntil(body.end + 1)) {
+      res.end();
+      completed = await responseSettled(res);
     }
-  });
-
-  return Promise.all([piped, fdClosed]).then(([completed]) => {
+  } catch (err) {
+    const error =
+      err instanceof ShortFileError
+        ? new Error(`file ended after ${pump.bytesSent} of ${expectedBytes} bytes`)
+        : err instanceof Error
+          ? err
+          : new Error(String(err));
+    abort.record('server-error', error);
+    // A response cut short must never look ended to the client (on keep-alive it would be
+    // taken for the whole file).
+    res.destroy();
+  } finally {
+    // No read is in flight once sendUntil has settled; writes do not use the descriptor.
+    await closeFd(fd);
     disarm();
-    return abort.result(plan.status, bytesSent, completed);
-  });
+  }
+  return abort.result(plan.status, pump.bytesSent, completed);
 }

@@ -209,7 +209,10 @@ function describeDetail(text: string): string {
   } catch {
     // Not JSON (an HTML error page from a proxy, say): show the start of it.
   }
-  const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 80);
+  // An HTML page's markup means nothing in the panel or the log: its title (or its text) does.
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1];
+  const readable = title ?? text.replace(/<[^>]*>/g, ' ');
+  const snippet = readable.replace(/\s+/g, ' ').trim().slice(0, 80);
   return snippet ? `: ${snippet}` : '';
 }
 

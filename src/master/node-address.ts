@@ -21,7 +21,9 @@ export function resolveNodeAddress(
   }
   for (const name of Object.keys(interfaces)) {
     for (const info of interfaces[name] ?? []) {
-      if (info.family === 'IPv4' && !info.internal && !info.address.startsWith('169.254.')) {
+      // `internal` alone is not enough: loopback aliases such as 127.0.1.1 can sit on an interface
+      // not flagged internal, and tablets reaching 127.x reach themselves.
+      if (info.family === 'IPv4' && !info.internal && !info.address.startsWith('127.') && !info.address.startsWith('169.254.')) {
         return { address: `${info.address}:${listenPort}`, source: 'interface' };
       }
     }

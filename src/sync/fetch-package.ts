@@ -42,7 +42,12 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
   const idle = new AbortController();
   const signal = AbortSignal.any([options.signal, idle.signal]);
   let timer: NodeJS.Timeout | undefined;
+  // The writer reports bytes whose disk write completes after the pipeline already failed; without
+  // this flag such a late report re-armed the watchdog after `finally`, leaving a stray
+  // downloadTimeout-long timer that kept the process alive (and the event loop busy) for nothing.
+  let finished = false;
   const arm = () => {
+    if (finished) return;
     clearTimeout(timer);
     timer = setTimeout(() => idle.abort(new FetchError(`no data for ${Math.round(options.idleTimeoutMs / 1000)} s`, 'IDLE_TIMEOUT')), options.idleTimeoutMs);
   };
@@ -55,6 +60,8 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     });
     arm();
     const writer = new PackageFileWriter(options.tempPath, (total) => {
+      // A late report from a failed attempt must not show up as progress of the next one.
+      if (finished) return;
       arm();
       options.onProgress?.(total);
     });
@@ -75,6 +82,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     const masterError = toMasterError(error, 'package download');
     throw new FetchError(masterError.message, masterError.code, !(masterError instanceof MasterError && masterError.status === 404));
   } finally {
+    finished = true;
     clearTimeout(timer);
   }
 }

@@ -97,7 +97,7 @@ describe('reconcile', () => {
     assert.equal(actions[0]?.type, 'fetch');
   });
 
-  test('a token change explained by a newly seen meeting only retags the others', () => {
+  test('any token change refetches every held active package (a restart may hide behind it)', () => {
     const { actions } = run([
       { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
       // b starts; the token has not changed yet (the master waits for nodes to sync it)
@@ -105,40 +105,37 @@ describe('reconcile', () => {
       { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }, { meetingId: 'b', token: 'T0' }] },
     ]);
     assert.deepEqual(byType(actions[1]!, 'fetch'), ['b']);
-    assert.deepEqual(byType(actions[2]!, 'fetch'), []);
-    assert.deepEqual(byType(actions[2]!, 'retag'), ['a', 'b']);
-    assert.ok(actions[2]!.every((a) => a.type !== 'retag' || a.token === 'T1'));
-  });
-
-  test('an unexplained token change (a meeting restarted between polls) refetches every held package', () => {
-    const held = [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }];
-    const { actions } = run([
-      { active: ['a', 'b'], token: 'T1', held },
-      { active: ['a', 'b'], token: 'T1', held },
-      { active: ['a', 'b'], token: 'T2', held },
-    ]);
-    assert.deepEqual(actions[1], []);
     assert.deepEqual(byType(actions[2]!, 'fetch'), ['a', 'b']);
     assert.ok(actions[2]!.every((a) => a.type !== 'fetch' || a.reason === 'token-changed'));
   });
 
-  test('the explanation is used once: the next unexplained change refetches', () => {
+  test('a meeting restarted before its first token change is refetched when the token moves', () => {
+    // b appears, is fetched, restarts between two polls (never seen absent), then the token moves.
     const { actions } = run([
-      { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
-      { active: ['a', 'b'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
-      { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }, { meetingId: 'b', token: 'T0' }] },
-      { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }] },
-      { active: ['a', 'b'], token: 'T2', held: [{ meetingId: 'a', token: 'T1' }, { meetingId: 'b', token: 'T1' }] },
+      { active: ['b'], token: 'T0' },
+      { active: ['b'], token: 'T0', held: [{ meetingId: 'b', token: 'T0' }] },
+      { active: ['b'], token: 'T1', held: [{ meetingId: 'b', token: 'T0' }] },
     ]);
-    assert.deepEqual(byType(actions[4]!, 'fetch'), ['a', 'b']);
+    assert.deepEqual(actions[2], [{ type: 'fetch', meetingId: 'b', title: 'title b', reason: 'token-changed' }]);
   });
 
-  test('a package fetched under an older token during this activation is retagged, not refetched', () => {
+  test('a package whose download overlapped a token change is checked once more', () => {
     const { actions } = run([
       { active: ['a'], token: 'T0', inFlight: new Set(['a']) },
-      { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T-old' }] },
+      { active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }] },
+      { active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T1' }] },
     ]);
-    assert.deepEqual(actions[1], [{ type: 'retag', meetingId: 'a', token: 'T0' }]);
+    assert.deepEqual(byType(actions[1]!, 'fetch'), ['a']);
+    assert.deepEqual(actions[2], [], 'stable once the package carries the current token');
+  });
+
+  test('a held package under the current token is left alone across polls', () => {
+    const held = [{ meetingId: 'a', token: 'T1' }];
+    const { actions } = run([
+      { active: ['a'], token: 'T1', held },
+      { active: ['a'], token: 'T1', held },
+    ]);
+    assert.deepEqual(actions, [[], []]);
   });
 
   test('failed meetings wait for their retry time, then fetch with reason retry', () => {
@@ -148,14 +145,13 @@ describe('reconcile', () => {
     assert.deepEqual(later.actions, [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'retry' }]);
   });
 
-  test('memory records the active set and the token', () => {
+  test('memory records the active set', () => {
     const { memory } = reconcile(input({ active: ['a', 'b'], token: 'T9' }));
     assert.deepEqual([...(memory.previousActive ?? [])].sort(), ['a', 'b']);
-    assert.equal(memory.previousToken, 'T9');
   });
 
   test('is pure: the input memory is not mutated', () => {
-    const memory: ReconcileMemory = { previousActive: new Set(['a']), previousToken: 'T0', appearedSinceToken: new Set(), endedHeld: new Set() };
+    const memory: ReconcileMemory = { previousActive: new Set(['a']), endedHeld: new Set() };
     const snapshot = JSON.stringify({ ...memory, previousActive: [...memory.previousActive!] });
     reconcile(input({ active: [], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }], memory, policy: { evictEnded: false, cleanOnStartup: false } }));
     assert.equal(JSON.stringify({ ...memory, previousActive: [...memory.previousActive!] }), snapshot);

@@ -6,11 +6,14 @@ import type { FetchReason } from './sync-jobs.ts';
  * meetings and token, actual state = packages held and jobs running, memory of earlier polls) to
  * the actions that close the gap. A thin loop (SyncLoop) executes them.
  *
- * Why the memory: the master's token changes late (after every node reports a new meeting synced)
- * and for any meeting's start, and a meeting can end and restart between two polls with new bytes.
- * A token change that a newly seen meeting explains needs no re-download of the others (we only
- * record the new token); an unexplained one means some meeting we thought unchanged restarted, so
- * every held package is fetched again and replaced only if its bytes differ.
+ * When to fetch again: the master rebuilds a package (new bytes) when its meeting ends and starts
+ * again, and the only trace a node may see of a restart between two polls is the token change
+ * (which comes late, once every node reports the meeting synced). No token change can be proven
+ * harmless from the node's side — a meeting restarted before its first token change "explains"
+ * the change itself — so every held package whose token differs from the master's is fetched
+ * again, and replaced only if its bytes differ (SyncJobs compares sha256). A package records the
+ * token of the poll that started its download, so a download that overlapped a change is checked
+ * once more too.
  */
 
 export interface HeldPackage {
@@ -21,9 +24,6 @@ export interface HeldPackage {
 export interface ReconcileMemory {
   /** Active ids at the previous successful poll; null before the first one of this process. */
   previousActive: ReadonlySet<string> | null;
-  previousToken: string | null;
-  /** Ids that became active while previousToken was in force: they explain its next change. */
-  appearedSinceToken: ReadonlySet<string>;
   /** Held packages whose meeting was seen to end (kept because cleanup is off): stale if it restarts. */
   endedHeld: ReadonlySet<string>;
 }
@@ -50,8 +50,7 @@ export interface ReconcileInput {
 export type SyncAction =
   | { type: 'fetch'; meetingId: string; title: string; reason: FetchReason }
   | { type: 'evict'; meetingId: string; reason: 'ended' | 'startup-cleanup' }
-  | { type: 'cancel'; meetingId: string }
-  | { type: 'retag'; meetingId: string; token: string | null };
+  | { type: 'cancel'; meetingId: string };
 
 export interface ReconcileResult {
   actions: SyncAction[];
@@ -60,8 +59,6 @@ export interface ReconcileResult {
 
 export const initialMemory: ReconcileMemory = Object.freeze({
   previousActive: null,
-  previousToken: null,
-  appearedSinceToken: new Set<string>(),
   endedHeld: new Set<string>(),
 });
 
@@ -70,9 +67,6 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const first = memory.previousActive === null;
   const active = new Map(poll.meetings.map((m) => [m.id, m]));
   const held = new Map(input.held.map((p) => [p.meetingId, p]));
-  const tokenChanged = !first && poll.token !== memory.previousToken;
-  const explained = tokenChanged && memory.appearedSinceToken.size > 0;
-  const newlyActive = new Set([...active.keys()].filter((id) => !memory.previousActive?.has(id)));
   const endedHeld = new Set(memory.endedHeld);
   const actions: SyncAction[] = [];
   const waitingForRetry = (id: string) => (input.retryAt.get(id) ?? 0) > now;
@@ -103,15 +97,11 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     };
     if (endedHeld.has(id)) {
       fetch('restarted');
-    } else if (tokenChanged) {
-      if (explained) actions.push({ type: 'retag', meetingId: id, token: poll.token });
-      else fetch('token-changed');
     } else if (pkg.token !== poll.token) {
-      // First poll: the package predates this process and the token moved since (or it was
-      // adopted from a reference node): fetch again, keep serving it until the bytes differ.
-      // Later polls: it was fetched during this activation under an older token: record the new one.
-      if (first) fetch('token-changed');
-      else actions.push({ type: 'retag', meetingId: id, token: poll.token });
+      // The token moved since these bytes were fetched (or the package was adopted from a
+      // reference node, token null): some meeting may have restarted. Keep serving the package
+      // meanwhile; it is replaced only if the new bytes differ.
+      fetch('token-changed');
     }
   }
 
@@ -120,18 +110,8 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     actions.push({ type: 'fetch', meetingId: meeting.id, title: meeting.title, reason: input.retryAt.has(meeting.id) ? 'retry' : 'new' });
   }
 
-  let appearedSinceToken: Set<string>;
-  if (first) {
-    // Meetings we fetch now may be what the next token change announces.
-    appearedSinceToken = new Set([...active.keys()].filter((id) => held.get(id)?.token !== poll.token));
-  } else if (tokenChanged) {
-    appearedSinceToken = newlyActive;
-  } else {
-    appearedSinceToken = new Set([...memory.appearedSinceToken, ...newlyActive]);
-  }
-
   return {
     actions,
-    memory: { previousActive: new Set(active.keys()), previousToken: poll.token, appearedSinceToken, endedHeld },
+    memory: { previousActive: new Set(active.keys()), endedHeld },
   };
 }

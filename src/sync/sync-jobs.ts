@@ -47,9 +47,21 @@ export interface SyncJobsDeps {
   master: () => MasterClient;
   settings: () => SyncSettings;
   logger: Logger;
+  /** Disk quota and free-space checks around each attempt (QuotaGuard); none when absent. */
+  guard?: DownloadGuard;
   /** Injectable for tests: jitter source and clock. */
   random?: () => number;
   now?: () => number;
+}
+
+/** Checks a download against the space it may use (implemented by QuotaGuard). */
+export interface DownloadGuard {
+  /** Before an attempt opens its temp file: may make room; throws (a FetchError) to refuse the attempt. */
+  beforeAttempt(job: SyncJob): Promise<void>;
+  /** As bytes reach the temp file; an error returned stops the attempt with that error. */
+  onProgress(job: SyncJob, bytesWritten: number): Error | null;
+  /** The attempt's temp file is gone: promoted (succeeded) or discarded. */
+  attemptEnded(job: SyncJob, succeeded: boolean): void;
 }
 
 /** One download of one meeting's package, shared by everyone who needs it. */
@@ -285,7 +297,10 @@ export class SyncJobs {
   }
 
   async #attempt(job: SyncJob, settings: SyncSettings): Promise<JobOutcome> {
-    const { store, logger } = this.#deps;
+    const { store, logger, guard } = this.#deps;
+    await guard?.beforeAttempt(job);
+    // The guard stops one attempt (no room) without cancelling the job's other waiters' promise.
+    const attemptAbort = new AbortController();
     const tempPath = await store.createTempPath(job.meetingId);
     job.state = 'running';
     job.bytesWritten = 0;
@@ -301,9 +316,11 @@ export class SyncJobs {
         tempPath,
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
-        signal: job.controller.signal,
+        signal: guard ? AbortSignal.any([job.controller.signal, attemptAbort.signal]) : job.controller.signal,
         onProgress: (bytes) => {
           job.bytesWritten = bytes;
+          const refusal = guard?.onProgress(job, bytes);
+          if (refusal && !attemptAbort.signal.aborted) attemptAbort.abort(refusal);
           const now = this.#now();
           const elapsed = (now - job.attemptStartedAt) / 1000;
           job.rate = elapsed > 0 ? bytes / elapsed : 0;
@@ -316,6 +333,7 @@ export class SyncJobs {
         },
       });
       if (job.controller.signal.aborted) throw job.controller.signal.reason;
+      if (attemptAbort.signal.aborted) throw attemptAbort.signal.reason;
       const seconds = Math.max(0.001, (this.#now() - job.attemptStartedAt) / 1000);
       const mbps = fetched.size / 1e6 / seconds;
       const held = store.get(job.meetingId);
@@ -332,9 +350,11 @@ export class SyncJobs {
         `sync ${job.meetingId}: ${fetched.size} bytes in ${seconds.toFixed(1)} s (${mbps.toFixed(2)} MB/s)` +
           `${outcome.replaced ? '' : ', unchanged'}, sha256 ${fetched.sha256.slice(0, 12)}…`,
       );
+      guard?.attemptEnded(job, true);
       return outcome;
     } catch (error) {
       await store.discardTemp(tempPath).catch(() => {});
+      guard?.attemptEnded(job, false);
       throw error;
     } finally {
       job.tempPath = null;

@@ -20,6 +20,8 @@ export interface SyncLoopDeps {
   now?: () => number;
   /** Minimum gap between extra polls triggered by requests for ids not seen yet. */
   unknownIdRefreshMs?: number;
+  /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
+  quota?: { enforce(): Promise<unknown> };
 }
 
 /**
@@ -172,6 +174,13 @@ export class SyncLoop {
         logger.error(`sync: ${action.type} ${action.meetingId} failed: ${(error as Error).message}`);
       }
     }
+    if (this.#deps.quota) {
+      try {
+        await this.#deps.quota.enforce();
+      } catch (error) {
+        logger.error(`quota: enforcement failed: ${(error as Error).message}`);
+      }
+    }
     this.events.emit('polled', record);
     return true;
   }
@@ -192,9 +201,6 @@ export class SyncLoop {
         if (await store.remove(action.meetingId, action.reason)) {
           logger.info(`evict ${action.meetingId}: ${action.reason === 'ended' ? 'meeting ended' : 'not active at start-up'}`);
         }
-        return;
-      case 'retag':
-        await store.retag(action.meetingId, action.token);
         return;
     }
   }

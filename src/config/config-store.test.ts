@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ConfigError, ConfigStore } from './config-store.ts';
+import type { NodeConfig } from './schema.ts';
+
+describe('ConfigStore', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'config-store-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  let counter = 0;
+  async function configFile(content?: unknown): Promise<string> {
+    const file = path.join(dir, `config-${counter++}.json`);
+    if (content !== undefined) await writeFile(file, typeof content === 'string' ? content : JSON.stringify(content));
+    return file;
+  }
+
+  async function readJson(file: string): Promise<Record<string, unknown>> {
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  }
+
+  test('no file: every default, a generated nodeId, both written to disk and reused', async () => {
+    const file = await configFile();
+    const config = ConfigStore.open(file).current;
+    assert.equal(config.mainServerIp, '127.0.0.1');
+    assert.equal(config.mainServerPort, 8000);
+    assert.equal(config.syncInterval, 10);
+    assert.equal(config.usePublicAddress, false);
+    assert.equal(config.publicIp, null);
+    assert.deepEqual(config.storage, { path: './storage', maxSize: 10737418240, cleanupThreshold: 0.9, autoCleanup: true });
+    assert.equal(config.network.retryCount, 3);
+    assert.equal(config.network.retryDelay, 5);
+    assert.equal(config.network.downloadTimeout, 300);
+    assert.equal(config.network.connectionTimeout, 10);
+    assert.deepEqual(config.heartbeat, { interval: 10, timeout: 30 });
+    assert.deepEqual(config.cleanup, { enabled: true, cleanOnStartup: true, cleanEndedMeetings: true });
+    assert.equal(config.logging.level, 'INFO');
+    assert.match(String(config.nodeId), /^node-[0-9a-f]{8}$/);
+
+    assert.ok(existsSync(file));
+    const saved = await readJson(file);
+    assert.equal(saved.nodeId, config.nodeId);
+    assert.deepEqual(saved, JSON.parse(JSON.stringify(config)));
+    assert.equal(ConfigStore.open(file).current.nodeId, config.nodeId);
+  });
+
+  test('a partial file keeps its values, gets the defaults, and unknown top-level keys survive', async () => {
+    const file = await configFile({ mainServerPort: 9000, network: { retryCount: 5 }, nodeId: 'node-fixed01', futureSetting: { a: 1 } });
+    const config = ConfigStore.open(file).current;
+    assert.equal(config.mainServerPort, 9000);
+    assert.equal(config.network.retryCount, 5);
+    assert.equal(config.network.retryDelay, 5);
+    assert.equal(config.nodeId, 'node-fixed01', 'an existing nodeId is kept');
+    assert.deepEqual(config.futureSetting, { a: 1 });
+    const saved = await readJson(file);
+    assert.equal(saved.mainServerPort, 9000);
+    assert.deepEqual(saved.futureSetting, { a: 1 });
+  });
+
+  test('an invalid file: ConfigError naming every bad key, file untouched', async () => {
+    const content = JSON.stringify({ syncInterval: 5, network: { retryCount: 0, bogus: true }, heartbeat: { interval: 301 } });
+    const file = await configFile(content);
+    assert.throws(
+      () => ConfigStore.open(file),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(Object.keys(error.fields).sort(), ['heartbeat.interval', 'network.bogus', 'network.retryCount', 'syncInterval']);
+        assert.match(error.fields['network.bogus'] ?? '', /not a known setting/);
+        for (const key of Object.keys(error.fields)) assert.ok(error.message.includes(key), key);
+        return true;
+      },
+    );
+    assert.equal(await readFile(file, 'utf8'), content);
+  });
+
+  test('update deep-merges, validates, saves and notifies with the changed keys', async () => {
+    const file = await configFile({ nodeId: 'node-update01' });
+    const store = ConfigStore.open(file);
+    const seen: Array<{ changed: string[]; previous: NodeConfig; next: NodeConfig }> = [];
+    const unsubscribe = store.onChange((next, previous, changed) => seen.push({ next, previous, changed }));
+
+    const result = store.update({ network: { retryCount: 7 }, heartbeat: { interval: 20 } });
+    assert.ok(result.ok);
+    assert.deepEqual(result.changed.sort(), ['heartbeat.interval', 'network.retryCount']);
+    assert.equal(store.current.network.retryCount, 7);
+    assert.equal(store.current.network.retryDelay, 5, 'siblings are kept');
+    assert.equal(store.current.heartbeat.timeout, 30);
+    const saved = await readJson(file);
+    assert.deepEqual(saved.network, { ...store.current.network });
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]?.previous.network.retryCount, 3);
+    assert.equal(seen[0]?.next.network.retryCount, 7);
+
+    const same = store.update({ network: { retryCount: 7 } });
+    assert.ok(same.ok);
+    assert.deepEqual(same.changed, []);
+    assert.equal(seen.length, 1, 'no change, no notification');
+
+    unsubscribe();
+    assert.ok(store.update({ syncInterval: 30 }).ok);
+    assert.equal(seen.length, 1, 'unsubscribed');
+  });
+
+  test('update rejects invalid values by field and changes nothing', async () => {
+    const file = await configFile({ nodeId: 'node-update02' });
+    const store = ConfigStore.open(file);
+    const before = await readFile(file, 'utf8');
+    const snapshot = store.current;
+    let notified = 0;
+    store.onChange(() => notified++);
+
+    const result = store.update({ network: { retryCount: 99 }, syncInterval: 1, storage: { bogus: 1 }, mainServerIp: 'http://x/' });
+    assert.equal(result.ok, false);
+    assert.ok(!result.ok);
+    assert.deepEqual(Object.keys(result.fields).sort(), ['mainServerIp', 'network.retryCount', 'storage.bogus', 'syncInterval']);
+    assert.match(result.fields['network.retryCount'] ?? '', /10/);
+    assert.equal(store.current, snapshot);
+    assert.equal(await readFile(file, 'utf8'), before);
+    assert.equal(notified, 0);
+
+    for (const patch of [null, [], 'text', 5]) {
+      const bad = store.update(patch);
+      assert.ok(!bad.ok);
+      assert.ok('' in bad.fields, JSON.stringify(patch));
+    }
+  });
+
+  test('update refuses prototype keys at any depth and never pollutes Object.prototype', async () => {
+    const store = ConfigStore.open(await configFile({ nodeId: 'node-update03' }));
+    const cases: Array<[string, string]> = [
+      ['{"__proto__": {"polluted": true}}', '__proto__'],
+      ['{"network": {"constructor": {"prototype": {"polluted": true}}}}', 'network.constructor'],
+      ['{"storage": {"prototype": 1}}', 'storage.prototype'],
+    ];
+    for (const [json, key] of cases) {
+      const result = store.update(JSON.parse(json));
+      assert.ok(!result.ok, json);
+      assert.ok(key in result.fields, `${json}: ${JSON.stringify(result.fields)}`);
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    assert.equal(store.current.nodeId, 'node-update03');
+  });
+
+  test('update refuses patches nested thousands of levels deep without overflowing the stack', async () => {
+    const file = await configFile({ nodeId: 'node-update05' });
+    const store = ConfigStore.open(file);
+    const before = await readFile(file, 'utf8');
+    for (const text of ['{"storage":'.repeat(20_000) + '1' + '}'.repeat(20_000), '{"x":['.repeat(5_000) + '1' + ']}'.repeat(5_000)]) {
+      const result = store.update(JSON.parse(text));
+      assert.ok(!result.ok);
+      assert.match(result.fields[''] ?? '', /nested deeper than 32 levels/);
+    }
+    assert.equal(await readFile(file, 'utf8'), before, 'nothing written');
+    assert.ok(store.update({ storage: { autoCleanup: false } }).ok, 'ordinary nesting still works');
+  });
+
+  test('the nodeId cannot be cleared by an update', async () => {
+    const store = ConfigStore.open(await configFile({ nodeId: 'node-update04' }));
+    const result = store.update({ nodeId: null, syncInterval: 20 });
+    assert.ok(result.ok);
+    assert.equal(store.current.nodeId, 'node-update04');
+  });
+
+  test('paths resolve against the config file\'s folder', async () => {
+    const file = await configFile({});
+    const store = ConfigStore.open(file);
+    assert.equal(store.resolvePath('./storage'), path.join(dir, 'storage'));
+    assert.equal(store.resolvePath('/var/lib/edge'), '/var/lib/edge');
+  });
+});

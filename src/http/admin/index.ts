@@ -1,0 +1,65 @@
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Logger } from '../../logger.ts';
+import type { AppEnv } from '../app.ts';
+import { AdminAuth } from './auth.ts';
+import { registerConfigRoutes, type ConfigRoutesDeps } from './config-routes.ts';
+import { registerDiagnosticsRoutes, type DiagnosticsDeps } from './diagnostics.ts';
+import type { AdminEventHub } from './events.ts';
+import { registerHealthRoutes, type HealthDeps } from './health.ts';
+import { registerLogRoutes, type LogRing } from './logs.ts';
+import { registerServiceRoutes, type ServiceRoutesDeps } from './service-routes.ts';
+
+export interface AdminDeps {
+  logger: Logger;
+  /** The admin token in force now. */
+  token: () => string;
+  config: ConfigRoutesDeps;
+  service: ServiceRoutesDeps;
+  events: AdminEventHub;
+  logs: LogRing;
+  diagnostics: DiagnosticsDeps;
+  health: Omit<HealthDeps, 'auth'>;
+  /** Request bodies above this answer 413 (admin bodies are small JSON documents). */
+  maxBodyBytes?: number;
+  /** Failed-auth limit per client address and window (tests shorten the window). */
+  authLimit?: { maxFailures: number; windowMs: number };
+}
+
+/** Download paths stay public (tablets carry no token); everything else under /api/ needs it. */
+export function isPublicApiPath(path: string): boolean {
+  return /^\/api\/v1\/meetings\/[^/]+\/download-package$/.test(path) || /^\/api\/meetings\/[^/]+\/download$/.test(path);
+}
+
+/**
+ * The operator's API: bearer auth on every /api/* route except downloads, a body-size limit on
+ * writes, then config, service, status, sync, events, logs and diagnostics. /healthz, /readyz and
+ * /metrics are registered here too (public; /metrics private if the config says so).
+ */
+export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAuth {
+  const auth = new AdminAuth({ token: deps.token, logger: deps.logger, ...deps.authLimit });
+  registerHealthRoutes(app, { ...deps.health, auth });
+
+  app.use('/api/*', auth.middleware(isPublicApiPath));
+  app.use('/api/*', async (c, next) => {
+    await next();
+    if (!c.res.headers.has('x-hono-already-sent') && !c.res.headers.has('cache-control')) c.header('cache-control', 'no-store');
+  });
+  const maxSize = deps.maxBodyBytes ?? 64 * 1024;
+  const limit = bodyLimit({
+    maxSize,
+    onError: (c) => c.json({ error: `request body larger than ${maxSize} bytes`, fields: {} }, 413),
+  });
+  app.on(['POST', 'PUT', 'PATCH', 'DELETE'], '/api/*', (c, next) => (isPublicApiPath(c.req.path) ? next() : limit(c, next)));
+
+  registerConfigRoutes(app, deps.config);
+  registerServiceRoutes(app, deps.service);
+  registerLogRoutes(app, deps.logs);
+  registerDiagnosticsRoutes(app, deps.diagnostics);
+  app.get('/api/events', (c) => {
+    deps.events.attach(c.env.outgoing);
+    return RESPONSE_ALREADY_SENT;
+  });
+  return auth;
+}

@@ -1,0 +1,36 @@
+import type { Hono } from 'hono';
+import type { AppEnv } from '../app.ts';
+
+export interface ServiceRoutesDeps {
+  running: () => boolean;
+  /** Unregisters, pauses polling and heartbeats; downloads answer 503 until start. */
+  stop: () => Promise<void>;
+  /** Registers and resumes polling and heartbeats at once. */
+  start: () => Promise<void>;
+  /** Polls the master and reconciles now; resolves with the poll's outcome. */
+  syncNow: () => Promise<{ ok: boolean; error: string | null }>;
+  status: () => Promise<object>;
+}
+
+export function registerServiceRoutes(app: Hono<AppEnv>, deps: ServiceRoutesDeps): void {
+  app.post('/api/service/stop', async (c) => {
+    const wasRunning = deps.running();
+    await deps.stop();
+    return c.json({ status: 'success', message: wasRunning ? 'service stopped' : 'service already stopped', running: deps.running() });
+  });
+
+  app.post('/api/service/start', async (c) => {
+    const wasRunning = deps.running();
+    await deps.start();
+    return c.json({ status: 'success', message: wasRunning ? 'service already running' : 'service started', running: deps.running() });
+  });
+
+  app.get('/api/status', async (c) => c.json(await deps.status()));
+
+  app.post('/api/sync', async (c) => {
+    if (!deps.running()) return c.json({ error: 'the service is stopped: start it before syncing' }, 409);
+    const outcome = await deps.syncNow();
+    if (!outcome.ok) return c.json({ error: `poll of the master failed: ${outcome.error ?? 'unknown error'}` }, 502);
+    return c.json({ status: 'success', message: 'polled the master and reconciled' });
+  });
+}

@@ -1,0 +1,184 @@
+/**
+ * Serve-while-downloading: a tablet asking for a package that is still coming from the master is
+ * sent the bytes already in the download's temp file, then the rest as they arrive (like Varnish
+ * streaming a miss). The one upstream fetch feeds every tablet; none waits for the whole package.
+ *
+ * Until the download is complete its size and sha256 are unknown, so the response is a plain 200
+ * with no Content-Length (chunked), no ETag and no Range support. If the download fails, or the
+ * attempt these bytes came from is replaced by a retry, the response is destroyed, never ended:
+ * the tablet sees a broken transfer, never a short file that looks complete. It ends cleanly only
+ * after the download succeeded and every byte of the promoted package was sent.
+ *
+ * The temp file is opened once: the download renames it into place on success (or unlinks it on
+ * failure) and the open descriptor keeps reading the same bytes either way.
+ */
+import { constants, open } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SyncJob } from '../sync/sync-jobs.ts';
+import { AbortState, armIdleTimeout, closeFd, FilePump, responseSettled } from './file-pump.ts';
+import { contentDisposition, type SendResult } from './send-file.ts';
+
+export interface TailOptions {
+  /** Destroy the response if no byte could be written for this long (also while the master is silent). */
+  idleTimeoutMs: number;
+  /** e.g. `meeting_abc.zip` */
+  filename: string;
+  /** Largest read (see FilePump). */
+  chunkSize?: number;
+  /** Called once, just before the response is committed (headers written): count the download here. */
+  onStart?: () => void;
+  onBytes?: (n: number) => void;
+}
+
+/**
+ * How many tablets are being served from downloads in progress, node-wide, against a cap: each
+ * one holds an open file and a socket for as long as the master takes, so past the cap a tablet
+ * gets 503 + Retry-After rather than joining the wait.
+ */
+export class TailLimit {
+  readonly max: number;
+  #active = 0;
+
+  constructor(max: number) {
+    if (!Number.isSafeInteger(max) || max < 0) throw new RangeError('TailLimit: max must be a non-negative integer');
+    this.max = max;
+  }
+
+  get active(): number {
+    return this.#active;
+  }
+
+  /** Takes a place; false when all are taken. Every true must be followed by one release(). */
+  tryAcquire(): boolean {
+    if (this.#active >= this.max) return false;
+    this.#active += 1;
+    return true;
+  }
+
+  release(): void {
+    if (this.#active > 0) this.#active -= 1;
+  }
+}
+
+/** How often a waiting tablet re-checks the job: an attempt can end without emitting anything. */
+const RECHECK_MS = 1_000;
+
+type AttemptState =
+  /** Our attempt is still writing: `available` bytes are in the file. */
+  | { kind: 'running'; available: number }
+  /** Our attempt's bytes became the package: send up to `size`, then end. */
+  | { kind: 'succeeded'; size: number }
+  /** The job failed, or our attempt did and a retry writes another file. */
+  | { kind: 'failed'; reason: string };
+
+function attemptState(job: SyncJob, tempPath: string, attempt: number): AttemptState {
+  if (job.settled) {
+    if (job.outcome && job.attempt === attempt) return { kind: 'succeeded', size: job.outcome.pkg.size };
+    return { kind: 'failed', reason: job.error ?? 'the download failed' };
+  }
+  if (job.attempt !== attempt) return { kind: 'failed', reason: `download attempt ${attempt} failed; attempt ${job.attempt} starts over` };
+  // Between the end of our attempt and the job settling there is nothing new to read.
+  return { kind: 'running', available: job.tempPath === tempPath ? job.bytesWritten : 0 };
+}
+
+/**
+ * Whether a request may be answered from a download in progress: a plain GET over HTTP/1.1.
+ * HEAD wants the size, If-Match a validator, neither known yet; an HTTP/1.0 client could not tell a
+ * cut response from a complete one (no chunked encoding: the body ends when the connection does).
+ * Range is simply ignored (the whole package is sent).
+ */
+export function canTail(req: IncomingMessage): boolean {
+  return req.method === 'GET' && req.httpVersion !== '1.0' && req.headers['if-match'] === undefined;
+}
+
+function openForReading(path: string): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    open(path, constants.O_RDONLY, (error, fd) => {
+      if (!error) return resolve(fd);
+      // Renamed into place or removed since we looked: the caller decides again.
+      if (error.code === 'ENOENT') return resolve(null);
+      reject(error);
+    });
+  });
+}
+
+/**
+ * Streams the package `job` is downloading. Resolves null, having written nothing, when there is
+ * nothing to tail (no attempt running or its temp file not there: not created yet, or already
+ * renamed or removed) or the request cannot be tailed (canTail); the caller then falls back to
+ * waiting for the job. Otherwise resolves once the response ended or was destroyed; rejects only
+ * if the temp file cannot be opened for another reason than ENOENT.
+ */
+export async function tailDownload(req: IncomingMessage, res: ServerResponse, job: SyncJob, opts: TailOptions): Promise<SendResult | null> {
+  const tempPath = job.tempPath;
+  const attempt = job.attempt;
+  if (tempPath === null || job.settled || job.state !== 'running' || !canTail(req)) return null;
+  const fd = await openForReading(tempPath);
+  if (fd === null) return null;
+  if (job.attempt !== attempt || res.destroyed || res.headersSent) {
+    await closeFd(fd);
+    return null;
+  }
+
+  opts.onStart?.();
+  const abort = new AbortState();
+  const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
+  res.once('close', () => {
+    if (!res.writableFinished) abort.record('client-closed');
+  });
+  res.writeHead(200, {
+    'Content-Type': 'application/zip',
+    'Content-Disposition': contentDisposition(opts.filename),
+    // No validator to revalidate with: nothing may keep this copy.
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+  });
+
+  let wake: (() => void) | null = null;
+  const notify = () => {
+    const resume = wake;
+    wake = null;
+    resume?.();
+  };
+  job.on('progress', notify);
+  job.on('settled', notify);
+  res.once('close', notify);
+  const recheck = setInterval(notify, RECHECK_MS);
+  const pump = new FilePump(res, fd, 0, { maxChunk: opts.chunkSize, onBytes: opts.onBytes });
+  let completed = false;
+  try {
+    for (;;) {
+      const state = attemptState(job, tempPath, attempt);
+      if (state.kind === 'failed') {
+        abort.record('server-error', new Error(state.reason));
+        res.destroy();
+        break;
+      }
+      const limit = state.kind === 'succeeded' ? state.size : state.available;
+      if (pump.position < limit) {
+        if (!(await pump.sendUntil(limit))) break;
+        continue;
+      }
+      if (state.kind === 'succeeded') {
+        res.end();
+        completed = await responseSettled(res);
+        break;
+      }
+      if (res.destroyed) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } catch (error) {
+    abort.record('server-error', error instanceof Error ? error : new Error(String(error)));
+    res.destroy();
+  } finally {
+    clearInterval(recheck);
+    job.off('progress', notify);
+    job.off('settled', notify);
+    res.off('close', notify);
+    await closeFd(fd);
+    disarm();
+  }
+  return abort.result(200, pump.bytesSent, completed);
+}

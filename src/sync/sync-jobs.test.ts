@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { buildMeetingPackage } from '../../reference-master/packages.ts';
+import { createLogger } from '../logger.ts';
+import { MasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
+import { PackageStore } from '../store/package-store.ts';
+import { fetchPackage } from './fetch-package.ts';
+import { SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
+
+const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
+
+type Behaviour = 'hold' | 'ok' | 'broken' | 'notZip' | 'missing' | 'silent';
+
+interface Open {
+  meetingId: string;
+  body: PassThrough;
+  /** Sends the package and ends the body (for 'hold'). */
+  release(): void;
+}
+
+/**
+ * Stands in for MasterClient.openPackage: each call gets a body the test controls, and the fake
+ * records how many bodies are open at once.
+ */
+class FakeMaster {
+  readonly opens: Open[] = [];
+  open = 0;
+  maxOpen = 0;
+  behaviour: (meetingId: string, call: number) => Behaviour = () => 'ok';
+  #zip: Buffer;
+
+  constructor(zip: Buffer) {
+    this.#zip = zip;
+  }
+
+  calls(meetingId: string): number {
+    return this.opens.filter((o) => o.meetingId === meetingId).length;
+  }
+
+  asClient(): MasterClient {
+    return { openPackage: (id: string, options: { signal: AbortSignal }) => this.openPackage(id, options) } as unknown as MasterClient;
+  }
+
+  async openPackage(meetingId: string, options: { signal: AbortSignal }): Promise<PackageResponse> {
+    options.signal.throwIfAborted();
+    const behaviour = this.behaviour(meetingId, this.calls(meetingId) + 1);
+    const body = new PassThrough();
+    const open: Open = { meetingId, body, release: () => body.end(this.#zip) };
+    this.opens.push(open);
+    if (behaviour === 'missing') throw new MasterError(`package request answered HTTP 404: 会议 ${meetingId} 不存在`, 'HTTP_STATUS', 404);
+    this.open++;
+    this.maxOpen = Math.max(this.maxOpen, this.open);
+    body.once('close', () => this.open--);
+    setImmediate(() => {
+      if (behaviour === 'ok') open.release();
+      else if (behaviour === 'broken') {
+        body.write(this.#zip.subarray(0, 100));
+        setImmediate(() => body.destroy(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' })));
+      } else if (behaviour === 'notZip') body.end(Buffer.alloc(5000, 7));
+      else if (behaviour === 'silent') body.write(this.#zip.subarray(0, 10));
+    });
+    return { body: body as unknown as PackageResponse['body'], headers: {} };
+  }
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('SyncJobs', () => {
+  let fixtures: string;
+  let zip: Buffer;
+
+  before(async () => {
+    fixtures = await mkdtemp(path.join(tmpdir(), 'jobs-fixtures-'));
+    zip = await readFile((await buildMeetingPackage({ dir: fixtures, meetingId: 'm', title: 'Jobs' })).path);
+  });
+  const folders: string[] = [];
+  after(async () => {
+    for (const folder of [fixtures, ...folders]) await rm(folder, { recursive: true, force: true });
+  });
+
+  async function setup(settings: Partial<SyncSettings> = {}) {
+    const folder = await mkdtemp(path.join(tmpdir(), 'jobs-'));
+    folders.push(folder);
+    const root = path.join(folder, 'storage');
+    const store = await PackageStore.open(root, logger);
+    const master = new FakeMaster(zip);
+    const client = master.asClient();
+    const jobs = new SyncJobs({
+      store,
+      master: () => client,
+      settings: () => ({ maxConcurrentDownloads: 3, retryCount: 3, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000, ...settings }),
+      logger,
+      random: () => 0.5,
+    });
+    return { root, store, master, jobs };
+  }
+
+  test('one job per meeting: a second ensure joins the running one', async () => {
+    const { master, jobs, store } = await setup();
+    master.behaviour = () => 'hold';
+    const first = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' });
+    const second = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'requested', urgent: true });
+    assert.equal(second, first);
+    assert.equal(first.urgent, true, 'a waiting tablet makes the job urgent');
+    await until('the download to start', () => master.opens.length === 1);
+    assert.deepEqual([...jobs.inFlightIds()], ['m1']);
+    master.opens[0]?.release();
+    const outcome = await first.done;
+    assert.equal(outcome.replaced, true);
+    assert.equal(master.calls('m1'), 1);
+    assert.equal(store.get('m1')?.token, 'T1');
+    assert.equal(jobs.inFlight('m1'), undefined);
+    master.behaviour = () => 'ok';
+    const again = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T2', reason: 'token-changed' });
+    assert.notEqual(again, first, 'a settled job is not reused');
+    await again.done;
+  });
+
+  test('at most maxConcurrentDownloads at once; urgent jobs take the next free slot', async () => {
+    const { master, jobs } = await setup({ maxConcurrentDownloads: 2 });
+    master.behaviour = () => 'hold';
+    const background = ['a', 'b', 'c', 'd'].map((id) => jobs.ensure({ meetingId: id, title: id, token: 'T', reason: 'new' }));
+    await until('two downloads', () => master.opens.length === 2);
+    const urgent = jobs.ensure({ meetingId: 'u', title: 'u', token: 'T', reason: 'requested', urgent: true });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(master.opens.length, 2, 'the third waits for a slot');
+    assert.equal(master.maxOpen, 2);
+    assert.equal(jobs.inFlightIds().size, 5, 'queued jobs count as in flight');
+
+    master.opens[0]?.release();
+    await until('a third download', () => master.opens.length === 3);
+    assert.equal(master.opens[2]?.meetingId, 'u', 'the urgent job goes first');
+    master.behaviour = () => 'ok';
+    for (const o of master.opens) if (!o.body.writableEnded) o.release();
+    await Promise.all([...background, urgent].map((j) => j.done));
+    assert.equal(master.maxOpen, 2);
+    assert.equal(master.opens.length, 5);
+  });
+
+  test('retries retryCount times, then records the failure; the old package stays', async () => {
+    const { master, jobs, store, root } = await setup({ retryCount: 3 });
+    // An older version is held: a failed job must leave it in place.
+    master.behaviour = () => 'ok';
+    await jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' }).done;
+    const held = store.get('m1');
+    assert.ok(held);
+
+    master.behaviour = () => 'broken';
+    const failures: SyncFailure[] = [];
+    jobs.events.on('failed', (_job, failure) => failures.push(failure));
+    const job = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T2', reason: 'token-changed' });
+    await assert.rejects(job.done);
+    assert.equal(master.calls('m1'), 1 + 3, 'three attempts');
+    assert.equal(job.state, 'failed');
+    const failure = jobs.failure('m1');
+    assert.ok(failure);
+    assert.equal(failure.failedJobs, 1);
+    assert.match(failure.message, /body broken/);
+    assert.ok(failure.retryAt > failure.at, 'the poller waits before the next job');
+    assert.deepEqual(failures, [failure]);
+    assert.equal(store.get('m1'), held, 'the old package is untouched');
+    assert.deepEqual((await readdir(path.join(root, 'meeting_m1'))).sort(), ['manifest.json', 'package.zip'], 'no temp files left');
+
+    await assert.rejects(jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T2', reason: 'retry' }).done);
+    assert.equal(jobs.failure('m1')?.failedJobs, 2, 'consecutive failed jobs are counted');
+    assert.ok((jobs.failure('m1')?.retryAt ?? 0) - (jobs.failure('m1')?.at ?? 0) > failure.retryAt - failure.at, 'and back off further');
+
+    master.behaviour = () => 'ok';
+    const outcome = await jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T3', reason: 'retry' }).done;
+    assert.equal(jobs.failure('m1'), undefined, 'success clears the failure');
+    assert.equal(outcome.replaced, false, 'same bytes: nothing replaced');
+    assert.equal(store.get('m1')?.token, 'T3', 'only the token is updated');
+  });
+
+  test('a body that is not a zip is never promoted and is retried', async () => {
+    const { master, jobs, store, root } = await setup({ retryCount: 2 });
+    master.behaviour = (_id, call) => (call === 1 ? 'notZip' : 'ok');
+    const outcome = await jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' }).done;
+    assert.equal(master.calls('m1'), 2);
+    assert.equal(outcome.pkg.size, zip.length);
+    assert.equal(store.get('m1')?.size, zip.length);
+    assert.deepEqual((await readdir(path.join(root, 'meeting_m1'))).sort(), ['manifest.json', 'package.zip']);
+  });
+
+  test('a 404 is not retried', async () => {
+    const { master, jobs } = await setup({ retryCount: 5 });
+    master.behaviour = () => 'missing';
+    await assert.rejects(jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' }).done, /404/);
+    assert.equal(master.calls('m1'), 1);
+    assert.equal(jobs.failure('m1')?.failedJobs, 1);
+  });
+
+  test('a master that stops sending is cut by the idle timeout', async () => {
+    const { master, jobs } = await setup({ retryCount: 1, idleTimeoutMs: 100 });
+    master.behaviour = () => 'silent';
+    await assert.rejects(jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' }).done);
+    assert.equal(jobs.failure('m1')?.code, 'IDLE_TIMEOUT');
+  });
+
+  test('a failed download leaves no idle-watchdog timer behind', async () => {
+    const { master, store } = await setup();
+    master.behaviour = () => 'broken';
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    // Whether a write is still in flight when the body breaks is a race: try a few times.
+    for (let round = 0; round < 5; round++) {
+      const tempPath = await store.createTempPath('m1');
+      const signal = new AbortController().signal;
+      await assert.rejects(fetchPackage({ master: master.asClient(), meetingId: 'm1', tempPath, idleTimeoutMs: 60_000, headersTimeoutMs: 60_000, signal }));
+      // Let the writes still in flight when the body broke complete.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await store.discardTemp(tempPath);
+    }
+    assert.ok(timers() <= before, 'a 60 s timer left armed would keep a stopping node alive');
+  });
+
+  test('cancel and forget: the job ends without a failure record; drain waits for running jobs', async () => {
+    const { master, jobs, store } = await setup({ retryCount: 3 });
+    master.behaviour = () => 'hold';
+    const job = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' });
+    await until('the download to start', () => master.opens.length === 1);
+    assert.equal(await jobs.drain(20), false, 'still running');
+    jobs.forget('m1', 'meeting ended');
+    await assert.rejects(job.done, /cancelled/);
+    assert.equal(master.calls('m1'), 1, 'a cancelled job is not retried');
+    assert.equal(jobs.failure('m1'), undefined);
+    assert.equal(store.get('m1'), undefined);
+    assert.equal(await jobs.drain(20), true);
+  });
+});

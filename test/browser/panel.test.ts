@@ -1,0 +1,208 @@
+// The control panel in a real headless Chromium (Debian's chromium driven by playwright-core),
+// against a real node and the reference master. Screenshots go to test-artifacts/ (gitignored).
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { ADMIN_TOKEN, masterCount, startAdminNode } from '../admin-helpers.ts';
+import { fetchRaw, packageUrl, REPO_ROOT, removeDir, startMaster, waitFor } from '../helpers.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'];
+const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
+
+async function launch(t: TestContext): Promise<Browser> {
+  // A missing browser is a failure, not a skip: CI installs it (.ci/run), and a skipped panel test proves nothing.
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium fonts-noto-cjk)`);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+  t.after(() => browser.close());
+  return browser;
+}
+
+async function shot(page: Page, name: string, fullPage = false): Promise<void> {
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, name), fullPage });
+}
+
+/** Problems the page reported itself: script errors, CSP violations, failed requests. */
+function watchConsole(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    // The wrong-token sign-in and the rejected config are expected 401 and 400 answers.
+    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of 40[01]/.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+  return problems;
+}
+
+async function horizontalOverflow(page: Page): Promise<number> {
+  return page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+}
+
+test('control panel: sign in, live sync progress to 100 %, config errors and apply, stop/start, language, layouts', { timeout: 180_000 }, async (t) => {
+  const browser = await launch(t);
+  // Throttled so a sync lasts several seconds and the bar can be watched moving.
+  const m = await startMaster({ throttleBytesPerSec: 250_000, chunkSize: 8192 });
+  t.after(() => m.close());
+  const n = await startAdminNode(m.port, { authLimit: { maxFailures: 100, windowMs: 60_000 } });
+  t.after(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  m.master.addMeeting({ id: 'held1', title: 'Budget review 预算审查', packageSizeBytes: 120_000 });
+  await m.master.startMeeting('held1');
+  await n.node.syncNow();
+  await waitFor('first package held', () => n.node.sync.isServable('held1'));
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  page.on('dialog', (dialog) => void dialog.accept());
+
+  // --- sign in -------------------------------------------------------------------------------
+  await page.goto(`${n.url}/`);
+  await page.locator('#loginView').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#loginView h1').textContent(), 'Sign in to the control panel');
+  await shot(page, 'panel-login.png');
+  await page.fill('#tokenInput', 'not-the-token-000000000');
+  await page.click('#loginButton');
+  await page.locator('#loginError').waitFor({ state: 'visible' });
+  assert.equal(await page.locator('#loginError').textContent(), 'That token was not accepted.');
+  assert.ok(await page.locator('#appView').isHidden());
+  await page.fill('#tokenInput', ADMIN_TOKEN);
+  await page.click('#loginButton');
+  await page.locator('#appView').waitFor({ state: 'visible' });
+  await page.locator('[data-testid="node-id"]', { hasText: n.node.config.current.nodeId ?? '' }).waitFor();
+  assert.equal(await page.evaluate<string | null>("sessionStorage.getItem('meeting-edge.adminToken')"), ADMIN_TOKEN);
+  assert.ok(!page.url().includes(ADMIN_TOKEN), 'the token is not in the URL');
+  await page.locator('[data-testid="stream-state"][data-state="open"]').waitFor();
+  await page.locator('tr[data-meeting-id="held1"] [data-testid="progress"][aria-valuenow="100"]').waitFor();
+  // Kept for the browser session: a reload stays signed in.
+  await page.reload();
+  await page.locator('#appView').waitFor({ state: 'visible' });
+  assert.ok(await page.locator('#loginView').isHidden());
+
+  // --- a meeting syncs live: progress bar, then 100 % ------------------------------------------
+  m.master.addMeeting({ id: 'live1', title: 'Plenary session 全体会议', packageSizeBytes: 1_500_000 });
+  await m.master.startMeeting('live1');
+  await page.click('[data-testid="sync-now"]');
+  const liveRow = page.locator('tr[data-meeting-id="live1"]');
+  await liveRow.locator('[data-testid="meeting-state"]', { hasText: 'Syncing' }).waitFor({ timeout: 15_000 });
+  const bar = liveRow.locator('[data-testid="progress"]');
+  // Size unknown while fetching (no Content-Length from the master): bytes and rate, no percentage.
+  await liveRow.locator('.progress-text', { hasText: /KB received · .+\/s/ }).waitFor({ timeout: 15_000 });
+  const firstText = await bar.getAttribute('aria-valuetext');
+  assert.equal(await bar.getAttribute('aria-valuenow'), null);
+  assert.match(await bar.getAttribute('class') ?? '', /indeterminate/);
+  await shot(page, 'panel-syncing.png');
+  await waitFor('the received bytes to grow', async () => (await bar.getAttribute('aria-valuetext')) !== firstText, 15_000, 100);
+  await liveRow.locator('[data-testid="progress"][aria-valuenow="100"]').waitFor({ timeout: 30_000 });
+  await liveRow.locator('[data-testid="meeting-state"]', { hasText: 'Synced' }).waitFor();
+  assert.ok(n.node.sync.isServable('live1'));
+  await shot(page, 'panel-synced.png');
+
+  // --- config: a bad value shows its error next to the field; fixed, it is applied -------------
+  const retry = page.locator('[name="network.retryCount"]');
+  await retry.fill('11');
+  await page.click('[data-testid="config-save"]');
+  const retryError = page.locator('[data-error-for="network.retryCount"]');
+  await retryError.waitFor({ state: 'visible' });
+  assert.equal(await retryError.textContent(), 'must be ≤ 10');
+  assert.equal(await retry.getAttribute('aria-invalid'), 'true');
+  assert.equal(await page.locator('#configError').isVisible(), true);
+  assert.equal(n.node.config.current.network.retryCount, 3, 'nothing applied');
+  await retryError.scrollIntoViewIfNeeded();
+  await shot(page, 'panel-config-error.png');
+  await retry.fill('5');
+  await page.fill('[name="heartbeat.interval"]', '20');
+  await page.click('[data-testid="config-save"]');
+  await page.locator('.toast', { hasText: 'Configuration saved and applied.' }).waitFor();
+  assert.ok(await retryError.isHidden());
+  assert.equal(n.node.config.current.network.retryCount, 5);
+  assert.equal(n.node.config.current.heartbeat.interval, 20);
+  assert.equal(await retry.inputValue(), '5');
+  assert.equal(await page.locator('[name="heartbeat.interval"]').inputValue(), '20');
+
+  // --- stop and start the service ------------------------------------------------------------
+  const unregisters = masterCount(m.master, 'unregister');
+  await page.click('[data-testid="service-toggle"]');
+  await page.locator('[data-testid="service-state"][data-state="stopped"]').waitFor();
+  assert.equal(masterCount(m.master, 'unregister'), unregisters + 1);
+  assert.equal((await fetchRaw(packageUrl(n.url, 'live1'))).status, 503);
+  assert.ok(await page.locator('[data-testid="sync-now"]').isDisabled());
+  await shot(page, 'panel-stopped.png');
+  const registers = masterCount(m.master, 'register');
+  await page.click('[data-testid="service-toggle"]');
+  await page.locator('[data-testid="service-state"][data-state="running"]').waitFor();
+  assert.equal(masterCount(m.master, 'register'), registers + 1);
+  assert.equal((await fetchRaw(packageUrl(n.url, 'live1'))).status, 200);
+  await page.locator('[data-testid="master-state"][data-state="ok"]').waitFor();
+
+  // --- log and diagnostics -------------------------------------------------------------------
+  await page.locator('[data-testid="log-view"]', { hasText: 'service started by the operator' }).waitFor();
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid="diagnostics"]')]);
+  assert.match(download.suggestedFilename(), /^meeting-edge-diagnostics-node-.+\.zip$/);
+
+  // --- language: switch to Chinese, remembered across reloads --------------------------------
+  await page.selectOption('[data-testid="lang-select"]', 'zh-CN');
+  await page.locator('#meetingsHeading', { hasText: '会议' }).waitFor();
+  assert.equal(await page.evaluate<string>('document.documentElement.lang'), 'zh-CN');
+  assert.equal(await page.locator('[data-testid="service-state"]').textContent(), '运行中');
+  // (After the restart the node may refetch on a token change: wait for it to settle.)
+  await liveRow.locator('[data-testid="meeting-state"]', { hasText: '已同步' }).waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator('[data-testid="config-save"]').textContent(), '保存并应用');
+  await shot(page, 'panel-zh.png');
+  await page.fill('[name="syncInterval"]', '5');
+  await page.click('[data-testid="config-save"]');
+  await page.locator('[data-error-for="syncInterval"]', { hasText: '不能小于 10' }).waitFor();
+  await page.click('#configReset');
+  await page.reload();
+  await page.locator('#meetingsHeading', { hasText: '会议' }).waitFor();
+  await page.selectOption('[data-testid="lang-select"]', 'en');
+  await page.locator('#meetingsHeading', { hasText: 'Meetings' }).waitFor();
+
+  // --- layouts: a 1024 px laptop and a tablet, without sideways scrolling -------------------
+  await page.setViewportSize({ width: 1024, height: 768 });
+  await page.locator('#appView').waitFor();
+  assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll at 1024 px');
+  await shot(page, 'panel-1024.png', true);
+  await page.setViewportSize({ width: 768, height: 1024 });
+  assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll on a portrait tablet');
+  await shot(page, 'panel-tablet.png', true);
+
+  // --- sign out ------------------------------------------------------------------------------
+  await page.click('#logoutButton');
+  await page.locator('#loginView').waitFor({ state: 'visible' });
+  assert.equal(await page.evaluate<string | null>("sessionStorage.getItem('meeting-edge.adminToken')"), null);
+
+  assert.deepEqual(problems, [], 'no script errors or CSP violations in the page');
+  await context.close();
+});
+
+test('control panel: Chinese is chosen from the browser language', { timeout: 60_000 }, async (t) => {
+  const browser = await launch(t);
+  const m = await startMaster();
+  t.after(() => m.close());
+  const n = await startAdminNode(m.port);
+  t.after(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 }, locale: 'zh-CN' });
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await page.goto(`${n.url}/static/index.html`);
+  await page.locator('#loginView h1', { hasText: '登录控制面板' }).waitFor();
+  assert.equal(await page.evaluate<string>('document.documentElement.lang'), 'zh-CN');
+  await page.fill('#tokenInput', ADMIN_TOKEN);
+  await page.click('#loginButton');
+  await page.locator('[data-testid="service-state"]', { hasText: '运行中' }).waitFor();
+  assert.equal(await page.locator('[data-testid="lang-select"]').inputValue(), 'zh-CN');
+  await shot(page, 'panel-zh-1024.png', true);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
