@@ -19,7 +19,9 @@ import { Announcer } from './master/announcer.ts';
 import type { MasterClient } from './master/master-client.ts';
 import { resolveNodeAddress } from './master/node-address.ts';
 import { PeriodicTask } from './scheduler.ts';
+import { diskSpaceReader } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
+import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
 import { buildStatus, DiskSpaceProbe } from './status.ts';
@@ -75,6 +77,8 @@ export class EdgeNode {
   readonly sync: SyncLoop;
   readonly announcer: Announcer;
   readonly stats: DownloadStats;
+  /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
+  readonly quota: QuotaGuard;
   readonly server: Server;
   readonly startedAt = Date.now();
   readonly host: string;
@@ -118,7 +122,21 @@ export class EdgeNode {
     this.stats = new DownloadStats();
     this.#disk = new DiskSpaceProbe(store.root);
     this.#master = this.#createMasterClient(config.current);
-    this.jobs = new SyncJobs({ store, master: () => this.#master, settings: () => syncSettings(this.config.current), logger });
+    this.quota = new QuotaGuard({
+      store,
+      settings: () => {
+        const { maxSize, cleanupThreshold, autoCleanup } = this.config.current.storage;
+        // freeFloorBytes null: keep 5 % of the volume (at most 512 MiB) free.
+        return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
+      },
+      disk: diskSpaceReader(store.root),
+      // null before the first successful poll: nothing is evicted on an unknown active set.
+      activeIds: () => (this.sync.lastSuccess ? new Set(this.sync.activeMeetings().map((m) => m.id)) : null),
+      inFlightIds: () => this.jobs.inFlightIds(),
+      lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
+      logger,
+    });
+    this.jobs = new SyncJobs({ store, master: () => this.#master, settings: () => syncSettings(this.config.current), logger, guard: this.quota });
     this.sync = new SyncLoop({
       store,
       jobs: this.jobs,
@@ -127,6 +145,7 @@ export class EdgeNode {
         const { cleanup } = this.config.current;
         return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
       },
+      quota: this.quota,
       logger,
     });
     this.announcer = new Announcer({

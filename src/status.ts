@@ -140,6 +140,8 @@ export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
       packages: held.length,
       disk_total: disk?.total ?? null,
       disk_free: disk?.available ?? null,
+      // Last eviction and last refused sync, so an operator sees why a package went or never came.
+      quota: node.quota.state,
     },
     master: {
       url: node.master.baseUrl,

@@ -103,6 +103,9 @@ export class QuotaGuard {
   /** Evicts what the limits ask for (after a successful poll). Resolves with the plan executed. */
   enforce(): Promise<EvictionPlan> {
     return this.#serialized(async () => {
+      // A meeting that ended may come back with another package: what its old one proved is moot.
+      const active = this.#deps.activeIds();
+      if (active) for (const id of this.#atLeast.keys()) if (!active.has(id)) this.#atLeast.delete(id);
       const disk = await this.#probeDisk();
       return this.#execute(this.#plan(disk, 0, new Set()));
     });
@@ -161,11 +164,6 @@ export class QuotaGuard {
   attemptEnded(job: GuardedJob, succeeded: boolean): void {
     this.#attempts.delete(job);
     if (succeeded) this.#atLeast.delete(job.meetingId);
-  }
-
-  /** Forget what was learned about a meeting (it ended). */
-  forget(meetingId: string): void {
-    this.#atLeast.delete(meetingId);
   }
 
   #serialized<T>(task: () => Promise<T>): Promise<T> {

@@ -299,7 +299,8 @@ export class SyncJobs {
   async #attempt(job: SyncJob, settings: SyncSettings): Promise<JobOutcome> {
     const { store, logger, guard } = this.#deps;
     await guard?.beforeAttempt(job);
-    // The guard stops one attempt (no room) without cancelling the job's other waiters' promise.
+    // The guard stops an attempt that runs out of room through its own signal: aborting the job's
+    // controller would read as a cancellation (no failure recorded, no retry later).
     const attemptAbort = new AbortController();
     const tempPath = await store.createTempPath(job.meetingId);
     job.state = 'running';
