@@ -21,6 +21,7 @@ import {
   meetingDirEntries,
   packageUrl,
   removeDir,
+  killProcess,
   spawnNodeProcess,
   startMaster,
   tempDir,
@@ -82,11 +83,6 @@ async function diskState(storageDir: string): Promise<DiskState> {
   return state;
 }
 
-function killNow(proc: NodeProcess): Promise<unknown> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return Promise.resolve();
-  proc.child.kill('SIGKILL');
-  return proc.exited;
-}
 
 test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, manifest and package agree, the sync completes`, { timeout: 300_000 }, async (t) => {
   const seed = Number(process.env.EDGE_CRASH_SEED ?? Date.now() % 1_000_000);
@@ -127,7 +123,7 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
     const { sha256: target, size } = m.master.meeting(MEETING)!.package!;
 
     const proc = await spawnNodeProcess(configPath);
-    defer(() => killNow(proc));
+    defer(() => killProcess(proc));
     // The store scan ran before READY; the first download needs > 100 ms of throttled bytes, so no
     // promote can be under way while this looks.
     const atStart = await diskState(storageDir);
@@ -200,7 +196,7 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
   // The last run is left alone: it completes the sync.
   const target = m.master.meeting(MEETING)!.package!.sha256;
   const proc = await spawnNodeProcess(configPath);
-  defer(() => killNow(proc));
+  defer(() => killProcess(proc));
   await waitFor(
     'the sync to complete',
     async () => (await diskState(storageDir)).packageSha === target,

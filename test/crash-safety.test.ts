@@ -16,6 +16,7 @@ import {
   packageUrl,
   removeDir,
   sha256Hex,
+  killProcess,
   spawnNodeProcess,
   startMaster,
   tempDir,
@@ -38,11 +39,6 @@ async function partFileSize(storageDir: string, meetingId: string): Promise<{ na
   return null;
 }
 
-function killed(proc: NodeProcess): Promise<unknown> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return Promise.resolve();
-  proc.child.kill('SIGKILL');
-  return proc.exited;
-}
 
 test(`kill -9 mid-sync (${KILLS} times): no partial package is ever promoted or served, and the restarted node completes the sync`, async (t) => {
   const defer = cleanupStack(t);
@@ -61,7 +57,7 @@ test(`kill -9 mid-sync (${KILLS} times): no partial package is ever promoted or 
   let leftover: string | null = null;
   for (let round = 0; round < KILLS; round++) {
     const proc = await spawnNodeProcess(configPath);
-    defer(() => killed(proc));
+    defer(() => killProcess(proc));
     const entriesAtStart = await meetingDirEntries(storageDir, 'm-crash');
     if (leftover) assert.ok(!entriesAtStart.includes(leftover), `round ${round}: the previous run's temp file is removed at start`);
     assert.ok(!entriesAtStart.includes('package.zip'), `round ${round}: nothing was promoted`);
@@ -84,7 +80,7 @@ test(`kill -9 mid-sync (${KILLS} times): no partial package is ever promoted or 
   }
 
   const proc = await spawnNodeProcess(configPath);
-  defer(() => killed(proc));
+  defer(() => killProcess(proc));
   const entriesAtStart = await meetingDirEntries(storageDir, 'm-crash');
   assert.ok(leftover && !entriesAtStart.includes(leftover), 'the last temp file is removed at start');
   // A tablet asking now: 404 until the first poll lists the meeting, then it waits for the sync
@@ -131,7 +127,7 @@ test('SIGTERM: the node process unregisters and exits 0', async (t) => {
   await writeFile(configPath, JSON.stringify(testConfig(m.port), null, 2));
 
   const proc = await spawnNodeProcess(configPath);
-  defer(() => killed(proc));
+  defer(() => killProcess(proc));
   const nodeId = (JSON.parse(await readFile(configPath, 'utf8')) as { nodeId: string }).nodeId;
   assert.match(nodeId, /^node-[0-9a-f]{8}$/, 'the generated nodeId is persisted');
   await waitFor('the node registered and synced', () => m.master.nodes().find((v) => v.nodeId === nodeId)?.syncedMeetings.includes('m1'), 20_000);

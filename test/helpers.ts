@@ -278,6 +278,13 @@ export function startPausedDownload(url: string): Promise<{
   });
 }
 
+/** SIGKILLs a child node (no-op if it already exited) and waits for it to be gone. */
+export function killProcess(proc: NodeProcess): Promise<unknown> {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return Promise.resolve();
+  proc.child.kill('SIGKILL');
+  return proc.exited;
+}
+
 export interface NodeProcess {
   child: ChildProcess;
   /** Port the node listens on (from its READY line). */
