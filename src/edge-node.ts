@@ -13,6 +13,7 @@ import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
 import { LogRing, tapLogger } from './http/admin/logs.ts';
 import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp } from './http/app.ts';
+import { TailLimit } from './http/tail-send.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -40,6 +41,8 @@ export interface EdgeNodeOptions {
   drainTimeoutMs?: number;
   /** Tablets wait this long for an active meeting's sync before 503 (default 30 s). */
   waitForSyncMs?: number;
+  /** Most tablets served from a package still syncing (tailing its temp file); past it 503. */
+  maxTailingClients?: number;
   /**
    * Admin token overriding the config's adminToken (start() reads EDGE_ADMIN_TOKEN when unset).
    * With neither, the config's token is used, or one is generated and saved on first start.
@@ -175,6 +178,9 @@ export class EdgeNode {
         stats: this.stats,
         logger,
         isServing: () => this.#serving,
+        // Serve while downloading: tablets of a package still syncing stream the bytes already
+        // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
+        tailing: new TailLimit(options.maxTailingClients ?? 2_000),
         settings: () => ({
           waitForSyncMs: options.waitForSyncMs ?? 30_000,
           idleTimeoutMs: Math.max(30_000, this.config.current.network.downloadTimeout * 1000),
