@@ -27,7 +27,7 @@ interface RawResult {
  */
 function rawRequest(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string; giveUpAfterIdleMs?: number } = {},
+  options: { method?: string; headers?: Record<string, string>; body?: string; giveUpAfterIdleMs?: number; onResponse?: () => void } = {},
 ): Promise<RawResult & { noResponse?: string }> {
   return new Promise((resolve) => {
     const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false });
@@ -45,6 +45,7 @@ function rawRequest(
     });
     req.on('response', (res) => {
       responded = true;
+      options.onResponse?.();
       const chunks: Buffer[] = [];
       let failure: string | undefined;
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -568,8 +569,19 @@ describe('close', () => {
       master.setFault('status', { kind: 'hang' });
       master.setFault('package', { kind: 'stallBody', afterBytes: 100 });
       const hanging = rawRequest(`${url}/api/v1/meetings/status/node`, { giveUpAfterIdleMs: 60_000 });
-      const stalled = rawRequest(`${url}/api/v1/meetings/m1/download-package-direct`, { giveUpAfterIdleMs: 60_000 });
-      await waitFor(() => (master.stats().requests['package'] ?? 0) === 1 && master.stats().requests['status'] === 1, 'requests');
+      let stalledHeadersReceived = false;
+      const stalled = rawRequest(`${url}/api/v1/meetings/m1/download-package-direct`, {
+        giveUpAfterIdleMs: 60_000,
+        onResponse: () => {
+          stalledHeadersReceived = true;
+        },
+      });
+      // Close only once the stalled response's headers reached the client: under load the
+      // request can be counted before its headers leave, and closing then is no "stalled body".
+      await waitFor(
+        () => (master.stats().requests['package'] ?? 0) === 1 && master.stats().requests['status'] === 1 && stalledHeadersReceived,
+        'requests',
+      );
       await master.close();
       const [hung, stall] = await Promise.all([hanging, stalled]);
       assert.equal(hung.status, 0);
