@@ -1,26 +1,25 @@
 /**
  * Copies a byte range of an open file into an HTTP response: the one hot loop behind sendFile
- * (complete packages) and tailFile (packages still downloading).
+ * (complete packages) and tailDownload (packages still downloading).
  *
- * Why not fs.createReadStream + pipeline: measured on the target machine, a read/write loop that
- * reuses its buffers moves ~20-30 % more bytes per CPU second (no stream machinery per chunk, no
- * fresh allocation per chunk), and it lets the chunk size follow the client:
+ * A plain read/write loop that reuses its buffers instead of fs.createReadStream + pipeline: no
+ * stream machinery and no fresh allocation per chunk, and the chunk size can follow the client:
  *
- * - A write the kernel takes at once means the client keeps up: the next chunk is read while that
- *   one is still being flushed (two buffers), and chunks grow up to maxChunk (fewer syscalls).
- * - A write left pending means the client is the bottleneck (a tablet on Wi-Fi): no read-ahead,
- *   and chunks shrink towards minChunk, so a thousand slow tablets hold a thousand small buffers,
- *   not a thousand large ones. Memory follows what clients actually take, not the client count
- *   times the chunk size.
+ * - A chunk flushed within a few milliseconds means the client keeps up: chunks grow up to
+ *   maxChunk (fewer syscalls) and the next chunk may be read while one is being flushed.
+ * - A chunk that took longer means the client is the bottleneck (a tablet on Wi-Fi): no
+ *   read-ahead, and chunks shrink towards minChunk (about 10 ms of the client's rate), so a
+ *   thousand slow tablets hold a thousand small buffers, not a thousand large ones.
  *
  * Backpressure is by write completion: at most two chunks are ever outside the file per response.
  *
  * Reads are synchronous while the file is in the page cache, as nginx's sendfile is: a cached
- * 256 KiB read is a memcpy of tens of microseconds, while handing it to libuv's thread pool and
- * back cost 2-3x the CPU per byte and a third of the throughput on the 2-core target machine
- * whenever other processes compete for the cores (measured: 0.45 vs 1.2 GB/s). A read that takes
- * long was served from the disk: that response reads asynchronously for the next chunks, so a cold
- * package blocks the event loop for one read now and then, not for every read.
+ * 256 KiB read is a memcpy of tens of microseconds, while a round trip through libuv's thread pool
+ * per chunk cost 3-4x the CPU per byte and 60 % of the throughput on the 2-core target machine
+ * whenever other processes competed for the cores (measured: 0.45 GB/s at 1.6-3.8 CPU-s/GB
+ * against 1.2-1.7 GB/s at 0.4-0.6; createReadStream + pipeline: 1.1-1.4 GB/s at 0.5-0.7). A read
+ * that takes long came from the disk: that response then reads through the thread pool for a
+ * while, so a cold package blocks the event loop for one read now and then, not for every read.
  */
 import { close, read, readSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -50,6 +49,8 @@ const INITIAL_CHUNK = 64 * 1024;
 const SLOW_READ_NS = 2_000_000n;
 /** Reads done through the thread pool after a slow one, before trying synchronously again. */
 const ASYNC_READS_AFTER_SLOW = 32;
+/** A write that took longer than this to flush means a client slower than ~chunk/10 ms. */
+const SLOW_WRITE_MS = 10;
 /** Give other responses and new connections a turn of the event loop after this many bytes. */
 const YIELD_EVERY_BYTES = 1024 * 1024;
 
@@ -65,7 +66,7 @@ export class FilePump {
   /** A buffer whose write has completed, ready for the next read. */
   #spare: Buffer | null = null;
   #pendingWrites = 0;
-  /** The last write was not taken by the kernel at once: the client is slower than the file. */
+  /** The last chunk took long to flush: the client is slower than the file. */
   #congested = false;
   #wake: (() => void) | null = null;
   #closed = false;
@@ -100,11 +101,6 @@ export class FilePump {
     return this.#bytesSent;
   }
 
-  /** Writes handed to the response that the socket has not flushed yet. */
-  get pendingWrites(): number {
-    return this.#pendingWrites;
-  }
-
   /**
    * Sends the file from the current position up to `limit` (exclusive). Resolves true once every
    * byte was handed to the response, false if the response closed first. Rejects with the read
@@ -125,6 +121,7 @@ export class FilePump {
   async #sendUntil(limit: number): Promise<boolean> {
     while (this.#position < limit) {
       // Read-ahead only while the client keeps up; a congested client gets one chunk at a time.
+      if (this.#congested) this.#spare = null;
       while (!this.#closed && (this.#pendingWrites >= 2 || (this.#congested && this.#pendingWrites > 0))) {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
@@ -182,16 +179,18 @@ export class FilePump {
   #write(chunk: Buffer, buffer: Buffer): void {
     this.#pendingWrites += 1;
     this.#bytesSent += chunk.length;
+    const writtenAt = performance.now();
     this.#res.write(chunk, (error) => {
       this.#pendingWrites -= 1;
-      // Reuse only after the socket is done with the bytes; one spare is all the loop needs.
-      if (!error && this.#active && this.#spare === null) this.#spare = buffer;
+      // A chunk the socket took long to flush: the client, not the file, sets the pace. (Judged by
+      // time, not by what write() returned: the response corks the socket until the next tick.)
+      this.#congested = performance.now() - writtenAt > SLOW_WRITE_MS;
+      this.#chunk = this.#congested ? Math.max(this.#minChunk, this.#chunk >> 1) : Math.min(this.#maxChunk, this.#chunk * 2);
+      // Reuse only after the socket is done with the bytes; one spare is all the loop needs, and a
+      // congested client, which reads one chunk at a time, keeps none.
+      if (!error && this.#active && !this.#congested && this.#spare === null) this.#spare = buffer;
       this.#notify();
     });
-    // writableLength counts bytes the socket has not handed to the kernel yet: zero means the
-    // kernel took the whole chunk during write().
-    this.#congested = this.#res.writableLength > 0;
-    this.#chunk = this.#congested ? Math.max(this.#minChunk, this.#chunk >> 1) : Math.min(this.#maxChunk, this.#chunk * 2);
     this.#onBytes?.(chunk.length);
   }
 
