@@ -1,4 +1,5 @@
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
+import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -12,7 +13,8 @@ import { redactConfig, type ConfigApplyResult } from './http/admin/config-routes
 import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
 import { LogRing, tapLogger } from './http/admin/logs.ts';
 import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
-import { createApp } from './http/app.ts';
+import { createApp, DOWNLOAD_CORS } from './http/app.ts';
+import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
 import { TailLimit } from './http/tail-send.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
@@ -171,22 +173,23 @@ export class EdgeNode {
       startedAt: this.startedAt,
     });
     this.#eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: () => this.#serving });
+    const downloads: DownloadDeps = {
+      store,
+      sync: this.sync,
+      stats: this.stats,
+      logger,
+      isServing: () => this.#serving,
+      // Serve while downloading: tablets of a package still syncing stream the bytes already
+      // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
+      tailing: new TailLimit(options.maxTailingClients ?? 2_000),
+      settings: () => ({
+        waitForSyncMs: options.waitForSyncMs ?? 30_000,
+        idleTimeoutMs: Math.max(30_000, this.config.current.network.downloadTimeout * 1000),
+        retryAfterSeconds: 5,
+      }),
+    };
     const app = createApp({
-      downloads: {
-        store,
-        sync: this.sync,
-        stats: this.stats,
-        logger,
-        isServing: () => this.#serving,
-        // Serve while downloading: tablets of a package still syncing stream the bytes already
-        // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
-        tailing: new TailLimit(options.maxTailingClients ?? 2_000),
-        settings: () => ({
-          waitForSyncMs: options.waitForSyncMs ?? 30_000,
-          idleTimeoutMs: Math.max(30_000, this.config.current.network.downloadTimeout * 1000),
-          retryAfterSeconds: 5,
-        }),
-      },
+      downloads,
       admin: {
         logger,
         token: () => this.adminToken,
@@ -216,7 +219,14 @@ export class EdgeNode {
       },
       publicDir,
     });
-    this.server = createAdaptorServer({ fetch: app.fetch }) as Server;
+    // Package downloads are answered before Hono: its HEAD handling re-dispatches through a slow
+    // Response path (HEAD 6.5k → 23.6k req/s and 304 13k → 24k req/s measured with this fast
+    // path), and the herd at meeting start is exactly these requests. Everything else is Hono.
+    const honoListener = getRequestListener(app.fetch);
+    const downloadListener = createDownloadListener(downloads, DOWNLOAD_CORS);
+    this.server = createServer((req, res) => {
+      if (!downloadListener(req, res)) void honoListener(req, res);
+    });
     // The interval callbacks run exactly when the next run is scheduled: noting the time there
     // makes the next-run times in /api/status those of the real timers.
     this.#pollTask = new PeriodicTask(

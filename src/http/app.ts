@@ -30,7 +30,8 @@ const CONTENT_SECURITY_POLICY = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const DOWNLOAD_CORS = {
+/** Downloads may be fetched cross-origin (tablet web apps); admin routes may not. */
+export const DOWNLOAD_CORS: Record<string, string> = {
   'access-control-allow-origin': '*',
   'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Content-Disposition, Retry-After',
 };

@@ -14,7 +14,7 @@
  * Backpressure is by write completion: at most two chunks are ever outside the file per response.
  *
  * Reads are synchronous while the file is in the page cache, as nginx's sendfile is: a cached
- * 256 KiB read is a memcpy of tens of microseconds, while a round trip through libuv's thread pool
+ * 128 KiB read is a memcpy of tens of microseconds, while a round trip through libuv's thread pool
  * per chunk cost 3-4x the CPU per byte and 60 % of the throughput on the 2-core target machine
  * whenever other processes competed for the cores (measured: 0.45 GB/s at 1.6-3.8 CPU-s/GB
  * against 1.2-1.7 GB/s at 0.4-0.6; createReadStream + pipeline: 1.1-1.4 GB/s at 0.5-0.7). A read
@@ -26,7 +26,10 @@ import type { ServerResponse } from 'node:http';
 import type { SendAbortReason, SendResult } from './send-file.ts';
 
 export interface PumpOptions {
-  /** Largest read. Default 256 KiB (larger chunks measured slower: they fall out of the CPU cache). */
+  /**
+   * Largest read. Default 128 KiB: larger chunks measured no faster (they fall out of the CPU
+   * cache) and, times a thousand tablets starting at once, cost memory.
+   */
   maxChunk?: number;
   /** Smallest read, used for clients that cannot keep up. Default 16 KiB (or maxChunk if smaller). */
   minChunk?: number;
@@ -42,9 +45,9 @@ export class ShortFileError extends Error {
   }
 }
 
-export const DEFAULT_MAX_CHUNK = 256 * 1024;
+export const DEFAULT_MAX_CHUNK = 128 * 1024;
 const DEFAULT_MIN_CHUNK = 16 * 1024;
-const INITIAL_CHUNK = 64 * 1024;
+const INITIAL_CHUNK = 32 * 1024;
 /** A synchronous read slower than this did not come from the page cache. */
 const SLOW_READ_NS = 2_000_000n;
 /** Reads done through the thread pool after a slow one, before trying synchronously again. */
@@ -121,7 +124,6 @@ export class FilePump {
   async #sendUntil(limit: number): Promise<boolean> {
     while (this.#position < limit) {
       // Read-ahead only while the client keeps up; a congested client gets one chunk at a time.
-      if (this.#congested) this.#spare = null;
       while (!this.#closed && (this.#pendingWrites >= 2 || (this.#congested && this.#pendingWrites > 0))) {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
@@ -186,9 +188,10 @@ export class FilePump {
       // time, not by what write() returned: the response corks the socket until the next tick.)
       this.#congested = performance.now() - writtenAt > SLOW_WRITE_MS;
       this.#chunk = this.#congested ? Math.max(this.#minChunk, this.#chunk >> 1) : Math.min(this.#maxChunk, this.#chunk * 2);
-      // Reuse only after the socket is done with the bytes; one spare is all the loop needs, and a
-      // congested client, which reads one chunk at a time, keeps none.
-      if (!error && this.#active && !this.#congested && this.#spare === null) this.#spare = buffer;
+      // Reuse only after the socket is done with the bytes: one spare is all the loop needs, and
+      // reusing it is what keeps a slow client from allocating a buffer per chunk. A buffer larger
+      // than the (shrunk) chunk is dropped instead, so a slow client holds only small ones.
+      if (!error && this.#active && this.#spare === null && buffer.length <= this.#chunk) this.#spare = buffer;
       this.#notify();
     });
     this.#onBytes?.(chunk.length);

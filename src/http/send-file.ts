@@ -36,7 +36,7 @@ export interface SendOptions {
    */
   idleTimeoutMs: number;
   /**
-   * Largest read from the file. Default 256 KiB. Clients that cannot take bytes as fast as they
+   * Largest read from the file. Default 128 KiB. Clients that cannot take bytes as fast as they
    * are read get smaller chunks (down to 16 KiB), so slow clients hold small buffers.
    */
   chunkSize?: number;
