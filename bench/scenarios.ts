@@ -17,6 +17,7 @@ import type { LoadClient, LoadResult } from './load.ts';
 import { Nginx } from './nginx.ts';
 import { CpuMeter, PeakRss, rssBytes } from './proc-stats.ts';
 import { RpcChild } from './rpc.ts';
+import { testConfig } from '../test/helpers.ts';
 
 const BENCH_DIR = import.meta.dirname;
 const MiB = 1024 * 1024;
@@ -95,26 +96,15 @@ async function startMaster(ctx: BenchContext, options: ReferenceMasterOptions): 
 async function startNode(ctx: BenchContext, masterPort: number, config: Record<string, unknown> = {}): Promise<NodeProcess> {
   const dir = await mkdtemp(path.join(ctx.dir, 'node-'));
   const configPath = path.join(dir, 'node_config.json');
+  // The tests' loopback config, with bench timeouts and no quota (packages are up to 2 GiB).
   const network = { maxConcurrentDownloads: 3, downloadTimeout: 60, connectionTimeout: 5, retryCount: 3, retryDelay: 1 };
-  await writeFile(
-    configPath,
-    JSON.stringify(
-      {
-        mainServerIp: '127.0.0.1',
-        mainServerPort: masterPort,
-        syncInterval: 10,
-        usePublicAddress: true,
-        publicIp: '127.0.0.1',
-        storage: { path: './storage', maxSize: 0 },
-        logging: { fileEnabled: false, level: 'WARNING' },
-        heartbeat: { interval: 10 },
-        ...config,
-        network: { ...network, ...((config['network'] as object | undefined) ?? {}) },
-      },
-      null,
-      2,
-    ),
-  );
+  const nodeConfig = testConfig(masterPort, {
+    storage: { path: './storage', maxSize: 0 },
+    logging: { fileEnabled: false, level: 'WARNING' },
+    ...config,
+    network: { ...network, ...((config['network'] as object | undefined) ?? {}) },
+  });
+  await writeFile(configPath, JSON.stringify(nodeConfig, null, 2));
   const adminToken = randomBytes(16).toString('hex');
   const { rpc, ready } = await RpcChild.start<{ url: string; port: number }>(path.join(BENCH_DIR, 'node-child.ts'), [configPath, adminToken], {
     stderr: (text) => ctx.log(`  [node] ${text.trimEnd()}`),

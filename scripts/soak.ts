@@ -19,6 +19,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createReferenceMaster } from '../reference-master/master.ts';
+import { testConfig } from '../test/helpers.ts';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -117,17 +118,10 @@ async function main(): Promise<void> {
   await writeFile(
     configPath,
     JSON.stringify(
-      {
-        mainServerIp: '127.0.0.1',
-        mainServerPort: masterPort,
-        syncInterval: 10,
-        usePublicAddress: true,
-        publicIp: '127.0.0.1',
-        storage: { path: './storage' },
+      testConfig(masterPort, {
         network: { retryDelay: 0.5, connectionTimeout: 2, downloadTimeout: 10 },
         logging: { fileEnabled: false, level: 'WARNING' },
-        heartbeat: { interval: 10 },
-      },
+      }),
       null,
       2,
     ),
