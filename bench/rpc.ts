@@ -72,7 +72,8 @@ export class RpcChild {
   /** Forks `script` under tsx and waits for its `ready` event (whose data it returns). */
   static async start<T>(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: (text: string) => void } = {}): Promise<{ rpc: RpcChild; ready: T }> {
     const child = fork(script, args, {
-      execArgv: ['--import', 'tsx'],
+      // BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the servers under load.
+      execArgv: ['--import', 'tsx', ...(process.env.BENCH_CHILD_ARGS?.split(' ').filter(Boolean) ?? [])],
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       env: options.env ?? process.env,
     });

@@ -17,6 +17,7 @@ import type { LoadClient, LoadResult } from './load.ts';
 import { Nginx } from './nginx.ts';
 import { CpuMeter, PeakRss, rssBytes } from './proc-stats.ts';
 import { RpcChild } from './rpc.ts';
+import { configSchema } from '../src/config/schema.ts';
 import { testConfig } from '../test/helpers.ts';
 
 const BENCH_DIR = import.meta.dirname;
@@ -99,6 +100,9 @@ async function startNode(ctx: BenchContext, masterPort: number, config: Record<s
   // The tests' loopback config, with bench timeouts and no quota (packages are up to 2 GiB).
   const network = { maxConcurrentDownloads: 3, downloadTimeout: 60, connectionTimeout: 5, retryCount: 3, retryDelay: 1 };
   const nodeConfig = testConfig(masterPort, {
+    // The product's polling, not the tests' (which switch the watch off).
+    syncInterval: configSchema.properties.syncInterval.default,
+    watchInterval: configSchema.properties.watchInterval.default,
     storage: { path: './storage', maxSize: 0 },
     logging: { fileEnabled: false, level: 'WARNING' },
     ...config,

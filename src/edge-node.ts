@@ -98,6 +98,8 @@ export class EdgeNode {
   #port = 0;
   #serving = true;
   #pollTask: PeriodicTask;
+  /** Quick checks between polls (watchInterval); idles at a minute when switched off. */
+  #watchTask: PeriodicTask;
   #heartbeatTask: PeriodicTask;
   #options: EdgeNodeOptions;
   #stopping: Promise<void> | null = null;
@@ -239,6 +241,14 @@ export class EdgeNode {
       () => this.sync.pollNow(),
       logger,
     );
+    this.#watchTask = new PeriodicTask(
+      'watch',
+      () => (this.config.current.watchInterval || 60) * 1000,
+      async () => {
+        if (this.config.current.watchInterval > 0) await this.sync.watch();
+      },
+      logger,
+    );
     this.#heartbeatTask = new PeriodicTask(
       'heartbeat',
       () => {
@@ -357,6 +367,7 @@ export class EdgeNode {
       if (!this.#serving || this.#stopping) return;
       this.#serving = false;
       this.#pollTask.stop();
+      this.#watchTask.stop();
       this.#heartbeatTask.stop();
       this.#schedule = { nextPollAt: null, nextHeartbeatAt: null };
       this.sync.setPaused(true);
@@ -381,6 +392,7 @@ export class EdgeNode {
       this.#schedule.nextPollAt = Date.now();
       this.#heartbeatTask.start(0);
       this.#pollTask.start(0);
+      this.#watchTask.start(this.#watchDelayMs());
     });
   }
 
@@ -394,6 +406,7 @@ export class EdgeNode {
     const drainMs = this.#options.drainTimeoutMs ?? 10_000;
     this.logger.info('stopping: no more polls or heartbeats');
     this.#pollTask.stop();
+    this.#watchTask.stop();
     this.#heartbeatTask.stop();
     this.sync.setPaused(true);
     await this.#serviceOp;
@@ -455,6 +468,11 @@ export class EdgeNode {
     });
     this.#schedule.nextPollAt = Date.now();
     this.#pollTask.start(0);
+    this.#watchTask.start(this.#watchDelayMs());
+  }
+
+  #watchDelayMs(): number {
+    return (this.config.current.watchInterval || 60) * 1000;
   }
 
   #beat(): Promise<boolean> {
@@ -519,6 +537,7 @@ export class EdgeNode {
     if (clientChanged) void oldMaster.close();
 
     if (touched('syncInterval')) this.#pollTask.reschedule();
+    if (touched('watchInterval')) this.#watchTask.reschedule();
     if (touched('heartbeat.interval')) this.#heartbeatTask.reschedule();
     const restartRequired = changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
     if (restartRequired.length > 0) this.logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);

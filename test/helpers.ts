@@ -89,6 +89,8 @@ export function testConfig(masterPort: number, overrides: Record<string, unknown
     mainServerIp: '127.0.0.1',
     mainServerPort: masterPort,
     syncInterval: 10,
+    // Tests drive polls themselves (syncNow); the watch between polls has tests of its own.
+    watchInterval: 0,
     usePublicAddress: true,
     publicIp: '127.0.0.1',
     storage: { path: './storage' },

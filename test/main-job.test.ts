@@ -209,6 +209,41 @@ async function nodeThenMeetings(t: { after(fn: () => Promise<void>): void }, ids
   return { m, n };
 }
 
+test('watch: between polls, a started meeting is synced and reported within watchInterval; an unchanged answer reconciles nothing', async (t) => {
+  const defer = cleanupStack(t);
+  const m = await startMaster();
+  defer(() => m.close());
+  // No full poll after the first one for an hour: only the watch can notice the start.
+  const n = await startNode(m.port, { config: { ...QUIET, watchInterval: 1 } });
+  defer(() => removeDir(n.dir));
+  defer(() => n.stop());
+  await waitFor('the first poll', () => n.node.sync.lastSuccess !== null, 15_000);
+  let reconciles = 0;
+  n.node.sync.events.on('polled', () => reconciles++);
+
+  const statusRequests = () => m.master.stats().requests['status'] ?? 0;
+  const before = statusRequests();
+  await waitFor('three quick checks', () => statusRequests() >= before + 3, 15_000, 50);
+  assert.equal(reconciles, 0, 'an answer equal to the last poll reconciles nothing');
+
+  m.master.addMeeting({ id: 'w1', title: 'Watched' });
+  await m.master.startMeeting('w1');
+  await waitFor('the started meeting synced without a poll', () => n.node.sync.isServable('w1'), 15_000);
+  assert.equal(reconciles, 1);
+  await waitFor('the node reported it synced', () => nodeView(m.master, n.node.config.current.nodeId)?.syncedMeetings.includes('w1'), 15_000);
+  await waitFor('the token changed', () => m.master.stats().tokenChanges >= 1, 15_000);
+  const res = await fetchRaw(packageUrl(n.url, 'w1'));
+  assert.equal(sha256Hex(res.body), masterSha(m.master, 'w1'));
+
+  // Off: the node keeps to its full polls.
+  await n.node.updateConfig({ watchInterval: 0 });
+  const afterOff = statusRequests();
+  await m.master.endMeeting('w1');
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  assert.equal(statusRequests(), afterOff, 'no quick checks while watchInterval is 0');
+  assert.ok(n.node.sync.activeMeeting('w1'), 'the end is seen only at the next poll');
+});
+
 test('a meeting that ends and starts again: the node serves the new bytes after its next poll', async (t) => {
   const { m, n } = await nodeThenMeetings(t, ['m1', 'm2']);
   // Each start's token change waits for this node's synced report; the node then sees them.

@@ -107,6 +107,7 @@ export default {
   'field.mainServerIp': 'Master address',
   'field.mainServerPort': 'Master port',
   'field.syncInterval': 'Poll interval (s)',
+  'field.watchInterval': 'Quick check for started meetings (s, 0 = off)',
   'field.nodeId': 'Node ID',
   'field.nodePort': 'Listen port',
   'field.publicIp': 'Public address',

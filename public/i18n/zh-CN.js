@@ -107,6 +107,7 @@ export default {
   'field.mainServerIp': '主控服务器地址',
   'field.mainServerPort': '主控服务器端口',
   'field.syncInterval': '轮询间隔（秒）',
+  'field.watchInterval': '会议开始快速检查间隔（秒，0 = 关闭）',
   'field.nodeId': '节点 ID',
   'field.nodePort': '监听端口',
   'field.publicIp': '公网地址',

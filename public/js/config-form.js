@@ -3,7 +3,7 @@
 import { h } from './dom.js';
 
 const GROUPS = [
-  ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
+  ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'watchInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
   ['security', ['adminToken', 'metricsPublic']],
 ];
 const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup'];

@@ -28,6 +28,16 @@ export const configSchema = {
       default: 10,
       description: 'Seconds between polls of the master for active meetings.',
     },
+    // Not in the reference: the master changes the room's token only after every node reported a
+    // started meeting as synced, so the time a node takes to notice the start delays every tablet.
+    watchInterval: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 60,
+      default: 2,
+      description:
+        'Seconds between quick checks of the master for a started or ended meeting, between the full polls (0: off, only syncInterval).',
+    },
     nodeId: {
       type: ['string', 'null'],
       pattern: '^[A-Za-z0-9._-]{1,64}$',
@@ -136,6 +146,7 @@ export interface NodeConfig {
   mainServerIp: string;
   mainServerPort: number;
   syncInterval: number;
+  watchInterval: number;
   nodeId: string | null;
   nodePort: number;
   publicIp: string | null;

@@ -43,14 +43,16 @@ export const DOWNLOAD_CORS: Record<string, string> = {
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
+  // Set before the handler runs, as prepared headers that c.json/c.body/c.redirect copy into the
+  // response they build. Touching c.res after next() instead forces the response into a real
+  // web Response with a stream body and a header copy: measured 3x the CPU of /api/status.
+  // Raw responses (downloads, SSE) never see these; they are written to the socket directly.
   app.use('*', async (c, next) => {
+    c.header('x-content-type-options', 'nosniff');
+    c.header('x-frame-options', 'DENY');
+    c.header('referrer-policy', 'no-referrer');
+    c.header('content-security-policy', CONTENT_SECURITY_POLICY);
     await next();
-    // Raw responses (downloads, SSE) are already on the wire; the marker response is shared.
-    if (c.res.headers.has('x-hono-already-sent')) return;
-    c.res.headers.set('x-content-type-options', 'nosniff');
-    c.res.headers.set('x-frame-options', 'DENY');
-    c.res.headers.set('referrer-policy', 'no-referrer');
-    c.res.headers.set('content-security-policy', CONTENT_SECURITY_POLICY);
   });
 
   const download = async (c: { req: { param: (name: 'id') => string }; env: HttpBindings }) => {
@@ -79,9 +81,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.get('/', (c) => c.redirect('/static/index.html'));
   app.use('/static/*', async (c, next) => {
-    await next();
     // The panel changes with the program; revalidate rather than run a stale copy.
-    if (!c.res.headers.has('x-hono-already-sent')) c.res.headers.set('cache-control', 'no-cache');
+    c.header('cache-control', 'no-cache');
+    await next();
   });
   app.use(
     '/static/*',

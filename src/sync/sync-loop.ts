@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.ts';
-import { MasterError, type ActiveMeeting, type MasterClient } from '../master/master-client.ts';
+import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
 import type { SyncJob, SyncJobs } from './sync-jobs.ts';
@@ -104,6 +104,30 @@ export class SyncLoop {
   }
 
   /**
+   * The quick check between polls (watchInterval): one status request, and a reconcile only when
+   * the master's token or active list differs from the last poll's, so a started meeting is
+   * fetched within seconds while the full poll keeps its operator-set interval. Quiet on failure:
+   * the regular poll is the one that reports an unreachable master (no log line every 2 s).
+   * Resolves true when it found a change and reconciled.
+   */
+  async watch(): Promise<boolean> {
+    if (this.#paused || this.#polling || !this.#lastSuccess) return false;
+    let status: MeetingStatus;
+    try {
+      status = await this.#deps.master().getMeetingStatus();
+    } catch {
+      return false;
+    }
+    const last = this.#lastSuccess;
+    if (this.#paused || this.#polling || !last || sameStatus(last, status)) return false;
+    this.#deps.logger.info('watch: the master\'s active meetings changed; reconciling before the next poll');
+    this.#polling = this.#pollAndReconcile(status).finally(() => {
+      this.#polling = null;
+    });
+    return this.#polling;
+  }
+
+  /**
    * A tablet asked for an id we have not seen active: refresh the list at most once per
    * unknownIdRefreshMs, so a flood of bogus ids cannot turn into a flood of polls.
    */
@@ -131,13 +155,14 @@ export class SyncLoop {
     });
   }
 
-  async #pollAndReconcile(): Promise<boolean> {
+  /** `fetched`: a status the watch already got (it counts as this poll's answer). */
+  async #pollAndReconcile(fetched?: MeetingStatus): Promise<boolean> {
     if (this.#paused) return false;
     const { logger } = this.#deps;
     this.#lastAttemptAt = this.#now();
-    let status;
+    let status: MeetingStatus;
     try {
-      status = await this.#deps.master().getMeetingStatus();
+      status = fetched ?? (await this.#deps.master().getMeetingStatus());
     } catch (error) {
       const message = error instanceof MasterError ? error.message : `status poll failed: ${(error as Error).message}`;
       if (this.#lastError?.message !== message) logger.warn(`poll: ${message}; keeping ${this.#deps.store.list().length} package(s), evicting nothing`);
@@ -204,4 +229,11 @@ export class SyncLoop {
         return;
     }
   }
+}
+
+/** Same token and the same active meetings (ids and titles, in any order). */
+function sameStatus(last: PollRecord, status: MeetingStatus): boolean {
+  if (last.token !== status.token || last.meetings.length !== status.meetings.length) return false;
+  const titles = new Map(last.meetings.map((m) => [m.id, m.title]));
+  return status.meetings.every((m) => titles.has(m.id) && titles.get(m.id) === m.title);
 }

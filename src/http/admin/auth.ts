@@ -36,6 +36,8 @@ const MAX_TRACKED = 10_000;
 export class AdminAuth {
   #options: Required<AdminAuthOptions>;
   #failures = new Map<string, FailureWindow>();
+  /** Digest of the token in force, recomputed only when the token changes (one hash per request, not two). */
+  #expected: { token: string; digest: Buffer } | null = null;
 
   constructor(options: AdminAuthOptions) {
     this.#options = { maxFailures: 10, windowMs: 60_000, now: Date.now, ...options };
@@ -56,7 +58,7 @@ export class AdminAuth {
       return { ok: false, status: 429, body: { error: `too many failed attempts; retry in ${retryAfterSeconds} s` }, retryAfterSeconds };
     }
     const presented = bearerToken(c.req.header('authorization'));
-    if (presented !== null && sameSecret(presented, this.#options.token())) return { ok: true };
+    if (presented !== null && this.#matches(presented)) return { ok: true };
 
     const inUrl = QUERY_TOKEN.test(new URL(c.req.url).search);
     const reason = presented !== null ? 'wrong token' : inUrl ? 'token in the URL (not accepted)' : 'no token';
@@ -83,6 +85,13 @@ export class AdminAuth {
       if (!verdict.ok) return reject(c, verdict);
       return next();
     };
+  }
+
+  #matches(presented: string): boolean {
+    const token = this.#options.token();
+    if (token === '') return false;
+    if (this.#expected?.token !== token) this.#expected = { token, digest: sha256(token) };
+    return timingSafeEqual(sha256(presented), this.#expected.digest);
   }
 
   #recordFailure(client: string, now: number): void {
@@ -113,11 +122,8 @@ function bearerToken(header: string | undefined): string | null {
   return match?.[1] ?? null;
 }
 
-function sameSecret(presented: string, expected: string): boolean {
-  if (expected === '') return false;
-  const a = createHash('sha256').update(presented, 'utf8').digest();
-  const b = createHash('sha256').update(expected, 'utf8').digest();
-  return timingSafeEqual(a, b);
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 /** The TCP peer: X-Forwarded-For is not trusted (anyone can send it to dodge the limit). */

@@ -43,8 +43,9 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
 
   app.use('/api/*', auth.middleware(isPublicApiPath));
   app.use('/api/*', async (c, next) => {
+    // A default the route may override with its own c.header (see app.ts for why before next()).
+    c.header('cache-control', 'no-store');
     await next();
-    if (!c.res.headers.has('x-hono-already-sent') && !c.res.headers.has('cache-control')) c.header('cache-control', 'no-store');
   });
   const maxSize = deps.maxBodyBytes ?? 64 * 1024;
   const limit = bodyLimit({

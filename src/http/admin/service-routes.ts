@@ -12,7 +12,28 @@ export interface ServiceRoutesDeps {
   status: () => Promise<object>;
 }
 
+/**
+ * Shares one value among the callers of one event-loop turn: requests that arrived together get
+ * the same status document, built once after the first of them arrived, so no caller ever sees
+ * state older than its request. A panel polling alone pays one build per request, as before; 64
+ * clients polling at once pay one build per turn instead of one each.
+ */
+export class PerTurn<T> {
+  #pending: Promise<T> | null = null;
+
+  get(build: () => Promise<T>): Promise<T> {
+    if (this.#pending) return this.#pending;
+    const pending = build();
+    this.#pending = pending;
+    setImmediate(() => {
+      if (this.#pending === pending) this.#pending = null;
+    });
+    return pending;
+  }
+}
+
 export function registerServiceRoutes(app: Hono<AppEnv>, deps: ServiceRoutesDeps): void {
+  const statusText = new PerTurn<string>();
   app.post('/api/service/stop', async (c) => {
     const wasRunning = deps.running();
     await deps.stop();
@@ -25,7 +46,10 @@ export function registerServiceRoutes(app: Hono<AppEnv>, deps: ServiceRoutesDeps
     return c.json({ status: 'success', message: wasRunning ? 'service already running' : 'service started', running: deps.running() });
   });
 
-  app.get('/api/status', async (c) => c.json(await deps.status()));
+  app.get('/api/status', async (c) => {
+    const text = await statusText.get(async () => JSON.stringify(await deps.status()));
+    return c.body(text, 200, { 'content-type': 'application/json' });
+  });
 
   app.post('/api/sync', async (c) => {
     if (!deps.running()) return c.json({ error: 'the service is stopped: start it before syncing' }, 409);
