@@ -1,6 +1,9 @@
 // Bundles start.ts into start.js (the file operators run: `node start.js --port 8001`).
 // esbuild rather than tsc: one fast step, one output file at the top level, dependencies
 // left external so node_modules stays the single source of library code.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { build } from 'esbuild';
 
 await build({
@@ -15,3 +18,30 @@ await build({
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
+
+// The sendfile(2) addon (native/sendfile.c): optional. Built with the system C compiler against
+// Node's own headers (node-api, so one build works across Node versions); when that fails the
+// node still runs and copies package bytes through Buffers instead (see src/http/zero-copy.ts).
+buildSendfileAddon();
+
+function buildSendfileAddon() {
+  const output = path.join('build', 'sendfile.node');
+  if (process.platform !== 'linux') return;
+  const includeDirs = [
+    process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
+    path.resolve(path.dirname(process.execPath), '..', 'include', 'node'),
+    '/usr/include/node',
+    '/usr/local/include/node',
+  ].filter((dir) => dir && existsSync(path.join(dir, 'node_api.h')));
+  if (includeDirs.length === 0) {
+    console.warn('sendfile addon not built: node_api.h not found (packages will be copied through buffers)');
+    return;
+  }
+  mkdirSync('build', { recursive: true });
+  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/sendfile.c', '-o', output];
+  for (const compiler of ['cc', 'gcc', 'clang']) {
+    const result = spawnSync(compiler, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (result.status === 0) return;
+  }
+  console.warn('sendfile addon not built: no working C compiler (packages will be copied through buffers)');
+}

@@ -16,6 +16,7 @@ import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp, DOWNLOAD_CORS } from './http/app.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
 import { TailLimit } from './http/tail-send.ts';
+import { loadZeroCopy, type ZeroCopy } from './http/zero-copy.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -57,6 +58,8 @@ export interface EdgeNodeOptions {
   announceAdminToken?: (token: string, configPath: string) => void;
   /** Failed-auth limit of the admin API per client address (tests shorten the window). */
   authLimit?: { maxFailures: number; windowMs: number };
+  /** sendfile(2) for complete packages; default: the built addon unless EDGE_ZERO_COPY=0. Null: copy. */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /** Changing these saves the file but takes effect only at the next start. */
@@ -175,6 +178,12 @@ export class EdgeNode {
       startedAt: this.startedAt,
     });
     this.#eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: () => this.#serving });
+    let zeroCopy = options.zeroCopy;
+    if (zeroCopy === undefined) {
+      const loaded = loadZeroCopy();
+      zeroCopy = loaded.zeroCopy;
+      logger.info(zeroCopy ? 'serving packages with sendfile (zero copy)' : `serving packages by copying through buffers: ${loaded.reason}`);
+    }
     const downloads: DownloadDeps = {
       store,
       sync: this.sync,
@@ -184,6 +193,7 @@ export class EdgeNode {
       // Serve while downloading: tablets of a package still syncing stream the bytes already
       // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
       tailing: new TailLimit(options.maxTailingClients ?? 2_000),
+      zeroCopy,
       settings: () => ({
         waitForSyncMs: options.waitForSyncMs ?? 30_000,
         idleTimeoutMs: Math.max(30_000, this.config.current.network.downloadTimeout * 1000),

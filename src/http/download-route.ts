@@ -7,6 +7,7 @@ import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadStats } from './download-stats.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
+import type { ZeroCopy } from './zero-copy.ts';
 
 export interface DownloadDeps {
   store: PackageStore;
@@ -23,6 +24,8 @@ export interface DownloadDeps {
    * in number, as before serve-while-downloading existed.
    */
   tailing?: TailLimit;
+  /** sendfile(2) for complete packages (zero-copy.ts); null or absent: copy through Buffers. */
+  zeroCopy?: ZeroCopy | null;
 }
 
 export interface DownloadSettings {
@@ -88,7 +91,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
 
 async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const held = deps.store.get(meetingId);
-  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: (n: number) => deps.stats.bytes(meetingId, n) };
+  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: (n: number) => deps.stats.bytes(meetingId, n), zeroCopy: deps.zeroCopy ?? null };
   // HEAD and revalidations (304) need no byte of the file: answered from the in-memory manifest.
   if (held && (await sendFromMetadata(req, res, packageMeta(held, meetingId), options))) return;
 

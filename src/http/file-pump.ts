@@ -24,6 +24,7 @@
 import { close, read, readSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { SendAbortReason, SendResult } from './send-file.ts';
+import { ERRNO, socketFd, touchSocket, type ZeroCopy } from './zero-copy.ts';
 
 export interface PumpOptions {
   /**
@@ -35,6 +36,11 @@ export interface PumpOptions {
   minChunk?: number;
   /** Called with the size of each chunk handed to the response, right after the write. */
   onBytes?: (n: number) => void;
+  /**
+   * sendfile(2), when the addon is built: bytes go from the page cache to the socket without
+   * entering the process (see #sendZeroCopy). Null or absent: every byte is copied through a Buffer.
+   */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /** The file ended before the range did (it was truncated under us). */
@@ -56,6 +62,11 @@ const ASYNC_READS_AFTER_SLOW = 32;
 const SLOW_WRITE_MS = 10;
 /** Give other responses and new connections a turn of the event loop after this many bytes. */
 const YIELD_EVERY_BYTES = 1024 * 1024;
+/**
+ * Largest single sendfile. The kernel stops at the free socket buffer anyway (a few MiB at most on
+ * loopback); the cap only bounds how long one call can hold the event loop on a cold file.
+ */
+const ZERO_COPY_MAX = 4 * 1024 * 1024;
 
 export class FilePump {
   readonly #res: ServerResponse;
@@ -77,6 +88,11 @@ export class FilePump {
   #active = false;
   #asyncReadsLeft = 0;
   #bytesSinceYield = 0;
+  readonly #zeroCopy: ZeroCopy | null;
+  /** sendfile refused this file or socket (EINVAL and the like): copy for the rest of the response. */
+  #zeroCopyOff = false;
+  /** Writes through the response that completed: the first carries the headers to the socket. */
+  #flushedWrites = 0;
 
   constructor(res: ServerResponse, fd: number, position: number, options: PumpOptions = {}) {
     this.#res = res;
@@ -86,6 +102,7 @@ export class FilePump {
     this.#minChunk = Math.min(options.minChunk ?? DEFAULT_MIN_CHUNK, this.#maxChunk);
     this.#chunk = Math.min(INITIAL_CHUNK, this.#maxChunk);
     this.#onBytes = options.onBytes;
+    this.#zeroCopy = options.zeroCopy ?? null;
     const onClose = () => {
       this.#closed = true;
       this.#notify();
@@ -123,6 +140,17 @@ export class FilePump {
 
   async #sendUntil(limit: number): Promise<boolean> {
     while (this.#position < limit) {
+      const zeroCopy = this.#zeroCopyUsable();
+      if (zeroCopy) {
+        // sendfile must follow every byte written through Node, headers included.
+        await this.flushed();
+        if (this.#closed) return false;
+        const step = await this.#sendZeroCopy(zeroCopy, limit);
+        if (step === 'closed') return false;
+        if (this.#position >= limit) break;
+        // 'copy': the socket is full (or the file cold): one small chunk goes the copying way, and
+        // its completion is the wait for the socket to take more (libuv polls it for us).
+      }
       // Read-ahead only while the client keeps up; a congested client gets one chunk at a time.
       while (!this.#closed && (this.#pendingWrites >= 2 || (this.#congested && this.#pendingWrites > 0))) {
         await new Promise<void>((resolve) => {
@@ -136,7 +164,7 @@ export class FilePump {
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (this.#closed) return false;
       }
-      const size = Math.min(this.#chunk, limit - this.#position);
+      const size = Math.min(zeroCopy ? this.#minChunk : this.#chunk, limit - this.#position);
       const buffer = this.#takeBuffer(size);
       const bytesRead = await this.#read(buffer, size);
       if (this.#closed) return false;
@@ -146,6 +174,61 @@ export class FilePump {
       this.#write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), buffer);
     }
     return !this.#closed;
+  }
+
+  /** The addon, when this response can use it now: headers flushed, file warm, socket plain TCP. */
+  #zeroCopyUsable(): ZeroCopy | null {
+    if (!this.#zeroCopy || this.#zeroCopyOff || this.#flushedWrites === 0 || this.#asyncReadsLeft > 0) return null;
+    return this.#zeroCopy;
+  }
+
+  /**
+   * sendfile from the current position until `limit`, the socket buffer is full, or the file
+   * turns out cold. Resolves 'copy' when the caller should send one chunk the copying way,
+   * 'closed' when the client went away. Throws what a copy would (ShortFileError, read errors).
+   */
+  async #sendZeroCopy(zeroCopy: ZeroCopy, limit: number): Promise<'sent' | 'copy' | 'closed'> {
+    const socket = this.#res.socket;
+    const fd = socketFd(socket);
+    if (fd === null || !socket) {
+      this.#zeroCopyOff = true;
+      return 'copy';
+    }
+    while (this.#position < limit) {
+      if (this.#closed) return 'closed';
+      if (socket.writableLength > 0) return 'copy';
+      const want = Math.min(limit - this.#position, ZERO_COPY_MAX);
+      const started = process.hrtime.bigint();
+      const sent = zeroCopy.sendfile(fd, this.#fd, this.#position, want);
+      const slow = process.hrtime.bigint() - started > SLOW_READ_NS;
+      if (sent > 0) {
+        this.#position += sent;
+        this.#bytesSent += sent;
+        this.#bytesSinceYield += sent;
+        touchSocket(socket);
+        this.#onBytes?.(sent);
+      }
+      // The file came from the disk: read it through the thread pool for a while (as the copy
+      // path does), rather than stall every other client on the next cold sendfile.
+      if (slow) this.#asyncReadsLeft = ASYNC_READS_AFTER_SLOW;
+      if (sent === 0 && want > 0) throw new ShortFileError(this.#position);
+      if (sent === ERRNO.EPIPE || sent === ERRNO.ECONNRESET || sent === ERRNO.ENOTCONN) {
+        this.#res.destroy();
+        return 'closed';
+      }
+      if (sent === ERRNO.EINVAL || sent === ERRNO.ENOSYS || sent === ERRNO.EOPNOTSUPP) {
+        this.#zeroCopyOff = true;
+        return 'copy';
+      }
+      if (sent < 0 && sent !== ERRNO.EAGAIN) throw Object.assign(new Error(`sendfile failed: errno ${-sent}`), { errno: -sent });
+      // Short count or EAGAIN: the socket buffer is full.
+      if (sent < want || slow) return 'copy';
+      if (this.#bytesSinceYield >= YIELD_EVERY_BYTES) {
+        this.#bytesSinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    return 'sent';
   }
 
   /** Resolves once every write handed to the response has been flushed (or the response closed). */
@@ -184,6 +267,7 @@ export class FilePump {
     const writtenAt = performance.now();
     this.#res.write(chunk, (error) => {
       this.#pendingWrites -= 1;
+      if (!error) this.#flushedWrites += 1;
       // A chunk the socket took long to flush: the client, not the file, sets the pace. (Judged by
       // time, not by what write() returned: the response corks the socket until the next tick.)
       this.#congested = performance.now() - writtenAt > SLOW_WRITE_MS;

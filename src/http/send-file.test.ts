@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
+import { loadZeroCopy } from './zero-copy.ts';
 import { parseHttpDate, parseRange, sendFile, type PackageFile, type RangeRequest, type SendOptions, type SendResult } from './send-file.ts';
 
 const LAST_MODIFIED = new Date('2024-05-06T07:08:09.000Z');
@@ -16,6 +17,14 @@ const LAST_MODIFIED_HTTP = 'Mon, 06 May 2024 07:08:09 GMT';
 // Suite timeouts only turn a regression that hangs (a lost idle timeout, an fd whose stream never
 // closes) into a failure; nothing here asserts on durations.
 const SUITE_TIMEOUT = { timeout: 60_000 };
+
+// Every body-sending suite runs twice: bytes copied through Buffers, and bytes sent with the
+// sendfile addon (which CI builds; zero-copy.test.ts fails if it did not load).
+const ADDON = loadZeroCopy({}).zeroCopy;
+const SEND_MODES: Array<{ name: string; opts: Partial<SendOptions> }> = [
+  { name: 'copy', opts: { zeroCopy: null } },
+  ...(ADDON ? [{ name: 'sendfile', opts: { zeroCopy: ADDON } }] : []),
+];
 
 describe('parseRange', () => {
   const cases: Array<[string | undefined, number, RangeRequest]> = [
@@ -245,184 +254,187 @@ function request(port: number, options: { method?: string; headers?: Record<stri
   });
 }
 
-describe('sendFile', SUITE_TIMEOUT, () => {
-  const size = 3 * 1024 * 1024 + 17;
-  let fixture: Fixture;
-  let server: TestServer;
-  let bytesReported: number[];
+for (const mode of SEND_MODES) {
+  describe(`sendFile (${mode.name})`, SUITE_TIMEOUT, () => {
+    const size = 3 * 1024 * 1024 + 17;
+    let fixture: Fixture;
+    let server: TestServer;
+    let bytesReported: number[];
 
-  before(async () => {
-    fixture = await makeFixture(randomBytes(size));
-    bytesReported = [];
-    server = await startServer(servingFixture(fixture, { chunkSize: 64 * 1024, onBytes: (n) => bytesReported.push(n) }));
-  });
-  after(async () => {
-    await server.close();
-    await fsp.rm(fixture.dir, { recursive: true, force: true });
-  });
+    before(async () => {
+      fixture = await makeFixture(randomBytes(size));
+      bytesReported = [];
+      server = await startServer(servingFixture(fixture, { ...mode.opts, chunkSize: 64 * 1024, onBytes: (n) => bytesReported.push(n) }));
+    });
+    after(async () => {
+      await server.close();
+      await fsp.rm(fixture.dir, { recursive: true, force: true });
+    });
 
-  async function exchange(options: { method?: string; headers?: Record<string, string> } = {}) {
-    const before = server.exchanges.length;
-    bytesReported.length = 0;
-    const response = await request(server.port, options);
-    const served = server.exchanges[before];
-    assert.ok(served, 'the server saw the request');
-    const result = await served.result;
-    assertFdReleased(served.opened);
-    return { response, result };
-  }
-
-  test('GET sends the whole file with the package headers', async () => {
-    const { response, result } = await exchange();
-    assert.equal(response.status, 200);
-    assert.ok(response.body.equals(fixture.content));
-    assert.equal(response.headers['content-type'], 'application/zip');
-    assert.equal(response.headers['content-length'], String(size));
-    assert.equal(response.headers['content-disposition'], 'attachment; filename="meeting_abc.zip"');
-    assert.equal(response.headers.etag, `"${fixture.sha256}"`);
-    assert.equal(response.headers['last-modified'], LAST_MODIFIED_HTTP);
-    assert.equal(response.headers['accept-ranges'], 'bytes');
-    assert.equal(response.headers['cache-control'], 'no-cache');
-    assert.equal(response.headers['x-content-type-options'], 'nosniff');
-    assert.deepEqual(result, { status: 200, bytesSent: size, completed: true });
-    assert.equal(
-      bytesReported.reduce((a, b) => a + b, 0),
-      size,
-    );
-    assert.ok(bytesReported.length > 1, 'streamed in chunks');
-  });
-
-  test('HEAD has the headers of GET and no body, even with a Range', async () => {
-    const headerSets: Array<Record<string, string>> = [{}, { Range: 'bytes=0-9' }];
-    for (const headers of headerSets) {
-      const { response, result } = await exchange({ method: 'HEAD', headers });
-      assert.equal(response.status, 200);
-      assert.equal(response.body.length, 0);
-      assert.equal(response.headers['content-length'], String(size));
-      assert.equal(response.headers.etag, `"${fixture.sha256}"`);
-      assert.equal(response.headers['content-range'], undefined);
-      assert.deepEqual(result, { status: 200, bytesSent: 0, completed: true });
+    async function exchange(options: { method?: string; headers?: Record<string, string> } = {}) {
+      const before = server.exchanges.length;
+      bytesReported.length = 0;
+      const response = await request(server.port, options);
+      const served = server.exchanges[before];
+      assert.ok(served, 'the server saw the request');
+      const result = await served.result;
+      assertFdReleased(served.opened);
+      return { response, result };
     }
-  });
 
-  for (const [header, start, end] of [
-    ['bytes=0-0', 0, 0],
-    ['bytes=0-99', 0, 99],
-    ['bytes=1000-', 1000, size - 1],
-    ['bytes=-500', size - 500, size - 1],
-    ['bytes=65530-200000', 65530, 200000],
-    [`bytes=${size - 1}-${size + 1000}`, size - 1, size - 1],
-  ] as const) {
-    test(`Range ${header} -> 206 with exactly those bytes`, async () => {
-      const { response, result } = await exchange({ headers: { Range: header } });
-      assert.equal(response.status, 206);
-      assert.equal(response.headers['content-range'], `bytes ${start}-${end}/${size}`);
-      assert.equal(response.headers['content-length'], String(end - start + 1));
+    test('GET sends the whole file with the package headers', async () => {
+      const { response, result } = await exchange();
+      assert.equal(response.status, 200);
+      assert.ok(response.body.equals(fixture.content));
       assert.equal(response.headers['content-type'], 'application/zip');
-      assert.ok(response.body.equals(fixture.content.subarray(start, end + 1)));
-      assert.deepEqual(result, { status: 206, bytesSent: end - start + 1, completed: true });
+      assert.equal(response.headers['content-length'], String(size));
+      assert.equal(response.headers['content-disposition'], 'attachment; filename="meeting_abc.zip"');
+      assert.equal(response.headers.etag, `"${fixture.sha256}"`);
+      assert.equal(response.headers['last-modified'], LAST_MODIFIED_HTTP);
+      assert.equal(response.headers['accept-ranges'], 'bytes');
+      assert.equal(response.headers['cache-control'], 'no-cache');
+      assert.equal(response.headers['x-content-type-options'], 'nosniff');
+      assert.deepEqual(result, { status: 200, bytesSent: size, completed: true });
+      assert.equal(
+        bytesReported.reduce((a, b) => a + b, 0),
+        size,
+      );
+      assert.ok(bytesReported.length > 1, 'streamed in chunks');
     });
-  }
 
-  for (const header of [`bytes=${size}-`, 'bytes=-0']) {
-    test(`Range ${header} -> 416 with the size`, async () => {
-      const { response, result } = await exchange({ headers: { Range: header } });
-      assert.equal(response.status, 416);
-      assert.equal(response.headers['content-range'], `bytes */${size}`);
-      assert.equal(response.body.length, 0);
-      assert.equal(result.status, 416);
-    });
-  }
-
-  for (const header of ['bytes=0-1,5-6', 'bytes=5-1', 'pages=1-2', 'bytes=0-99999999999999999999']) {
-    test(`Range ${header} is ignored -> 200 full`, async () => {
-      const { response } = await exchange({ headers: { Range: header } });
-      assert.equal(response.status, 200);
-      assert.equal(response.headers['content-range'], undefined);
-      assert.ok(response.body.equals(fixture.content));
-    });
-  }
-
-  test('If-None-Match matching (exact, list, *, weak) -> 304 without a body', async () => {
-    const etag = `"${fixture.sha256}"`;
-    for (const value of [etag, `"other", ${etag}`, `"a","b" ,${etag}`, '*', `W/${etag}`, ` W/"x" , W/${etag} `]) {
-      for (const method of ['GET', 'HEAD']) {
-        const { response, result } = await exchange({ method, headers: { 'If-None-Match': value, Range: 'bytes=0-1' } });
-        assert.equal(response.status, 304, `${method} ${value}`);
+    test('HEAD has the headers of GET and no body, even with a Range', async () => {
+      const headerSets: Array<Record<string, string>> = [{}, { Range: 'bytes=0-9' }];
+      for (const headers of headerSets) {
+        const { response, result } = await exchange({ method: 'HEAD', headers });
+        assert.equal(response.status, 200);
         assert.equal(response.body.length, 0);
-        assert.equal(response.headers.etag, etag);
-        assert.equal(response.headers['last-modified'], LAST_MODIFIED_HTTP);
-        assert.equal(response.headers['cache-control'], 'no-cache');
-        assert.deepEqual(result, { status: 304, bytesSent: 0, completed: true });
+        assert.equal(response.headers['content-length'], String(size));
+        assert.equal(response.headers.etag, `"${fixture.sha256}"`);
+        assert.equal(response.headers['content-range'], undefined);
+        assert.deepEqual(result, { status: 200, bytesSent: 0, completed: true });
       }
+    });
+
+    for (const [header, start, end] of [
+      ['bytes=0-0', 0, 0],
+      ['bytes=0-99', 0, 99],
+      ['bytes=1000-', 1000, size - 1],
+      ['bytes=-500', size - 500, size - 1],
+      ['bytes=65530-200000', 65530, 200000],
+      [`bytes=${size - 1}-${size + 1000}`, size - 1, size - 1],
+    ] as const) {
+      test(`Range ${header} -> 206 with exactly those bytes`, async () => {
+        const { response, result } = await exchange({ headers: { Range: header } });
+        assert.equal(response.status, 206);
+        assert.equal(response.headers['content-range'], `bytes ${start}-${end}/${size}`);
+        assert.equal(response.headers['content-length'], String(end - start + 1));
+        assert.equal(response.headers['content-type'], 'application/zip');
+        assert.ok(response.body.equals(fixture.content.subarray(start, end + 1)));
+        assert.deepEqual(result, { status: 206, bytesSent: end - start + 1, completed: true });
+      });
     }
-  });
 
-  test('If-None-Match not matching -> 200, and If-Modified-Since is then ignored', async () => {
-    for (const value of ['"other"', `"${fixture.sha256.toUpperCase()}"`, `"${fixture.sha256}`, 'garbage']) {
-      const { response } = await exchange({ headers: { 'If-None-Match': value, 'If-Modified-Since': LAST_MODIFIED_HTTP } });
-      assert.equal(response.status, 200, value);
-      assert.ok(response.body.equals(fixture.content));
+    for (const header of [`bytes=${size}-`, 'bytes=-0']) {
+      test(`Range ${header} -> 416 with the size`, async () => {
+        const { response, result } = await exchange({ headers: { Range: header } });
+        assert.equal(response.status, 416);
+        assert.equal(response.headers['content-range'], `bytes */${size}`);
+        assert.equal(response.body.length, 0);
+        assert.equal(result.status, 416);
+      });
     }
-  });
 
-  test('If-Modified-Since at or after Last-Modified -> 304', async () => {
-    for (const value of [LAST_MODIFIED_HTTP, 'Monday, 06-May-24 07:08:09 GMT', 'Mon May  6 07:08:09 2024', 'Tue, 07 May 2024 00:00:00 GMT']) {
-      const { response } = await exchange({ headers: { 'If-Modified-Since': value } });
-      assert.equal(response.status, 304, value);
+    for (const header of ['bytes=0-1,5-6', 'bytes=5-1', 'pages=1-2', 'bytes=0-99999999999999999999']) {
+      test(`Range ${header} is ignored -> 200 full`, async () => {
+        const { response } = await exchange({ headers: { Range: header } });
+        assert.equal(response.status, 200);
+        assert.equal(response.headers['content-range'], undefined);
+        assert.ok(response.body.equals(fixture.content));
+      });
     }
+
+    test('If-None-Match matching (exact, list, *, weak) -> 304 without a body', async () => {
+      const etag = `"${fixture.sha256}"`;
+      for (const value of [etag, `"other", ${etag}`, `"a","b" ,${etag}`, '*', `W/${etag}`, ` W/"x" , W/${etag} `]) {
+        for (const method of ['GET', 'HEAD']) {
+          const { response, result } = await exchange({ method, headers: { 'If-None-Match': value, Range: 'bytes=0-1' } });
+          assert.equal(response.status, 304, `${method} ${value}`);
+          assert.equal(response.body.length, 0);
+          assert.equal(response.headers.etag, etag);
+          assert.equal(response.headers['last-modified'], LAST_MODIFIED_HTTP);
+          assert.equal(response.headers['cache-control'], 'no-cache');
+          assert.deepEqual(result, { status: 304, bytesSent: 0, completed: true });
+        }
+      }
+    });
+
+    test('If-None-Match not matching -> 200, and If-Modified-Since is then ignored', async () => {
+      for (const value of ['"other"', `"${fixture.sha256.toUpperCase()}"`, `"${fixture.sha256}`, 'garbage']) {
+        const { response } = await exchange({ headers: { 'If-None-Match': value, 'If-Modified-Since': LAST_MODIFIED_HTTP } });
+        assert.equal(response.status, 200, value);
+        assert.ok(response.body.equals(fixture.content));
+      }
+    });
+
+    test('If-Modified-Since at or after Last-Modified -> 304', async () => {
+      for (const value of [LAST_MODIFIED_HTTP, 'Monday, 06-May-24 07:08:09 GMT', 'Mon May  6 07:08:09 2024', 'Tue, 07 May 2024 00:00:00 GMT']) {
+        const { response } = await exchange({ headers: { 'If-Modified-Since': value } });
+        assert.equal(response.status, 304, value);
+      }
+    });
+
+    test('If-Modified-Since earlier, unparseable or in the future -> 200', async () => {
+      const future = new Date(Date.now() + 86_400_000).toUTCString();
+      for (const value of ['Mon, 06 May 2024 07:08:08 GMT', '1', 'yesterday', '2030-01-01', future]) {
+        const { response } = await exchange({ headers: { 'If-Modified-Since': value } });
+        assert.equal(response.status, 200, value);
+        assert.equal(response.body.length, size);
+      }
+    });
+
+    test('If-Range with our strong ETag or exact Last-Modified honours the Range', async () => {
+      for (const value of [`"${fixture.sha256}"`, LAST_MODIFIED_HTTP, 'Mon May  6 07:08:09 2024']) {
+        const { response } = await exchange({ headers: { Range: 'bytes=10-19', 'If-Range': value } });
+        assert.equal(response.status, 206, value);
+        assert.ok(response.body.equals(fixture.content.subarray(10, 20)));
+      }
+    });
+
+    test('If-Range with another ETag, a weak ETag or another date -> 200 full', async () => {
+      for (const value of ['"other"', `W/"${fixture.sha256}"`, 'Mon, 06 May 2024 07:08:10 GMT', 'Mon, 06 May 2024 07:08:08 GMT', 'garbage']) {
+        const { response } = await exchange({ headers: { Range: 'bytes=10-19', 'If-Range': value } });
+        assert.equal(response.status, 200, value);
+        assert.ok(response.body.equals(fixture.content));
+      }
+    });
+
+    test('If-Match: a resume against a replaced package gets 412, against ours 206', async () => {
+      const stale = await exchange({ headers: { Range: 'bytes=10-19', 'If-Match': '"previous-package"' } });
+      assert.equal(stale.response.status, 412);
+      assert.equal(stale.response.body.length, 0);
+      const weak = await exchange({ headers: { 'If-Match': `W/"${fixture.sha256}"` } });
+      assert.equal(weak.response.status, 412);
+      const current = await exchange({ headers: { Range: 'bytes=10-19', 'If-Match': `"x", "${fixture.sha256}"` } });
+      assert.equal(current.response.status, 206);
+      assert.ok(current.response.body.equals(fixture.content.subarray(10, 20)));
+    });
+
+    test('If-Unmodified-Since before Last-Modified -> 412; at it -> 200', async () => {
+      const earlier = await exchange({ headers: { 'If-Unmodified-Since': 'Mon, 06 May 2024 07:08:08 GMT' } });
+      assert.equal(earlier.response.status, 412);
+      const same = await exchange({ headers: { 'If-Unmodified-Since': LAST_MODIFIED_HTTP } });
+      assert.equal(same.response.status, 200);
+    });
+
+    test('other methods -> 405 with Allow, fd closed', async () => {
+      const { response, result } = await exchange({ method: 'POST' });
+      assert.equal(response.status, 405);
+      assert.equal(response.headers.allow, 'GET, HEAD');
+      assert.equal(result.status, 405);
+    });
   });
 
-  test('If-Modified-Since earlier, unparseable or in the future -> 200', async () => {
-    const future = new Date(Date.now() + 86_400_000).toUTCString();
-    for (const value of ['Mon, 06 May 2024 07:08:08 GMT', '1', 'yesterday', '2030-01-01', future]) {
-      const { response } = await exchange({ headers: { 'If-Modified-Since': value } });
-      assert.equal(response.status, 200, value);
-      assert.equal(response.body.length, size);
-    }
-  });
-
-  test('If-Range with our strong ETag or exact Last-Modified honours the Range', async () => {
-    for (const value of [`"${fixture.sha256}"`, LAST_MODIFIED_HTTP, 'Mon May  6 07:08:09 2024']) {
-      const { response } = await exchange({ headers: { Range: 'bytes=10-19', 'If-Range': value } });
-      assert.equal(response.status, 206, value);
-      assert.ok(response.body.equals(fixture.content.subarray(10, 20)));
-    }
-  });
-
-  test('If-Range with another ETag, a weak ETag or another date -> 200 full', async () => {
-    for (const value of ['"other"', `W/"${fixture.sha256}"`, 'Mon, 06 May 2024 07:08:10 GMT', 'Mon, 06 May 2024 07:08:08 GMT', 'garbage']) {
-      const { response } = await exchange({ headers: { Range: 'bytes=10-19', 'If-Range': value } });
-      assert.equal(response.status, 200, value);
-      assert.ok(response.body.equals(fixture.content));
-    }
-  });
-
-  test('If-Match: a resume against a replaced package gets 412, against ours 206', async () => {
-    const stale = await exchange({ headers: { Range: 'bytes=10-19', 'If-Match': '"previous-package"' } });
-    assert.equal(stale.response.status, 412);
-    assert.equal(stale.response.body.length, 0);
-    const weak = await exchange({ headers: { 'If-Match': `W/"${fixture.sha256}"` } });
-    assert.equal(weak.response.status, 412);
-    const current = await exchange({ headers: { Range: 'bytes=10-19', 'If-Match': `"x", "${fixture.sha256}"` } });
-    assert.equal(current.response.status, 206);
-    assert.ok(current.response.body.equals(fixture.content.subarray(10, 20)));
-  });
-
-  test('If-Unmodified-Since before Last-Modified -> 412; at it -> 200', async () => {
-    const earlier = await exchange({ headers: { 'If-Unmodified-Since': 'Mon, 06 May 2024 07:08:08 GMT' } });
-    assert.equal(earlier.response.status, 412);
-    const same = await exchange({ headers: { 'If-Unmodified-Since': LAST_MODIFIED_HTTP } });
-    assert.equal(same.response.status, 200);
-  });
-
-  test('other methods -> 405 with Allow, fd closed', async () => {
-    const { response, result } = await exchange({ method: 'POST' });
-    assert.equal(response.status, 405);
-    assert.equal(response.headers.allow, 'GET, HEAD');
-    assert.equal(result.status, 405);
-  });
-});
+}
 
 describe('sendFile edge cases', SUITE_TIMEOUT, () => {
   let fixture: Fixture;
@@ -492,238 +504,247 @@ describe('sendFile edge cases', SUITE_TIMEOUT, () => {
   });
 });
 
-describe('sendFile on a large file', SUITE_TIMEOUT, () => {
-  const size = 32 * 1024 * 1024;
-  let fixture: Fixture;
-  before(async () => {
-    fixture = await makeFixture(randomBytes(size));
-  });
-  after(async () => {
-    await fsp.rm(fixture.dir, { recursive: true, force: true });
-  });
+for (const mode of SEND_MODES) {
+  describe(`sendFile on a large file (${mode.name})`, SUITE_TIMEOUT, () => {
+    const size = 32 * 1024 * 1024;
+    let fixture: Fixture;
+    before(async () => {
+      fixture = await makeFixture(randomBytes(size));
+    });
+    after(async () => {
+      await fsp.rm(fixture.dir, { recursive: true, force: true });
+    });
 
-  test('a client abort mid-body resolves with completed=false and closes the fd', async () => {
-    const server = await startServer(servingFixture(fixture));
-    try {
-      await new Promise<void>((resolve) => {
-        const req = http.get({ host: '127.0.0.1', port: server.port, agent: false }, (res) => {
-          res.once('data', () => {
-            req.destroy();
-            resolve();
+    test('a client abort mid-body resolves with completed=false and closes the fd', async () => {
+      const server = await startServer(servingFixture(fixture, mode.opts));
+      try {
+        await new Promise<void>((resolve) => {
+          const req = http.get({ host: '127.0.0.1', port: server.port, agent: false }, (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
           });
+          req.on('error', () => {});
         });
-        req.on('error', () => {});
-      });
-      const served = server.exchanges[0];
-      assert.ok(served);
-      const result = await served.result;
-      assert.equal(result.completed, false);
-      assert.equal(result.abortReason, 'client-closed');
-      assert.equal(result.error, undefined);
-      assert.ok(result.bytesSent < size);
-      assertFdReleased(served.opened);
-    } finally {
-      await server.close();
-    }
-  });
+        const served = server.exchanges[0];
+        assert.ok(served);
+        const result = await served.result;
+        assert.equal(result.completed, false);
+        assert.equal(result.abortReason, 'client-closed');
+        assert.equal(result.error, undefined);
+        assert.ok(result.bytesSent < size);
+        assertFdReleased(served.opened);
+      } finally {
+        await server.close();
+      }
+    });
 
-  test('a client that stops reading is cut off after idleTimeoutMs and the fd is closed', async () => {
-    const server = await startServer(servingFixture(fixture, { idleTimeoutMs: 300 }));
-    const client = net.connect(server.port, '127.0.0.1');
-    client.on('error', () => {});
-    try {
-      client.write('GET / HTTP/1.1\r\nHost: tablet\r\n\r\n');
-      // Never read: the kernel buffers fill and the server's writes stop completing.
-      client.pause();
-      while (server.exchanges.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-      const served = server.exchanges[0];
-      assert.ok(served);
-      const result = await served.result;
-      assert.equal(result.completed, false);
-      assert.equal(result.abortReason, 'idle-timeout');
-      assert.ok(result.bytesSent < size, `sent ${result.bytesSent}`);
-      assert.equal(served.socket.destroyed, true);
-      assertFdReleased(served.opened);
-    } finally {
-      client.destroy();
-      await server.close();
-    }
-  });
+    test('a client that stops reading is cut off after idleTimeoutMs and the fd is closed', async () => {
+      const server = await startServer(servingFixture(fixture, { ...mode.opts, idleTimeoutMs: 300 }));
+      const client = net.connect(server.port, '127.0.0.1');
+      client.on('error', () => {});
+      try {
+        client.write('GET / HTTP/1.1\r\nHost: tablet\r\n\r\n');
+        // Never read: the kernel buffers fill and the server's writes stop completing.
+        client.pause();
+        while (server.exchanges.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        const served = server.exchanges[0];
+        assert.ok(served);
+        const result = await served.result;
+        assert.equal(result.completed, false);
+        assert.equal(result.abortReason, 'idle-timeout');
+        assert.ok(result.bytesSent < size, `sent ${result.bytesSent}`);
+        assert.equal(served.socket.destroyed, true);
+        assertFdReleased(served.opened);
+      } finally {
+        client.destroy();
+        await server.close();
+      }
+    });
 
-  test('renaming a new package over the file or unlinking it mid-download still delivers the old bytes', async () => {
-    for (const replace of ['rename', 'unlink'] as const) {
-      const original = await makeFixture(randomBytes(4 * 1024 * 1024));
-      let replaced = false;
+    test('renaming a new package over the file or unlinking it mid-download still delivers the old bytes', async () => {
+      for (const replace of ['rename', 'unlink'] as const) {
+        const original = await makeFixture(randomBytes(4 * 1024 * 1024));
+        let replaced = false;
+        const server = await startServer(
+          servingFixture(original, {
+            ...mode.opts,
+            chunkSize: 64 * 1024,
+            onBytes: () => {
+              if (replaced) return;
+              replaced = true;
+              if (replace === 'unlink') {
+                fs.unlinkSync(original.filePath);
+              } else {
+                const next = `${original.filePath}.next`;
+                fs.writeFileSync(next, randomBytes(original.content.length));
+                fs.renameSync(next, original.filePath);
+              }
+            },
+          }),
+        );
+        try {
+          const response = await request(server.port);
+          assert.equal(replaced, true);
+          assert.equal(response.status, 200);
+          assert.equal(response.complete, true);
+          assert.ok(response.body.equals(original.content), `${replace}: old bytes delivered`);
+          const served = server.exchanges[0];
+          assert.ok(served);
+          assert.equal((await served.result).completed, true);
+          assertFdReleased(served.opened);
+        } finally {
+          await server.close();
+          await fsp.rm(original.dir, { recursive: true, force: true });
+        }
+      }
+    });
+
+    test('a file truncated mid-download destroys the connection instead of ending short', async () => {
+      const victim = await makeFixture(randomBytes(4 * 1024 * 1024));
+      let truncated = false;
       const server = await startServer(
-        servingFixture(original, {
+        servingFixture(victim, {
+          ...mode.opts,
           chunkSize: 64 * 1024,
           onBytes: () => {
-            if (replaced) return;
-            replaced = true;
-            if (replace === 'unlink') {
-              fs.unlinkSync(original.filePath);
-            } else {
-              const next = `${original.filePath}.next`;
-              fs.writeFileSync(next, randomBytes(original.content.length));
-              fs.renameSync(next, original.filePath);
-            }
+            if (truncated) return;
+            truncated = true;
+            fs.truncateSync(victim.filePath, 100_000);
           },
         }),
       );
       try {
         const response = await request(server.port);
-        assert.equal(replaced, true);
         assert.equal(response.status, 200);
-        assert.equal(response.complete, true);
-        assert.ok(response.body.equals(original.content), `${replace}: old bytes delivered`);
+        assert.equal(response.complete, false);
+        assert.ok(response.body.length < victim.content.length);
         const served = server.exchanges[0];
         assert.ok(served);
-        assert.equal((await served.result).completed, true);
+        const result = await served.result;
+        assert.equal(result.completed, false);
+        assert.equal(result.abortReason, 'server-error');
+        assert.match(result.error?.message ?? '', /file ended after/);
         assertFdReleased(served.opened);
       } finally {
         await server.close();
-        await fsp.rm(original.dir, { recursive: true, force: true });
+        await fsp.rm(victim.dir, { recursive: true, force: true });
       }
-    }
-  });
-
-  test('a file truncated mid-download destroys the connection instead of ending short', async () => {
-    const victim = await makeFixture(randomBytes(4 * 1024 * 1024));
-    let truncated = false;
-    const server = await startServer(
-      servingFixture(victim, {
-        chunkSize: 64 * 1024,
-        onBytes: () => {
-          if (truncated) return;
-          truncated = true;
-          fs.truncateSync(victim.filePath, 100_000);
-        },
-      }),
-    );
-    try {
-      const response = await request(server.port);
-      assert.equal(response.status, 200);
-      assert.equal(response.complete, false);
-      assert.ok(response.body.length < victim.content.length);
-      const served = server.exchanges[0];
-      assert.ok(served);
-      const result = await served.result;
-      assert.equal(result.completed, false);
-      assert.equal(result.abortReason, 'server-error');
-      assert.match(result.error?.message ?? '', /file ended after/);
-      assertFdReleased(served.opened);
-    } finally {
-      await server.close();
-      await fsp.rm(victim.dir, { recursive: true, force: true });
-    }
-  });
-
-  test('a read error destroys the connection; the client never sees a clean response', async () => {
-    const server = await startServer((req, res) => {
-      // A directory fd opens fine and fails on the first read (EISDIR).
-      const fd = fs.openSync(fixture.dir, 'r');
-      const opened = { fd, identity: fdIdentity(fd) };
-      const result = sendFile(req, res, packageFor(fixture, fd), { idleTimeoutMs: 10_000 });
-      return { result, opened, socket: req.socket };
-    });
-    try {
-      const response = await request(server.port);
-      assert.equal(response.complete, false);
-      assert.ok(response.error, 'the client sees a failed transfer');
-      const served = server.exchanges[0];
-      assert.ok(served);
-      const result = await served.result;
-      assert.equal(result.completed, false);
-      assert.equal(result.abortReason, 'server-error');
-      assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'EISDIR');
-      assertFdReleased(served.opened);
-    } finally {
-      await server.close();
-    }
-  });
-
-  test('an onBytes callback that throws fails the transfer instead of the process', async () => {
-    const server = await startServer(
-      servingFixture(fixture, {
-        onBytes: () => {
-          throw new Error('metrics broke');
-        },
-      }),
-    );
-    try {
-      const response = await request(server.port);
-      assert.equal(response.complete, false);
-      const served = server.exchanges[0];
-      assert.ok(served);
-      const result = await served.result;
-      assert.equal(result.abortReason, 'server-error');
-      assert.equal(result.error?.message, 'metrics broke');
-      assertFdReleased(served.opened);
-    } finally {
-      await server.close();
-    }
-  });
-});
-
-describe('sendFile property', SUITE_TIMEOUT, () => {
-  test('for any size and Range header the response is what parseRange says', async () => {
-    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'send-file-prop-'));
-    const filePath = path.join(dir, 'p.zip');
-    let current = { content: Buffer.alloc(0), sha256: '' };
-    let seenRange: string | undefined;
-    const server = await startServer((req, res) => {
-      seenRange = req.headers.range;
-      const fd = fs.openSync(filePath, 'r');
-      const opened = { fd, identity: fdIdentity(fd) };
-      const file: PackageFile = { fd, size: current.content.length, sha256: current.sha256, lastModified: LAST_MODIFIED, filename: 'p.zip' };
-      return { result: sendFile(req, res, file, { idleTimeoutMs: 10_000, chunkSize: 1000 }), opened, socket: req.socket };
     });
 
-    const position = fc.oneof(fc.nat(6000), fc.constant(0), fc.bigInt(2n ** 53n - 2n, 2n ** 70n).map(String));
-    const spec = fc.oneof(
-      fc.tuple(position, position).map(([a, b]) => `${a}-${b}`),
-      position.map((a) => `${a}-`),
-      position.map((n) => `-${n}`),
-    );
-    const rangeHeader = fc.oneof(
-      spec.map((s) => `bytes=${s}`),
-      fc.array(spec, { minLength: 2, maxLength: 3 }).map((specs) => `bytes=${specs.join(', ')}`),
-      fc.string({ unit: fc.constantFrom(...'bytes=0123456789-, \t'), maxLength: 20 }),
-      fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 20 }),
-    );
+    test('a read error destroys the connection; the client never sees a clean response', async () => {
+      const server = await startServer((req, res) => {
+        // A directory fd opens fine and fails on the first read (EISDIR).
+        const fd = fs.openSync(fixture.dir, 'r');
+        const opened = { fd, identity: fdIdentity(fd) };
+        const result = sendFile(req, res, packageFor(fixture, fd), { ...mode.opts, idleTimeoutMs: 10_000 });
+        return { result, opened, socket: req.socket };
+      });
+      try {
+        const response = await request(server.port);
+        assert.equal(response.complete, false);
+        assert.ok(response.error, 'the client sees a failed transfer');
+        const served = server.exchanges[0];
+        assert.ok(served);
+        const result = await served.result;
+        assert.equal(result.completed, false);
+        assert.equal(result.abortReason, 'server-error');
+        assert.equal((result.error as NodeJS.ErrnoException | undefined)?.code, 'EISDIR');
+        assertFdReleased(served.opened);
+      } finally {
+        await server.close();
+      }
+    });
 
-    try {
-      await fc.assert(
-        fc.asyncProperty(fc.uint8Array({ maxLength: 5000 }), rangeHeader, async (bytes, header) => {
-          const content = Buffer.from(bytes);
-          current = { content, sha256: createHash('sha256').update(content).digest('hex') };
-          await fsp.writeFile(filePath, content);
-          const before = server.exchanges.length;
-          const response = await request(server.port, { headers: { Range: header } });
-          const served = server.exchanges[before];
-          assert.ok(served);
-          await served.result;
-          assertFdReleased(served.opened);
-
-          const range = parseRange(seenRange, content.length);
-          if (range.kind === 'single') {
-            assert.equal(response.status, 206);
-            assert.equal(response.headers['content-range'], `bytes ${range.start}-${range.end}/${content.length}`);
-            assert.ok(response.body.equals(content.subarray(range.start, range.end + 1)));
-          } else if (range.kind === 'unsatisfiable' && content.length > 0) {
-            assert.equal(response.status, 416);
-            assert.equal(response.headers['content-range'], `bytes */${content.length}`);
-            assert.equal(response.body.length, 0);
-          } else {
-            assert.equal(response.status, 200);
-            assert.ok(response.body.equals(content));
-          }
+    test('an onBytes callback that throws fails the transfer instead of the process', async () => {
+      const server = await startServer(
+        servingFixture(fixture, {
+          ...mode.opts,
+          onBytes: () => {
+            throw new Error('metrics broke');
+          },
         }),
-        { numRuns: 150 },
       );
-    } finally {
-      await server.close();
-      await fsp.rm(dir, { recursive: true, force: true });
-    }
+      try {
+        const response = await request(server.port);
+        assert.equal(response.complete, false);
+        const served = server.exchanges[0];
+        assert.ok(served);
+        const result = await served.result;
+        assert.equal(result.abortReason, 'server-error');
+        assert.equal(result.error?.message, 'metrics broke');
+        assertFdReleased(served.opened);
+      } finally {
+        await server.close();
+      }
+    });
   });
-});
+
+}
+
+for (const mode of SEND_MODES) {
+  describe(`sendFile property (${mode.name})`, SUITE_TIMEOUT, () => {
+    test('for any size and Range header the response is what parseRange says', async () => {
+      const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'send-file-prop-'));
+      const filePath = path.join(dir, 'p.zip');
+      let current = { content: Buffer.alloc(0), sha256: '' };
+      let seenRange: string | undefined;
+      const server = await startServer((req, res) => {
+        seenRange = req.headers.range;
+        const fd = fs.openSync(filePath, 'r');
+        const opened = { fd, identity: fdIdentity(fd) };
+        const file: PackageFile = { fd, size: current.content.length, sha256: current.sha256, lastModified: LAST_MODIFIED, filename: 'p.zip' };
+        return { result: sendFile(req, res, file, { ...mode.opts, idleTimeoutMs: 10_000, chunkSize: 1000 }), opened, socket: req.socket };
+      });
+
+      const position = fc.oneof(fc.nat(6000), fc.constant(0), fc.bigInt(2n ** 53n - 2n, 2n ** 70n).map(String));
+      const spec = fc.oneof(
+        fc.tuple(position, position).map(([a, b]) => `${a}-${b}`),
+        position.map((a) => `${a}-`),
+        position.map((n) => `-${n}`),
+      );
+      const rangeHeader = fc.oneof(
+        spec.map((s) => `bytes=${s}`),
+        fc.array(spec, { minLength: 2, maxLength: 3 }).map((specs) => `bytes=${specs.join(', ')}`),
+        fc.string({ unit: fc.constantFrom(...'bytes=0123456789-, \t'), maxLength: 20 }),
+        fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 20 }),
+      );
+
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.uint8Array({ maxLength: 5000 }), rangeHeader, async (bytes, header) => {
+            const content = Buffer.from(bytes);
+            current = { content, sha256: createHash('sha256').update(content).digest('hex') };
+            await fsp.writeFile(filePath, content);
+            const before = server.exchanges.length;
+            const response = await request(server.port, { headers: { Range: header } });
+            const served = server.exchanges[before];
+            assert.ok(served);
+            await served.result;
+            assertFdReleased(served.opened);
+
+            const range = parseRange(seenRange, content.length);
+            if (range.kind === 'single') {
+              assert.equal(response.status, 206);
+              assert.equal(response.headers['content-range'], `bytes ${range.start}-${range.end}/${content.length}`);
+              assert.ok(response.body.equals(content.subarray(range.start, range.end + 1)));
+            } else if (range.kind === 'unsatisfiable' && content.length > 0) {
+              assert.equal(response.status, 416);
+              assert.equal(response.headers['content-range'], `bytes */${content.length}`);
+              assert.equal(response.body.length, 0);
+            } else {
+              assert.equal(response.status, 200);
+              assert.ok(response.body.equals(content));
+            }
+          }),
+          { numRuns: 150 },
+        );
+      } finally {
+        await server.close();
+        await fsp.rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+}

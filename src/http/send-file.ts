@@ -13,6 +13,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { AbortState, armIdleTimeout, closeFd, DEFAULT_MAX_CHUNK, FilePump, responseSettled, ShortFileError } from './file-pump.ts';
+import type { ZeroCopy } from './zero-copy.ts';
 
 export interface PackageFile {
   /** An open file descriptor owned by the caller until sendFile is called; sendFile closes it in every path (including 304/416/HEAD/errors/client abort). */
@@ -42,6 +43,8 @@ export interface SendOptions {
   chunkSize?: number;
   /** Called with each chunk size actually handed to the socket (for metrics/status). */
   onBytes?: (n: number) => void;
+  /** sendfile(2) addon (zero-copy.ts); without it the body is copied through Buffers. */
+  zeroCopy?: ZeroCopy | null;
 }
 
 /**
@@ -470,7 +473,7 @@ async function sendBody(
   res.once('close', () => {
     if (!res.writableFinished) abort.record('client-closed');
   });
-  const pump = new FilePump(res, fd, body.start, { maxChunk: opts.chunkSize ?? DEFAULT_MAX_CHUNK, onBytes: opts.onBytes });
+  const pump = new FilePump(res, fd, body.start, { maxChunk: opts.chunkSize ?? DEFAULT_MAX_CHUNK, onBytes: opts.onBytes, zeroCopy: opts.zeroCopy });
   let completed = false;
   try {
     if (await pump.sendUntil(body.end + 1)) {

@@ -1,0 +1,71 @@
+/**
+ * The sendfile(2) addon (native/sendfile.c, compiled by scripts/build.mjs at install), loaded once
+ * by the composition root and handed to the serving code. Optional: without a compiler, on another
+ * OS, or with EDGE_ZERO_COPY=0, loadZeroCopy returns null and packages are copied through Buffers
+ * (file-pump.ts), which is correct, only costlier per byte.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import { constants } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface ZeroCopy {
+  /** Bytes sent (>= 0) or a negative errno. Never blocks on the socket (libuv's are non-blocking). */
+  sendfile(socketFd: number, fileFd: number, offset: number, count: number): number;
+}
+
+export const ERRNO = {
+  EAGAIN: -(constants.errno.EAGAIN ?? 11),
+  EINVAL: -(constants.errno.EINVAL ?? 22),
+  ENOSYS: -(constants.errno.ENOSYS ?? 38),
+  EOPNOTSUPP: -(constants.errno.EOPNOTSUPP ?? 95),
+  EPIPE: -(constants.errno.EPIPE ?? 32),
+  ECONNRESET: -(constants.errno.ECONNRESET ?? 104),
+  ENOTCONN: -(constants.errno.ENOTCONN ?? 107),
+} as const;
+
+/** Where the build puts the addon, from this module (src/http/) or from the bundled start.js. */
+function candidates(): string[] {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  return [path.resolve(here, '../../build/sendfile.node'), path.resolve(here, 'build/sendfile.node')];
+}
+
+export interface ZeroCopyLoad {
+  zeroCopy: ZeroCopy | null;
+  /** Why it is off, for the start-up log. */
+  reason: string;
+}
+
+export function loadZeroCopy(env: NodeJS.ProcessEnv = process.env): ZeroCopyLoad {
+  if (env['EDGE_ZERO_COPY'] === '0') return { zeroCopy: null, reason: 'EDGE_ZERO_COPY=0' };
+  if (process.platform !== 'linux') return { zeroCopy: null, reason: `sendfile addon is Linux-only (${process.platform})` };
+  const file = candidates().find((candidate) => existsSync(candidate));
+  if (!file) return { zeroCopy: null, reason: 'build/sendfile.node not built (no C compiler at install?)' };
+  try {
+    const addon = createRequire(import.meta.url)(file) as ZeroCopy;
+    if (typeof addon.sendfile !== 'function') return { zeroCopy: null, reason: `${file} has no sendfile()` };
+    return { zeroCopy: addon, reason: file };
+  } catch (error) {
+    return { zeroCopy: null, reason: `${file} failed to load: ${(error as Error).message}` };
+  }
+}
+
+/** The kernel descriptor of a plain TCP socket, or null (TLS, a socket not yet connected, tests' fakes). */
+export function socketFd(socket: Socket | null | undefined): number | null {
+  if (!socket || (socket as { encrypted?: boolean }).encrypted) return null;
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+/**
+ * Bytes sent with sendfile never pass through the socket's write path, so Node does not see the
+ * connection as active: refresh its inactivity timer (the one res.setTimeout armed) by hand.
+ * `_unrefTimer` is internal but has existed since Node 0.x; without it the timer still fires
+ * only after idleTimeoutMs without any Node-visible write, as the copy path would.
+ */
+export function touchSocket(socket: Socket | null | undefined): void {
+  const touch = (socket as unknown as { _unrefTimer?: () => void } | null | undefined)?._unrefTimer;
+  if (typeof touch === 'function') touch.call(socket);
+}
