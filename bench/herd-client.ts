@@ -28,6 +28,9 @@ export interface TabletResult {
   earlier: Array<{ status: number; complete: boolean; at: number }>;
   /** Wall-clock ms the final response's headers arrived. */
   headersAt: number | null;
+  /** Final request: ms from starting it to the TCP connection being up, and to its headers. */
+  connectMs: number | null;
+  requestToHeadersMs: number | null;
 }
 
 export interface TabletOptions {
@@ -48,6 +51,8 @@ function once(url: string, expected: Buffer | undefined): Promise<TabletResult &
   return new Promise((resolve) => {
     const hash = expected ? null : createHash('sha256');
     let same = true;
+    const startedAt = Date.now();
+    let connectedAt: number | null = null;
     const req = http.get(url, { agent: false }, (res) => {
       const headersAt = Date.now();
       let bytes = 0;
@@ -73,12 +78,15 @@ function once(url: string, expected: Buffer | undefined): Promise<TabletResult &
           servedBy: new URL(url).host,
           earlier: [],
           headersAt,
+          connectMs: connectedAt === null ? null : connectedAt - startedAt,
+          requestToHeadersMs: headersAt - startedAt,
           ...(res.headers.location ? { location: res.headers.location } : {}),
         }),
       );
     });
+    req.once('socket', (socket) => socket.once('connect', () => (connectedAt = Date.now())));
     req.on('error', () =>
-      resolve({ status: 0, attempts: 1, bytes: 0, sha256: '', matches: expected ? false : null, complete: false, firstByteAt: null, doneAt: Date.now(), streamed: false, servedBy: '', earlier: [], headersAt: null }),
+      resolve({ status: 0, attempts: 1, bytes: 0, sha256: '', matches: expected ? false : null, complete: false, firstByteAt: null, doneAt: Date.now(), streamed: false, servedBy: '', earlier: [], headersAt: null, connectMs: null, requestToHeadersMs: null }),
     );
   });
 }

@@ -4,6 +4,7 @@
  * Emits `ready` with its URL, then job events with timestamps (`job`), and answers the RPC calls
  * below. Logs warnings and errors to stderr only, so logging costs nothing measurable.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { EdgeNode } from '../src/edge-node.ts';
 import { createLogger } from '../src/logger.ts';
 import { serveRpc } from './rpc.ts';
@@ -16,7 +17,16 @@ if (!configPath || !adminToken) {
 const logger = createLogger({ level: 'WARNING', filePath: null, maxFileSize: 1 << 20, backupCount: 0 });
 const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, adminToken, drainTimeoutMs: 2_000 });
 
+/** The node's own event-loop delay: when it lags, every tablet waits, whatever the client does. */
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+
 const rpc = serveRpc({
+  loopDelay: (reset: boolean) => {
+    const figures = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+    if (reset) loopDelay.reset();
+    return figures;
+  },
   syncNow: () => node.syncNow(),
   heartbeatNow: () => node.heartbeatNow(),
   package: (meetingId: string) => node.store.get(meetingId) ?? null,

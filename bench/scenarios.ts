@@ -190,7 +190,9 @@ interface ServeSetup {
 }
 
 async function serveSetup(ctx: BenchContext, sizes: { large: number; small: number }): Promise<ServeSetup> {
-  const master = await startMaster(ctx, { chunkSize: 256 * 1024 });
+  // No token change: it makes every node fetch each held active package again to compare bytes
+  // (the rule for meeting restarts), which would run beside the curl measurement.
+  const master = await startMaster(ctx, { chunkSize: 256 * 1024, tokenCheckIntervalMs: 3_600_000, tokenMaxWaitMs: 3_600_000 });
   await activeMeeting(master, 'bench-large', sizes.large);
   await activeMeeting(master, 'bench-small', sizes.small);
   const node = await startNode(ctx, master.port);
@@ -536,6 +538,7 @@ export async function scenarioHerd(ctx: BenchContext): Promise<void> {
     // The tablets share this process: its own event-loop delay shows when they, not the node, lag.
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
+    await node.rpc.call('loopDelay', true);
     const results = await Promise.all(
       Array.from({ length: tablets }, () => runTablet({ url: `${node.url}${packagePath(id)}`, deadline, retryDelayMs: 100, expected })),
     );
@@ -561,6 +564,11 @@ export async function scenarioHerd(ctx: BenchContext): Promise<void> {
       earlierResponses: countBy(results.flatMap((r) => r.earlier.map((e) => `${e.status}${e.status === 200 && !e.complete ? ' cut' : ''}`))),
       headersAfterOriginStartMs: originStart === null ? null : summary(good.map((r) => (r.headersAt ?? NaN) - originStart)),
       clientEventLoopDelayMs: { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+      nodeEventLoopDelayMs: await node.rpc.call('loopDelay', false),
+      // Per tablet: its last request before the good one ended (404/503) -> headers of the good one.
+      connectMs: summary(good.map((r) => r.connectMs ?? NaN)),
+      requestToHeadersMs: summary(good.map((r) => r.requestToHeadersMs ?? NaN)),
+      retryToHeadersMs: summary(good.filter((r) => r.earlier.length > 0).map((r) => (r.headersAt ?? NaN) - (r.earlier.at(-1)?.at ?? NaN))),
     };
     const name = `herd of ${tablets}, ${size / MiB} MiB at ${rate / 1e6} MB/s`;
     addRow(ctx, { scenario: 5, name, metric: 'upstream fetches', unit: 'count', node: fetches, comparisonLabel: 'target only', comparison: null, target: '= 1', ok: fetches === 1 });

@@ -100,6 +100,13 @@ describe('admin API authentication', () => {
     // With the token: the routes answer (404 JSON for the unknown one).
     const ok = await api(n.url, 'GET', '/api/status');
     assert.equal(ok.status, 200);
+    // Set before the handler (app.ts), so every JSON answer carries them, a served one included.
+    assert.equal(ok.headers.get('cache-control'), 'no-store');
+    assert.equal(ok.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(ok.headers.get('x-frame-options'), 'DENY');
+    assert.match(ok.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    assert.match(ok.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(ok.json.node_id, n.node.config.current.nodeId);
     const lowerScheme = await api(n.url, 'GET', '/api/status', { token: null, headers: { authorization: `bearer ${ADMIN_TOKEN}` } });
     assert.equal(lowerScheme.status, 200, 'the scheme name is case-insensitive');
     const unknown = await api(n.url, 'GET', '/api/no-such-route');
