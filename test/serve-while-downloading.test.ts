@@ -177,7 +177,7 @@ async function routeHarness(max: number): Promise<Harness> {
 async function write(h: Harness, bytes: Buffer, total: number): Promise<void> {
   await appendFile(h.tempPath, bytes);
   h.job.bytesWritten = total;
-  h.job.emit('progress', total);
+  h.job.emit('progress', total, [bytes]);
 }
 
 test('past the cap of tailing tablets: 503 with Retry-After; the others end cleanly only once the download succeeded', async (t) => {
@@ -225,7 +225,7 @@ test('a tablet tailing an attempt that a retry replaces is cut off, never ended'
   h.job.attempt = 2;
   h.job.tempPath = `${h.tempPath}-2`;
   h.job.bytesWritten = 0;
-  h.job.emit('progress', 0);
+  h.job.emit('progress', 0, []);
   const res = await tailing;
   assert.equal(res.status, 200);
   assert.equal(res.complete, false);

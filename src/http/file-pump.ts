@@ -231,6 +231,23 @@ export class FilePump {
     return 'sent';
   }
 
+  /**
+   * Writes `buffers`, the bytes at `offset` of the file that the download just wrote, straight to
+   * the response instead of reading them back: for a tailing client that is caught up (position
+   * at `offset`), between sendUntil calls, and keeping up (no write pending). Returns false,
+   * having done nothing, otherwise: the client then reads them from the file later, as before.
+   * The buffers are shared by every tailing client, so they are never reused for reads.
+   */
+  appendShared(offset: number, buffers: readonly Buffer[]): boolean {
+    if (this.#closed || this.#active || offset !== this.#position || this.#pendingWrites > 0) return false;
+    for (const buffer of buffers) {
+      if (buffer.length === 0) continue;
+      this.#position += buffer.length;
+      this.#write(buffer, null);
+    }
+    return true;
+  }
+
   /** Resolves once every write handed to the response has been flushed (or the response closed). */
   async flushed(): Promise<void> {
     while (!this.#closed && this.#pendingWrites > 0) {
@@ -261,7 +278,8 @@ export class FilePump {
     return Buffer.allocUnsafeSlow(size);
   }
 
-  #write(chunk: Buffer, buffer: Buffer): void {
+  /** `buffer`: the pump's own buffer behind `chunk`, reusable once written; null for a shared one. */
+  #write(chunk: Buffer, buffer: Buffer | null): void {
     this.#pendingWrites += 1;
     this.#bytesSent += chunk.length;
     const writtenAt = performance.now();
@@ -275,7 +293,7 @@ export class FilePump {
       // Reuse only after the socket is done with the bytes: one spare is all the loop needs, and
       // reusing it is what keeps a slow client from allocating a buffer per chunk. A buffer larger
       // than the (shrunk) chunk is dropped instead, so a slow client holds only small ones.
-      if (!error && this.#active && this.#spare === null && buffer.length <= this.#chunk) this.#spare = buffer;
+      if (buffer && !error && this.#active && this.#spare === null && buffer.length <= this.#chunk) this.#spare = buffer;
       this.#notify();
     });
     this.#onBytes?.(chunk.length);

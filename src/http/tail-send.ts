@@ -140,14 +140,31 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
     wake = null;
     resume?.();
   };
-  job.on('progress', notify);
+  const pump = new FilePump(res, fd, 0, { maxChunk: opts.chunkSize, onBytes: opts.onBytes });
+  let sharedError: unknown = null;
+  const onProgress = (total: number, written: readonly Buffer[]) => {
+    // A herd of tablets caught up with the download: each writes the bytes that just arrived, as
+    // they are, instead of each reading them back from the file (one buffer for all of them).
+    if (job.attempt === attempt && job.tempPath === tempPath && sharedError === null) {
+      let length = 0;
+      for (const buffer of written) length += buffer.length;
+      try {
+        pump.appendShared(total - length, written);
+      } catch (error) {
+        // onBytes threw: fail this response in the loop below, as a read error would.
+        sharedError = error;
+      }
+    }
+    notify();
+  };
+  job.on('progress', onProgress);
   job.on('settled', notify);
   res.once('close', notify);
   const recheck = setInterval(notify, RECHECK_MS);
-  const pump = new FilePump(res, fd, 0, { maxChunk: opts.chunkSize, onBytes: opts.onBytes });
   let completed = false;
   try {
     for (;;) {
+      if (sharedError !== null) throw sharedError;
       const state = attemptState(job, tempPath, attempt);
       if (state.kind === 'failed') {
         abort.record('server-error', new Error(state.reason));
@@ -174,7 +191,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
     res.destroy();
   } finally {
     clearInterval(recheck);
-    job.off('progress', notify);
+    job.off('progress', onProgress);
     job.off('settled', notify);
     res.off('close', notify);
     await closeFd(fd);

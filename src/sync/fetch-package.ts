@@ -12,7 +12,7 @@ export interface FetchPackageOptions {
   headersTimeoutMs: number;
   signal: AbortSignal;
   /** Called as bytes reach the temp file (after the write completed), with the running total. */
-  onProgress?: (bytesWritten: number) => void;
+  onProgress?: (bytesWritten: number, written: readonly Buffer[]) => void;
 }
 
 export interface FetchedPackage {
@@ -59,11 +59,11 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
       idleTimeoutMs: options.idleTimeoutMs,
     });
     arm();
-    const writer = new PackageFileWriter(options.tempPath, (total) => {
+    const writer = new PackageFileWriter(options.tempPath, (total, written) => {
       // A late report from a failed attempt must not show up as progress of the next one.
       if (finished) return;
       arm();
-      options.onProgress?.(total);
+      options.onProgress?.(total, written);
     });
     try {
       await pipeline(response.body, writer, { signal });

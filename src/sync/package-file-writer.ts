@@ -13,9 +13,10 @@ export class PackageFileWriter extends Writable {
   #fd: number | null = null;
   #hash: Hash = createHash('sha256');
   #written = 0;
-  #onWritten: (total: number) => void;
+  #onWritten: (total: number, written: readonly Buffer[]) => void;
 
-  constructor(path: string, onWritten: (total: number) => void = () => {}) {
+  /** `onWritten` gets the running total and the buffers just written (never modified afterwards). */
+  constructor(path: string, onWritten: (total: number, written: readonly Buffer[]) => void = () => {}) {
     super({ highWaterMark: 1 << 20 });
     this.path = path;
     this.#onWritten = onWritten;
@@ -67,7 +68,7 @@ export class PackageFileWriter extends Writable {
       if (bytes !== expected) return callback(Object.assign(new Error(`short write: ${bytes} of ${expected} bytes`), { code: 'EIO' }));
       for (const buffer of buffers) this.#hash.update(buffer);
       this.#written += bytes;
-      this.#onWritten(this.#written);
+      this.#onWritten(this.#written, buffers);
       callback();
     });
   }

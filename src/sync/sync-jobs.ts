@@ -65,7 +65,12 @@ export interface DownloadGuard {
 }
 
 /** One download of one meeting's package, shared by everyone who needs it. */
-export class SyncJob extends EventEmitter<{ progress: [number]; settled: [] }> {
+/**
+ * `progress`: the running total on disk and the buffers that just reached it (ending at that
+ * total). Tablets served while downloading write those buffers on, instead of each reading them
+ * back from the file.
+ */
+export class SyncJob extends EventEmitter<{ progress: [number, readonly Buffer[]]; settled: [] }> {
   readonly meetingId: string;
   readonly title: string;
   readonly reason: FetchReason;
@@ -318,14 +323,14 @@ export class SyncJobs {
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
         signal: guard ? AbortSignal.any([job.controller.signal, attemptAbort.signal]) : job.controller.signal,
-        onProgress: (bytes) => {
+        onProgress: (bytes, written) => {
           job.bytesWritten = bytes;
           const refusal = guard?.onProgress(job, bytes);
           if (refusal && !attemptAbort.signal.aborted) attemptAbort.abort(refusal);
           const now = this.#now();
           const elapsed = (now - job.attemptStartedAt) / 1000;
           job.rate = elapsed > 0 ? bytes / elapsed : 0;
-          job.emit('progress', bytes);
+          job.emit('progress', bytes, written);
           // Status/SSE consumers want a few updates a second, not one per chunk.
           if (now - lastEmit >= 250) {
             lastEmit = now;
