@@ -17,14 +17,7 @@ async function exchange(drive: (res: http.ServerResponse) => Promise<void>): Pro
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
     const { port } = server.address() as net.AddressInfo;
-    return await new Promise<Buffer>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve(Buffer.concat(chunks)));
-        res.on('error', reject);
-      }).on('error', reject);
-    });
+    return Buffer.from(await (await fetch(`http://127.0.0.1:${port}/`)).arrayBuffer());
   } finally {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -50,14 +50,7 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as net.AddressInfo;
-      const body = await new Promise<Buffer>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port, agent: false }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve(Buffer.concat(chunks)));
-          res.on('error', reject);
-        }).on('error', reject);
-      });
+      const body = Buffer.from(await (await fetch(`http://127.0.0.1:${port}/`)).arrayBuffer());
       const result = await results[0];
       assert.ok(result);
       return { body, result };
