@@ -253,7 +253,7 @@ export class EdgeNode {
     );
     this.#watchTask = new PeriodicTask(
       'watch',
-      () => (this.config.current.watchInterval || 60) * 1000,
+      () => this.#watchDelayMs(),
       async () => {
         if (this.config.current.watchInterval > 0) await this.sync.watch();
       },
@@ -481,6 +481,7 @@ export class EdgeNode {
     this.#watchTask.start(this.#watchDelayMs());
   }
 
+  /** Between quick checks; switched off (0) it idles at a minute, so turning it on applies soon. */
   #watchDelayMs(): number {
     return (this.config.current.watchInterval || 60) * 1000;
   }
