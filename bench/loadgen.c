@@ -15,6 +15,15 @@
  *   --rate R       each connection reads at most R bytes per second (a slow tablet)
  *   --timeout S    give up on everything still running after S seconds (default 600)
  *
+ * Herd mode (scenario 5: tablets asking the instant a meeting starts):
+ *   --retry-status 404,503  such an answer, a failed connection or a cut body is not counted:
+ *                  the connection closes and asks again after --retry-delay ms (default 100)
+ *                  until --timeout
+ *   --expect FILE  compare every body byte with FILE (chunked bodies de-framed first)
+ *   --per-conn     also print one record per connection: its last response's status, bytes,
+ *                  whether they matched, whether the body ended cleanly, attempts, and wall-clock
+ *                  ms (Unix epoch, like Date.now()) of its headers and first body byte
+ *
  * Prints one JSON object on stdout: requests completed, errors, body bytes, seconds, status counts,
  * latency percentiles (request written -> last body byte) and time to first byte.
  */
@@ -57,6 +66,15 @@ struct conn {
   double rate_started;
   long long rate_bytes;
   double wake_at; /* > 0 while sleeping */
+  /* herd mode */
+  double retry_at; /* > 0 while waiting to ask again */
+  int status;
+  int attempts;
+  int streamed; /* no Content-Length */
+  int clean;    /* the last response's body ended as framed */
+  int matches;
+  long long body_offset;
+  double connect_started, connected_at, headers_at, first_body_at, done_at, last_retry_at;
 };
 
 static const char *opt_host = "127.0.0.1";
@@ -70,6 +88,13 @@ static int opt_requests = 0;
 static double opt_rate = 0;
 static size_t opt_buf = 1 << 20;
 static double opt_timeout = 600;
+static int retry_status[600];
+static int opt_retry = 0;
+static double opt_retry_delay = 0.1;
+static const unsigned char *expected;
+static long long expected_len = -1;
+static int opt_per_conn = 0;
+static double wall_offset; /* CLOCK_REALTIME - CLOCK_MONOTONIC, seconds */
 
 static char request_text[16384];
 static size_t request_len;
@@ -77,6 +102,9 @@ static unsigned char *scratch;
 static struct conn *conns;
 static int epfd;
 static double started_at, deadline;
+
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 static long long total_bytes, completed, errors, statuses[600];
 static double *latencies, *ttfbs;
@@ -151,6 +179,10 @@ static void open_conn(struct conn *c, double now) {
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(opt_port)};
   inet_pton(AF_INET, opt_host, &addr.sin_addr);
   c->fd = fd;
+  c->status = 0;
+  c->connected_at = 0;
+  c->connect_started = now;
+  c->attempts++;
   c->rate_started = now;
   c->rate_bytes = 0;
   c->wake_at = 0;
@@ -171,11 +203,33 @@ static void start_request(struct conn *c, double now) {
   c->line_len = 0;
   c->first_byte_seen = 0;
   c->request_started = now;
+  c->body_offset = 0;
+  c->matches = 1;
+  c->clean = 0;
+  c->headers_at = 0;
+  c->first_body_at = 0;
   watch(c, EPOLLOUT, EPOLL_CTL_MOD);
 }
 
 /* The response is complete: record it and start the next request, reconnecting if needed. */
+static void schedule_retry(struct conn *c, double now) {
+  close_conn(c);
+  c->last_retry_at = now;
+  if (now + opt_retry_delay >= deadline) {
+    finish_conn(c);
+    return;
+  }
+  c->state = ST_IDLE;
+  c->retry_at = now + opt_retry_delay;
+}
+
 static void response_done(struct conn *c, double now) {
+  c->clean = 1;
+  c->done_at = now;
+  if (opt_retry && retry_status[c->status]) {
+    schedule_retry(c, now);
+    return;
+  }
   completed++;
   c->requests_done++;
   push(&latencies, &latency_count, &latency_cap, (now - c->request_started) * 1000);
@@ -193,6 +247,11 @@ static void response_done(struct conn *c, double now) {
 
 static void fail(struct conn *c, double now) {
   errors++;
+  c->done_at = now;
+  if (opt_retry) {
+    schedule_retry(c, now);
+    return;
+  }
   close_conn(c);
   if (want_more(c, now) && opt_duration > 0) open_conn(c, now);
   else finish_conn(c);
@@ -215,6 +274,7 @@ static int parse_head(struct conn *c) {
   int status = 0;
   if (sscanf(c->head, "HTTP/1.%*d %d", &status) != 1 || status < 100 || status > 599) return -1;
   statuses[status]++;
+  c->status = status;
   const char *te = find_header(c->head, "transfer-encoding");
   const char *cl = find_header(c->head, "content-length");
   const char *conn = find_header(c->head, "connection");
@@ -223,21 +283,35 @@ static int parse_head(struct conn *c) {
     c->body = BODY_NONE;
   } else if (te && strncasecmp(te, "chunked", 7) == 0) {
     c->body = BODY_CHUNKED;
+    c->streamed = 1;
     c->chunk = CH_SIZE;
     c->line_len = 0;
   } else if (cl) {
+    c->streamed = 0;
     c->body = BODY_LENGTH;
     c->remaining = atoll(cl);
   } else {
     c->body = BODY_UNTIL_CLOSE;
+    c->streamed = 1;
     c->keep_alive = 0;
   }
   return 0;
 }
 
+/* Payload bytes (framing removed): compared with --expect, first one timed. */
+static void deliver(struct conn *c, const unsigned char *data, size_t len, double now) {
+  if (len == 0) return;
+  if (c->first_body_at == 0) c->first_body_at = now;
+  if (expected_len >= 0 && c->matches) {
+    if (c->body_offset + (long long)len > expected_len || memcmp(expected + c->body_offset, data, len) != 0) c->matches = 0;
+  }
+  c->body_offset += (long long)len;
+}
+
 /* Consumes body bytes; returns 1 when the response body is complete, -1 on a framing error. */
-static int consume_body(struct conn *c, const unsigned char *data, size_t len) {
+static int consume_body(struct conn *c, const unsigned char *data, size_t len, double now) {
   size_t i = 0;
+  if (c->body != BODY_CHUNKED) deliver(c, data, len, now);
   if (c->body == BODY_LENGTH) {
     c->remaining -= (long long)len;
     if (c->remaining < 0) return -1;
@@ -273,6 +347,7 @@ static int consume_body(struct conn *c, const unsigned char *data, size_t len) {
       }
       case CH_DATA: {
         size_t take = len - i < (size_t)c->remaining ? len - i : (size_t)c->remaining;
+        deliver(c, data + i, take, now);
         c->remaining -= (long long)take;
         i += take;
         if (c->remaining == 0) {
@@ -354,6 +429,7 @@ static void on_readable(struct conn *c, double now) {
       }
       offset = head_bytes - (c->head_len - take);
       c->state = ST_BODY;
+      c->headers_at = now;
       if (c->body == BODY_NONE || (c->body == BODY_LENGTH && c->remaining == 0)) {
         if (offset != (size_t)n) {
           fail(c, now);
@@ -365,7 +441,7 @@ static void on_readable(struct conn *c, double now) {
     }
     size_t body_bytes = (size_t)n - offset;
     count_bytes(c, body_bytes, now);
-    int rc = consume_body(c, scratch + offset, body_bytes);
+    int rc = consume_body(c, scratch + offset, body_bytes, now);
     if (rc < 0) {
       fail(c, now);
       return;
@@ -386,6 +462,7 @@ static void on_writable(struct conn *c, double now) {
       fail(c, now);
       return;
     }
+    c->connected_at = now;
     start_request(c, now);
   }
   while (c->sent < request_len) {
@@ -425,6 +502,31 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--rate")) opt_rate = atof(v);
     else if (!strcmp(a, "--buf")) opt_buf = (size_t)atoll(v);
     else if (!strcmp(a, "--timeout")) opt_timeout = atof(v);
+    else if (!strcmp(a, "--retry-status")) {
+      opt_retry = 1;
+      for (char *p = (char *)v; *p;) {
+        int code = (int)strtol(p, &p, 10);
+        if (code > 0 && code < 600) retry_status[code] = 1;
+        if (*p) p++;
+      }
+    } else if (!strcmp(a, "--retry-delay")) opt_retry_delay = atof(v) / 1000;
+    else if (!strcmp(a, "--expect")) {
+      int fd = open(v, O_RDONLY);
+      struct stat st;
+      if (fd < 0 || fstat(fd, &st) < 0) {
+        perror(v);
+        return 2;
+      }
+      expected_len = st.st_size;
+      expected = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : (const unsigned char *)"";
+      if (expected == MAP_FAILED) {
+        perror("mmap");
+        return 2;
+      }
+      close(fd);
+    } else if (!strcmp(a, "--per-conn")) {
+      opt_per_conn = atoi(v);
+    }
     else usage();
     i++;
   }
@@ -439,6 +541,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   started_at = now_s();
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  wall_offset = wall.tv_sec + wall.tv_nsec / 1e9 - started_at;
   deadline = started_at + (opt_duration > 0 ? opt_duration : opt_timeout);
   double hard_stop = started_at + (opt_duration > 0 ? opt_duration + 30 : opt_timeout);
   active = opt_conns;
@@ -455,6 +560,16 @@ int main(int argc, char **argv) {
       break;
     }
     double next_wake = hard_stop;
+    for (int i = 0; i < opt_conns && opt_retry; i++) {
+      struct conn *c = &conns[i];
+      if (c->retry_at <= 0) continue;
+      if (c->retry_at <= now) {
+        c->retry_at = 0;
+        open_conn(c, now);
+      } else if (c->retry_at < next_wake) {
+        next_wake = c->retry_at;
+      }
+    }
     for (int i = 0; i < opt_conns && opt_rate > 0; i++) {
       struct conn *c = &conns[i];
       if (c->wake_at <= 0) continue;
@@ -472,6 +587,8 @@ int main(int argc, char **argv) {
     now = now_s();
     for (int i = 0; i < n; i++) {
       struct conn *c = events[i].data.ptr;
+      /* Herd mode times each tablet's first byte: read the clock per event, not per batch. */
+      if (opt_retry && i > 0) now = now_s();
       if (c->fd < 0 || c->state == ST_DONE) continue;
       if (events[i].events & EPOLLOUT) on_writable(c, now);
       else if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c, now);
@@ -497,5 +614,21 @@ int main(int argc, char **argv) {
          percentile(latencies, latency_count, 0.5), percentile(latencies, latency_count, 0.9), percentile(latencies, latency_count, 0.99),
          latency_count ? latencies[latency_count - 1] : 0, percentile(ttfbs, ttfb_count, 0.5), percentile(ttfbs, ttfb_count, 0.99),
          ttfb_count ? ttfbs[ttfb_count - 1] : 0);
+  if (opt_per_conn) {
+    /* One line per connection after the summary line, so the summary's shape stays the same. */
+#define WALL_MS(t) ((t) > 0 ? ((t) + wall_offset) * 1000 : 0)
+    printf("[");
+    for (int i = 0; i < opt_conns; i++) {
+      struct conn *c = &conns[i];
+      printf("%s{\"status\":%d,\"bytes\":%lld,\"matches\":%s,\"complete\":%s,\"streamed\":%s,\"attempts\":%d,"
+             "\"connectMs\":%.3f,\"requestToHeadersMs\":%.3f,\"headersAt\":%.3f,\"firstByteAt\":%.3f,\"doneAt\":%.3f,\"lastRetryAt\":%.3f}",
+             i ? "," : "", c->status, c->body_offset, expected_len < 0 ? "null" : (c->matches && c->body_offset == expected_len ? "true" : "false"),
+             c->clean ? "true" : "false", c->streamed ? "true" : "false", c->attempts,
+             c->connected_at > 0 ? (c->connected_at - c->connect_started) * 1000 : -1,
+             c->headers_at > 0 ? (c->headers_at - c->request_started) * 1000 : -1, WALL_MS(c->headers_at), WALL_MS(c->first_body_at),
+             WALL_MS(c->done_at), WALL_MS(c->last_retry_at));
+    }
+    printf("]\n");
+  }
   return 0;
 }

@@ -6,13 +6,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MasterStats, MeetingView, ReferenceMasterOptions } from '../reference-master/master.ts';
 import type { StoredPackage } from '../src/store/package-store.ts';
-import { runTablet } from './herd-client.ts';
 import type { LoadClient, LoadResult } from './load.ts';
 import { Nginx } from './nginx.ts';
 import { CpuMeter, PeakRss, rssBytes } from './proc-stats.ts';
@@ -519,7 +518,6 @@ export async function scenarioSync(ctx: BenchContext): Promise<void> {
 
 export async function scenarioHerd(ctx: BenchContext): Promise<void> {
   const tablets = 500;
-  // Small: the tablets run in this process and hash every byte they get (2 cores in all).
   const size = 2 * MiB;
   const rate = 1_000_000;
   const id = 'bench-herd';
@@ -529,46 +527,45 @@ export async function scenarioHerd(ctx: BenchContext): Promise<void> {
   try {
     await node.rpc.call('syncNow');
     await master.rpc.call('addMeeting', { id, title: 'Bench herd', packageSizeBytes: size });
-    ctx.log(`5: ${tablets} tablets ask the node the moment the meeting starts; master sends ${size / MiB} MiB at ${rate / 1e6} MB/s`);
+    ctx.log(`5: ${tablets} tablets ask the node the moment the meeting starts; master sends ${size / MiB} MiB at ${rate / 1e6} MB/s (${ctx.load.kind === 'c' ? 'loadgen.c' : 'Node tablets in this process'})`);
     const view = await master.rpc.call<MeetingView>('startMeeting', id);
     const packageFile = await masterPackageFile(master, view);
     if (!packageFile) throw new Error(`cannot find the master's file for ${id}`);
-    const expected = await readFile(packageFile);
-    const deadline = Date.now() + 120_000;
-    // The tablets share this process: its own event-loop delay shows when they, not the node, lag.
+    // The bench process's own event-loop delay: it matters when the Node fallback tablets run here.
     const lag = monitorEventLoopDelay({ resolution: 10 });
     lag.enable();
     await node.rpc.call('loopDelay', true);
-    const results = await Promise.all(
-      Array.from({ length: tablets }, () => runTablet({ url: `${node.url}${packagePath(id)}`, deadline, retryDelayMs: 100, expected })),
-    );
+    const results = await ctx.load.runHerd({ port: node.port, path: packagePath(id), tablets, retryStatus: [404, 503], retryDelayMs: 100, expectFile: packageFile, timeoutS: 120 });
     lag.disable();
     const stats = await master.rpc.call<MasterStats>('stats');
     const fetches = stats.packageDownloads[id]?.started ?? 0;
     const originStart = stats.requestLog.find((entry) => entry.route === 'package' && entry.path.includes(id))?.time ?? null;
-    const good = results.filter((r) => r.status === 200 && r.complete && r.matches === true);
+    const good = results.filter((r) => r.status === 200 && r.complete && r.matches);
     const delays = originStart === null ? [] : good.map((r) => (r.firstByteAt ?? Infinity) - originStart).sort((a, b) => a - b);
     const maxDelay = delays.at(-1) ?? null;
     const streamed = good.filter((r) => r.streamed).length;
     ctx.details['5'] = {
       tablets,
+      client: ctx.load.kind,
       size,
       rate,
       fetches,
       good: good.length,
       streamed,
+      statuses: countBy(results.map((r) => `${r.status}${r.status === 200 && !r.complete ? ' cut' : ''}${r.status === 200 && !r.matches ? ' wrong bytes' : ''}`)),
       attempts: results.reduce((sum, r) => sum + r.attempts, 0),
       firstByteDelayMs: delays.length ? { p50: delays[Math.floor(delays.length / 2)], max: maxDelay } : null,
-      lastDoneAfterOriginStartMs: originStart === null ? null : Math.max(...results.map((r) => r.doneAt)) - originStart,
+      lastDoneAfterOriginStartMs: originStart === null ? null : Math.max(...results.map((r) => r.doneAt ?? NaN)) - originStart,
       nodeFirstBytesAfterOriginStartMs: originStart === null ? null : ((await node.rpc.waitEvent<JobEvent>('job', (e) => e.type === 'first-bytes' && e.meetingId === id, 1000).catch(() => null))?.at ?? NaN) - originStart,
-      earlierResponses: countBy(results.flatMap((r) => r.earlier.map((e) => `${e.status}${e.status === 200 && !e.complete ? ' cut' : ''}`))),
       headersAfterOriginStartMs: originStart === null ? null : summary(good.map((r) => (r.headersAt ?? NaN) - originStart)),
       clientEventLoopDelayMs: { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
       nodeEventLoopDelayMs: await node.rpc.call('loopDelay', false),
-      // Per tablet: its last request before the good one ended (404/503) -> headers of the good one.
       connectMs: summary(good.map((r) => r.connectMs ?? NaN)),
       requestToHeadersMs: summary(good.map((r) => r.requestToHeadersMs ?? NaN)),
-      retryToHeadersMs: summary(good.filter((r) => r.earlier.length > 0).map((r) => (r.headersAt ?? NaN) - (r.earlier.at(-1)?.at ?? NaN))),
+      // Per tablet: its last 404/503 ended -> headers of the good answer.
+      retryToHeadersMs: summary(good.filter((r) => r.lastRetryAt !== null).map((r) => (r.headersAt ?? NaN) - (r.lastRetryAt ?? NaN))),
+      // Every tablet, relative to the origin's first byte: when it last heard 404/503 and when its headers came.
+      timeline: originStart === null ? null : results.map((r) => ({ attempts: r.attempts, lastRetry: r.lastRetryAt === null ? null : Math.round(r.lastRetryAt - originStart), headers: r.headersAt === null ? null : Math.round(r.headersAt - originStart) })),
     };
     const name = `herd of ${tablets}, ${size / MiB} MiB at ${rate / 1e6} MB/s`;
     addRow(ctx, { scenario: 5, name, metric: 'upstream fetches', unit: 'count', node: fetches, comparisonLabel: 'target only', comparison: null, target: '= 1', ok: fetches === 1 });
