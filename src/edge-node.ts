@@ -15,6 +15,7 @@ import { LogRing, tapLogger } from './http/admin/logs.ts';
 import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp, DOWNLOAD_CORS } from './http/app.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
+import { SharedReadFiles } from './http/shared-files.ts';
 import { TailLimit } from './http/tail-send.ts';
 import { loadZeroCopy, type ZeroCopy } from './http/zero-copy.ts';
 import { DownloadStats } from './http/download-stats.ts';
@@ -193,6 +194,7 @@ export class EdgeNode {
       // Serve while downloading: tablets of a package still syncing stream the bytes already
       // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
       tailing: new TailLimit(options.maxTailingClients ?? 2_000),
+      tailFiles: new SharedReadFiles(),
       zeroCopy,
       settings: () => ({
         waitForSyncMs: options.waitForSyncMs ?? 30_000,

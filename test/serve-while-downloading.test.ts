@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { appendFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -78,6 +79,55 @@ test('a tablet asking mid-download gets the whole package as it arrives: chunked
   const stored = await fetchRaw(packageUrl(n.url, 'tail-ok'), { method: 'HEAD' });
   assert.equal(stored.headers['content-length'], String(expected.length));
   assert.equal(stored.headers['etag'], `"${sha256Hex(expected)}"`);
+});
+
+/** Descriptors of this process open on `file` (Linux /proc). */
+function descriptorsOf(file: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === file) count += 1;
+    } catch {
+      // Closed since the listing.
+    }
+  }
+  return count;
+}
+
+test('tablets tailing one download share one read descriptor of its temp file', async (t) => {
+  const { n, expected } = await slowSetup(t, 'tail-fds');
+  await n.node.syncNow();
+  await waitFor('the download to start', () => (n.node.jobs.inFlight('tail-fds')?.bytesWritten ?? 0) > 0, 15_000);
+  const tempPath = n.node.jobs.inFlight('tail-fds')?.tempPath;
+  assert.ok(tempPath);
+  const before = descriptorsOf(tempPath); // the download's own
+
+  const tablets = 5;
+  const bodies: Array<Promise<Buffer>> = [];
+  const firstBytes: Array<Promise<void>> = [];
+  for (let i = 0; i < tablets; i++) {
+    let gotFirst: () => void = () => {};
+    firstBytes.push(new Promise<void>((resolve) => (gotFirst = resolve)));
+    bodies.push(
+      new Promise<Buffer>((resolve, reject) => {
+        http
+          .get(packageUrl(n.url, 'tail-fds'), (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => {
+              chunks.push(chunk);
+              gotFirst();
+            });
+            res.on('end', () => resolve(Buffer.concat(chunks)));
+            res.on('error', reject);
+          })
+          .on('error', reject);
+      }),
+    );
+  }
+  await Promise.all(firstBytes);
+  assert.ok(n.node.jobs.inFlight('tail-fds'), 'still downloading while the tablets stream');
+  assert.equal(descriptorsOf(tempPath) - before, 1, `${tablets} tablets, one read descriptor`);
+  for (const body of await Promise.all(bodies)) assert.ok(body.equals(expected));
 });
 
 function isPrefixOf(body: Buffer, expected: Buffer): boolean {

@@ -6,6 +6,7 @@ import type { SyncJob } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadStats } from './download-stats.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
+import type { SharedReadFiles } from './shared-files.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
 
@@ -24,6 +25,8 @@ export interface DownloadDeps {
    * in number, as before serve-while-downloading existed.
    */
   tailing?: TailLimit;
+  /** Descriptors of download temp files, shared by the tablets tailing them (one open per attempt). */
+  tailFiles?: SharedReadFiles;
   /** sendfile(2) for complete packages (zero-copy.ts); null or absent: copy through Buffers. */
   zeroCopy?: ZeroCopy | null;
 }
@@ -125,6 +128,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, r
       const result = await tailDownload(req, res, job, {
         idleTimeoutMs: deps.settings().idleTimeoutMs,
         filename: `meeting_${meetingId}.zip`,
+        files: deps.tailFiles,
         onStart: () => deps.stats.started(meetingId),
         onBytes: (n) => deps.stats.bytes(meetingId, n),
       });

@@ -51,3 +51,39 @@ test('appendShared: a caught-up client takes the download\'s own buffers; otherw
   assert.deepEqual(decisions, [true, false, false]);
   assert.ok(body.equals(whole), 'every byte once, in order');
 });
+
+test('responses started together each send their first chunk before any sends more', async (t) => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'file-pump-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'package');
+  const whole = randomBytes(2 * 1024 * 1024);
+  await fsp.writeFile(file, whole);
+  const fd = fs.openSync(file, 'r');
+  t.after(() => fs.closeSync(fd));
+
+  const tablets = 3;
+  const waiting: http.ServerResponse[] = [];
+  let sentAfterFirstTurn: number[] = [];
+  const server = http.createServer((_req, res) => {
+    waiting.push(res);
+    if (waiting.length < tablets) return;
+    // A herd: every response starts in the same turn of the event loop. This callback is queued
+    // before any pump runs, so it sees what each had sent when the others got their turn.
+    setImmediate(() => (sentAfterFirstTurn = pumps.map((pump) => pump.bytesSent)));
+    const pumps = waiting.map((response) => new FilePump(response, fd, 0));
+    for (const [i, pump] of pumps.entries()) {
+      void pump.sendUntil(whole.length).then(() => waiting[i]?.end());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as net.AddressInfo;
+  const bodies = await Promise.all(
+    Array.from({ length: tablets }, async () => Buffer.from(await (await fetch(`http://127.0.0.1:${port}/`)).arrayBuffer())),
+  );
+  for (const body of bodies) assert.ok(body.equals(whole));
+  assert.equal(sentAfterFirstTurn.length, tablets);
+  for (const sent of sentAfterFirstTurn) {
+    assert.ok(sent > 0 && sent <= 64 * 1024, `only a first chunk before the others' turn (sent ${sent})`);
+  }
+});

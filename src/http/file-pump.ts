@@ -87,7 +87,12 @@ export class FilePump {
   /** Inside sendUntil: buffers coming back from the socket are worth keeping for the next read. */
   #active = false;
   #asyncReadsLeft = 0;
-  #bytesSinceYield = 0;
+  /**
+   * Starts one byte short of a yield: the first chunk (the one that carries the headers) goes out
+   * at once, then the other responses get a turn before this one sends more. When a herd of tablets
+   * starts together, each gets its first bytes before any one's catch-up fills the turn.
+   */
+  #bytesSinceYield = YIELD_EVERY_BYTES - 1;
   readonly #zeroCopy: ZeroCopy | null;
   /** sendfile refused this file or socket (EINVAL and the like): copy for the rest of the response. */
   #zeroCopyOff = false;
@@ -140,6 +145,12 @@ export class FilePump {
 
   async #sendUntil(limit: number): Promise<boolean> {
     while (this.#position < limit) {
+      if (this.#bytesSinceYield >= YIELD_EVERY_BYTES) {
+        // Synchronous reads and writes the kernel takes at once never return to the event loop.
+        this.#bytesSinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.#closed) return false;
+      }
       const zeroCopy = this.#zeroCopyUsable();
       if (zeroCopy) {
         // sendfile must follow every byte written through Node, headers included.
@@ -158,12 +169,6 @@ export class FilePump {
         });
       }
       if (this.#closed) return false;
-      if (this.#bytesSinceYield >= YIELD_EVERY_BYTES) {
-        // Synchronous reads and writes the kernel takes at once never return to the event loop.
-        this.#bytesSinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        if (this.#closed) return false;
-      }
       const size = Math.min(zeroCopy ? this.#minChunk : this.#chunk, limit - this.#position);
       const buffer = this.#takeBuffer(size);
       const bytesRead = await this.#read(buffer, size);

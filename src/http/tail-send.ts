@@ -16,6 +16,7 @@ import { constants, open } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SyncJob } from '../sync/sync-jobs.ts';
 import { AbortState, armIdleTimeout, closeFd, FilePump, responseSettled } from './file-pump.ts';
+import type { SharedFile, SharedReadFiles } from './shared-files.ts';
 import { contentDisposition, type SendResult } from './send-file.ts';
 
 export interface TailOptions {
@@ -28,6 +29,11 @@ export interface TailOptions {
   /** Called once, just before the response is committed (headers written): count the download here. */
   onStart?: () => void;
   onBytes?: (n: number) => void;
+  /**
+   * Where the temp file's descriptor comes from: shared by every tablet tailing the same attempt
+   * (see shared-files.ts). Absent: this response opens its own.
+   */
+  files?: SharedReadFiles;
 }
 
 /**
@@ -91,11 +97,12 @@ export function canTail(req: IncomingMessage): boolean {
   return req.method === 'GET' && req.httpVersion !== '1.0' && req.headers['if-match'] === undefined;
 }
 
-function openForReading(path: string): Promise<number | null> {
+/** The temp file for reading, or null if it is gone (renamed into place or removed since we looked). */
+function openForReading(path: string, files: SharedReadFiles | undefined): Promise<SharedFile | null> {
+  if (files) return files.acquire(path);
   return new Promise((resolve, reject) => {
     open(path, constants.O_RDONLY, (error, fd) => {
-      if (!error) return resolve(fd);
-      // Renamed into place or removed since we looked: the caller decides again.
+      if (!error) return resolve({ fd, release: () => void closeFd(fd) });
       if (error.code === 'ENOENT') return resolve(null);
       reject(error);
     });
@@ -113,12 +120,13 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
   const tempPath = job.tempPath;
   const attempt = job.attempt;
   if (tempPath === null || job.settled || job.state !== 'running' || !canTail(req)) return null;
-  const fd = await openForReading(tempPath);
-  if (fd === null) return null;
+  const file = await openForReading(tempPath, opts.files);
+  if (file === null) return null;
   if (job.attempt !== attempt || res.destroyed || res.headersSent) {
-    await closeFd(fd);
+    file.release();
     return null;
   }
+  const fd = file.fd;
 
   opts.onStart?.();
   const abort = new AbortState();
@@ -194,7 +202,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
     job.off('progress', onProgress);
     job.off('settled', notify);
     res.off('close', notify);
-    await closeFd(fd);
+    file.release();
     disarm();
   }
   return abort.result(200, pump.bytesSent, completed);
