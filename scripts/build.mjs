@@ -19,13 +19,14 @@ await build({
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
 
-// The sendfile(2) addon (native/sendfile.c): optional. Built with the system C compiler against
-// Node's own headers (node-api, so one build works across Node versions); when that fails the
-// node still runs and copies package bytes through Buffers instead (see src/http/zero-copy.ts).
-buildSendfileAddon();
+// The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
+// compiler against Node's own headers (node-api, so one build works across Node versions); when
+// that fails the node still runs, copying package bytes through Buffers and accepting connections
+// one per event-loop turn (see src/http/net-addon.ts).
+buildNetAddon();
 
-function buildSendfileAddon() {
-  const output = path.join('build', 'sendfile.node');
+function buildNetAddon() {
+  const output = path.join('build', 'edge-net.node');
   if (process.platform !== 'linux') return;
   const includeDirs = [
     process.env.npm_config_nodedir && path.join(process.env.npm_config_nodedir, 'include', 'node'),
@@ -34,14 +35,14 @@ function buildSendfileAddon() {
     '/usr/local/include/node',
   ].filter((dir) => dir && existsSync(path.join(dir, 'node_api.h')));
   if (includeDirs.length === 0) {
-    console.warn('sendfile addon not built: node_api.h not found (packages will be copied through buffers)');
+    console.warn('edge-net addon not built: node_api.h not found (packages will be copied through buffers)');
     return;
   }
   mkdirSync('build', { recursive: true });
-  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/sendfile.c', '-o', output];
+  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/edge-net.c', '-o', output];
   for (const compiler of ['cc', 'gcc', 'clang']) {
     const result = spawnSync(compiler, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     if (result.status === 0) return;
   }
-  console.warn('sendfile addon not built: no working C compiler (packages will be copied through buffers)');
+  console.warn('edge-net addon not built: no working C compiler (packages will be copied through buffers)');
 }

@@ -18,6 +18,8 @@ import { createDownloadListener, type DownloadDeps } from './http/download-route
 import { SharedReadFiles } from './http/shared-files.ts';
 import { TailLimit } from './http/tail-send.ts';
 import { loadZeroCopy, type ZeroCopy } from './http/zero-copy.ts';
+import { BurstAccept, loadAcceptor, type Acceptor } from './http/burst-accept.ts';
+import { loadNetAddon } from './http/net-addon.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -61,6 +63,11 @@ export interface EdgeNodeOptions {
   authLimit?: { maxFailures: number; windowMs: number };
   /** sendfile(2) for complete packages; default: the built addon unless EDGE_ZERO_COPY=0. Null: copy. */
   zeroCopy?: ZeroCopy | null;
+  /**
+   * accept(2) for draining a burst of connections in one event-loop turn (burst-accept.ts);
+   * default: the built addon unless EDGE_BURST_ACCEPT=0. Null: libuv's one per turn.
+   */
+  acceptor?: Acceptor | null;
 }
 
 /** Changing these saves the file but takes effect only at the next start. */
@@ -89,6 +96,8 @@ export class EdgeNode {
   /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
   readonly quota: QuotaGuard;
   readonly server: Server;
+  /** Drains bursts of connections (null without the addon); see burst-accept.ts. */
+  readonly #burstAccept: BurstAccept | null;
   readonly startedAt = Date.now();
   readonly host: string;
   readonly version: string;
@@ -179,11 +188,18 @@ export class EdgeNode {
       startedAt: this.startedAt,
     });
     this.#eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: () => this.#serving });
+    const addon = options.zeroCopy === undefined || options.acceptor === undefined ? loadNetAddon() : null;
     let zeroCopy = options.zeroCopy;
     if (zeroCopy === undefined) {
-      const loaded = loadZeroCopy();
+      const loaded = loadZeroCopy(process.env, addon ?? undefined);
       zeroCopy = loaded.zeroCopy;
       logger.info(zeroCopy ? 'serving packages with sendfile (zero copy)' : `serving packages by copying through buffers: ${loaded.reason}`);
+    }
+    let acceptor = options.acceptor;
+    if (acceptor === undefined) {
+      const loaded = loadAcceptor(process.env, addon ?? undefined);
+      acceptor = loaded.acceptor;
+      if (!acceptor) logger.info(`accepting connections one per event-loop turn: ${loaded.reason}`);
     }
     const downloads: DownloadDeps = {
       store,
@@ -241,6 +257,8 @@ export class EdgeNode {
     this.server = createServer((req, res) => {
       if (!downloadListener(req, res)) void honoListener(req, res);
     });
+    // A meeting start connects every tablet at once: accept them in one turn, not one per turn.
+    this.#burstAccept = acceptor ? new BurstAccept(this.server, acceptor) : null;
     // The interval callbacks run exactly when the next run is scheduled: noting the time there
     // makes the next-run times in /api/status those of the real timers.
     this.#pollTask = new PeriodicTask(
@@ -440,7 +458,8 @@ export class EdgeNode {
       await this.jobs.drain(2_000);
     }
     const timer = setTimeout(() => this.server.closeAllConnections(), drained ? drainMs : 1_000);
-    await closed;
+    // server.close() waits only for the connections Node accepted itself.
+    await Promise.all([closed, this.#burstAccept?.closed()]);
     clearTimeout(timer);
     this.metrics.close();
     await this.#master.close();

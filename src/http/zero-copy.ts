@@ -1,15 +1,12 @@
 /**
- * The sendfile(2) addon (native/sendfile.c, compiled by scripts/build.mjs at install), loaded once
- * by the composition root and handed to the serving code. Optional: without a compiler, on another
- * OS, or with EDGE_ZERO_COPY=0, loadZeroCopy returns null and packages are copied through Buffers
- * (file-pump.ts), which is correct, only costlier per byte.
+ * sendfile(2) from the edge-net addon (net-addon.ts), handed to the serving code by the
+ * composition root. Optional: without the addon or with EDGE_ZERO_COPY=0, loadZeroCopy returns
+ * null and packages are copied through Buffers (file-pump.ts), which is correct, only costlier per
+ * byte.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadNetAddon, type NetAddonLoad } from './net-addon.ts';
 
 export interface ZeroCopy {
   /** Bytes sent (>= 0) or a negative errno. Never blocks on the socket (libuv's are non-blocking). */
@@ -26,30 +23,15 @@ export const ERRNO = {
   ENOTCONN: -(constants.errno.ENOTCONN ?? 107),
 } as const;
 
-/** Where the build puts the addon, from this module (src/http/) or from the bundled start.js. */
-function candidates(): string[] {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  return [path.resolve(here, '../../build/sendfile.node'), path.resolve(here, 'build/sendfile.node')];
-}
-
 export interface ZeroCopyLoad {
   zeroCopy: ZeroCopy | null;
   /** Why it is off, for the start-up log. */
   reason: string;
 }
 
-export function loadZeroCopy(env: NodeJS.ProcessEnv = process.env): ZeroCopyLoad {
+export function loadZeroCopy(env: NodeJS.ProcessEnv = process.env, loaded: NetAddonLoad = loadNetAddon()): ZeroCopyLoad {
   if (env['EDGE_ZERO_COPY'] === '0') return { zeroCopy: null, reason: 'EDGE_ZERO_COPY=0' };
-  if (process.platform !== 'linux') return { zeroCopy: null, reason: `sendfile addon is Linux-only (${process.platform})` };
-  const file = candidates().find((candidate) => existsSync(candidate));
-  if (!file) return { zeroCopy: null, reason: 'build/sendfile.node not built (no C compiler at install?)' };
-  try {
-    const addon = createRequire(import.meta.url)(file) as ZeroCopy;
-    if (typeof addon.sendfile !== 'function') return { zeroCopy: null, reason: `${file} has no sendfile()` };
-    return { zeroCopy: addon, reason: file };
-  } catch (error) {
-    return { zeroCopy: null, reason: `${file} failed to load: ${(error as Error).message}` };
-  }
+  return { zeroCopy: loaded.addon, reason: loaded.reason };
 }
 
 /** The kernel descriptor of a plain TCP socket, or null (TLS, a socket not yet connected, tests' fakes). */

@@ -1,20 +1,26 @@
 /*
- * sendfile(2) for Node, as one synchronous N-API function: the zero-copy path nginx uses for
- * static files. Node has no binding for it; copying through a Buffer costs a read() copy and a
- * write() copy per byte, which measured 2.4x nginx's CPU per GB at 64 clients.
+ * Two socket calls Node has no binding for, as synchronous Node-API functions. Compiled by
+ * scripts/build.mjs; when it cannot be built the node does without (see src/http/net-addon.ts).
  *
  *   sendfile(socketFd, fileFd, offset, count) -> bytes sent (>= 0) or -errno (< 0)
+ *   accept(listenFd) -> a new connection's descriptor (>= 0) or -errno (< 0)
  *
+ * sendfile(2) is the zero-copy path nginx uses for static files; copying through a Buffer costs a
+ * read() copy and a write() copy per byte, which measured 2.4x nginx's CPU per GB at 64 clients.
  * The socket is libuv's, so non-blocking: the call returns as soon as the socket buffer is full
  * (-EAGAIN or a short count) and never waits for the client. It reads the file from the page
  * cache; a cold file makes it wait for the disk, which the caller measures (see zero-copy.ts).
- * Compiled by scripts/build.mjs; when it cannot be built the node copies through Buffers instead.
+ *
+ * accept4(2) on libuv's (non-blocking) listening socket drains a burst of connections in one turn
+ * of the event loop, where libuv takes one per turn (see burst-accept.ts). The descriptor is
+ * non-blocking and close-on-exec, as libuv's own. -EAGAIN: the queue is empty.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 static napi_value throw_type_error(napi_env env, const char *message) {
@@ -45,9 +51,28 @@ static napi_value Sendfile(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value Accept(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t listen_fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, argv[0], &listen_fd) != napi_ok || listen_fd < 0) {
+    return throw_type_error(env, "accept(listenFd): a non-negative integer");
+  }
+  int fd;
+  do {
+    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  napi_value result;
+  napi_create_int32(env, fd < 0 ? -errno : fd, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendfile", NAPI_AUTO_LENGTH, Sendfile, NULL, &fn);
   napi_set_named_property(env, exports, "sendfile", fn);
+  napi_create_function(env, "accept", NAPI_AUTO_LENGTH, Accept, NULL, &fn);
+  napi_set_named_property(env, exports, "accept", fn);
   return exports;
 }

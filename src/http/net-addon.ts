@@ -1,0 +1,42 @@
+/**
+ * The socket-calls addon (native/edge-net.c, compiled by scripts/build.mjs at install): sendfile
+ * (zero-copy.ts) and accept (burst-accept.ts), loaded once by the composition root. Optional:
+ * without a compiler or off Linux it is absent, and the node copies package bytes through Buffers
+ * and accepts connections one per event-loop turn, which is correct, only costlier.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NetAddon {
+  /** Bytes sent (>= 0) or a negative errno. Never blocks on the socket (libuv's are non-blocking). */
+  sendfile(socketFd: number, fileFd: number, offset: number, count: number): number;
+  /** A new connection's descriptor (>= 0) or a negative errno; -EAGAIN when none is queued. */
+  accept(listenFd: number): number;
+}
+
+export interface NetAddonLoad {
+  addon: NetAddon | null;
+  /** The file loaded, or why there is none (for the start-up log). */
+  reason: string;
+}
+
+/** Where the build puts the addon, from this module (src/http/) or from the bundled start.js. */
+function candidates(): string[] {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  return [path.resolve(here, '../../build/edge-net.node'), path.resolve(here, 'build/edge-net.node')];
+}
+
+export function loadNetAddon(): NetAddonLoad {
+  if (process.platform !== 'linux') return { addon: null, reason: `the edge-net addon is Linux-only (${process.platform})` };
+  const file = candidates().find((candidate) => existsSync(candidate));
+  if (!file) return { addon: null, reason: 'build/edge-net.node not built (no C compiler at install?)' };
+  try {
+    const addon = createRequire(import.meta.url)(file) as Partial<NetAddon>;
+    if (typeof addon.sendfile !== 'function' || typeof addon.accept !== 'function') return { addon: null, reason: `${file} is an older build (run npm install)` };
+    return { addon: addon as NetAddon, reason: file };
+  } catch (error) {
+    return { addon: null, reason: `${file} failed to load: ${(error as Error).message}` };
+  }
+}
