@@ -421,7 +421,9 @@ async function curlToDisk(url: string, file: string): Promise<{ seconds: number;
 
 export async function scenarioSync(ctx: BenchContext): Promise<void> {
   const sizes = ctx.options.quick ? [256 * MiB] : [256 * MiB, GiB, 2 * GiB];
-  const master = await startMaster(ctx, { chunkSize: 256 * 1024 });
+  // No token change: after each sync the master would change it, and the node would fetch the
+  // package again to compare its bytes, beside curl's measurement.
+  const master = await startMaster(ctx, { chunkSize: 256 * 1024, tokenCheckIntervalMs: 3_600_000, tokenMaxWaitMs: 3_600_000 });
   const linkDir = path.join(ctx.dir, 'origin-packages');
   await mkdir(linkDir, { recursive: true });
   // nginx in front of the master serves the package files itself: the fastest origin there is.

@@ -20,6 +20,7 @@ import { TailLimit } from './http/tail-send.ts';
 import { loadZeroCopy, type ZeroCopy } from './http/zero-copy.ts';
 import { BurstAccept, loadAcceptor, type Acceptor } from './http/burst-accept.ts';
 import { loadNetAddon } from './http/net-addon.ts';
+import { HashThread } from './sync/hash-thread.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -98,6 +99,8 @@ export class EdgeNode {
   readonly server: Server;
   /** Drains bursts of connections (null without the addon); see burst-accept.ts. */
   readonly #burstAccept: BurstAccept | null;
+  /** sha256 of downloads, on a worker thread (hash-thread.ts). */
+  readonly #hashes = new HashThread();
   readonly startedAt = Date.now();
   readonly host: string;
   readonly version: string;
@@ -156,7 +159,7 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
-    this.jobs = new SyncJobs({ store, master: () => this.#master, settings: () => syncSettings(this.config.current), logger, guard: this.quota });
+    this.jobs = new SyncJobs({ store, master: () => this.#master, settings: () => syncSettings(this.config.current), logger, guard: this.quota, hashes: this.#hashes });
     this.sync = new SyncLoop({
       store,
       jobs: this.jobs,
@@ -462,6 +465,7 @@ export class EdgeNode {
     await Promise.all([closed, this.#burstAccept?.closed()]);
     clearTimeout(timer);
     this.metrics.close();
+    await this.#hashes.close();
     await this.#master.close();
     this.logger.info('stopped');
     await new Promise<void>((resolve) => {

@@ -45,11 +45,11 @@ const KB = 1000;
 
 /**
  * Makes every write to a download's temp file (`*.part-*`) fail with `code`, as a full or failing
- * disk would, by swapping fs.write/fs.writev and updating the ESM bindings (the writer imports them
- * by name). Other files are written normally. Returns the undo.
+ * disk would, by swapping fs.write/fs.writev/fs.writevSync and updating the ESM bindings (the
+ * writer imports them by name). Other files are written normally. Returns the undo.
  */
 function failTempWrites(code: 'ENOSPC' | 'EIO'): () => void {
-  const original = { write: fs.write, writev: fs.writev };
+  const original = { write: fs.write, writev: fs.writev, writevSync: fs.writevSync };
   const isTemp = (fd: number) => {
     try {
       return readlinkSync(`/proc/self/fd/${fd}`).includes('.part-');
@@ -59,6 +59,10 @@ function failTempWrites(code: 'ENOSPC' | 'EIO'): () => void {
   };
   const failure = () => Object.assign(new Error(`${code}: ${code === 'ENOSPC' ? 'no space left on device' : 'i/o error'}, write`), { code, errno: code === 'ENOSPC' ? -28 : -5, syscall: 'write' });
   const patched = {
+    writevSync(fd: number, ...rest: unknown[]) {
+      if (isTemp(fd)) throw failure();
+      return (original.writevSync as (...args: unknown[]) => number)(fd, ...rest);
+    },
     writev(fd: number, ...rest: unknown[]) {
       const callback = rest[rest.length - 1] as (error: Error | null) => void;
       if (isTemp(fd)) return void process.nextTick(callback, failure());

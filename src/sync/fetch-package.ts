@@ -1,6 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { MasterError, toMasterError, type MasterClient } from '../master/master-client.ts';
 import { checkZipFile } from '../store/zip-check.ts';
+import type { StreamingHash } from './hash-thread.ts';
 import { PackageFileWriter } from './package-file-writer.ts';
 
 export interface FetchPackageOptions {
@@ -13,6 +14,8 @@ export interface FetchPackageOptions {
   signal: AbortSignal;
   /** Called as bytes reach the temp file (after the write completed), with the running total. */
   onProgress?: (bytesWritten: number, written: readonly Buffer[]) => void;
+  /** Where the sha256 is computed (hash-thread.ts), made when the body starts; default: on this thread. */
+  hash?: () => StreamingHash;
 }
 
 export interface FetchedPackage {
@@ -59,23 +62,30 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
       idleTimeoutMs: options.idleTimeoutMs,
     });
     arm();
-    const writer = new PackageFileWriter(options.tempPath, (total, written) => {
-      // A late report from a failed attempt must not show up as progress of the next one.
-      if (finished) return;
-      arm();
-      options.onProgress?.(total, written);
-    });
+    const writer = new PackageFileWriter(
+      options.tempPath,
+      (total, written) => {
+        // A late report from a failed attempt must not show up as progress of the next one.
+        if (finished) return;
+        arm();
+        options.onProgress?.(total, written);
+      },
+      { hash: options.hash?.() },
+    );
     try {
       await pipeline(response.body, writer, { signal });
     } catch (error) {
       throw describeStreamError(error, signal, writer.bytesWritten);
     }
+    // Asked for at once (the hash thread finishes it while the zip is checked), awaited below.
+    const sha256 = writer.sha256();
+    sha256.catch(() => {});
     const received = writer.bytesWritten;
     const zip = await checkZipFile(options.tempPath);
     if (!zip.ok) {
       throw new FetchError(`downloaded ${received} bytes but it is not a complete zip: ${zip.reason}`, 'NOT_A_ZIP');
     }
-    return { sha256: writer.sha256(), size: received };
+    return { sha256: await sha256, size: received };
   } catch (error) {
     if (error instanceof FetchError) throw error;
     if (signal.aborted && signal.reason instanceof FetchError) throw signal.reason;

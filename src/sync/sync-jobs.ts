@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { FetchError, fetchPackage } from './fetch-package.ts';
+import type { HashThread } from './hash-thread.ts';
 
 export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested';
 export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';
@@ -49,6 +50,8 @@ export interface SyncJobsDeps {
   logger: Logger;
   /** Disk quota and free-space checks around each attempt (QuotaGuard); none when absent. */
   guard?: DownloadGuard;
+  /** Computes each download's sha256 off the main thread; absent: on it. */
+  hashes?: HashThread;
   /** Injectable for tests: jitter source and clock. */
   random?: () => number;
   now?: () => number;
@@ -323,6 +326,7 @@ export class SyncJobs {
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
         signal: guard ? AbortSignal.any([job.controller.signal, attemptAbort.signal]) : job.controller.signal,
+        hash: this.#deps.hashes ? () => (this.#deps.hashes as HashThread).create() : undefined,
         onProgress: (bytes, written) => {
           job.bytesWritten = bytes;
           const refusal = guard?.onProgress(job, bytes);

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { test } from 'node:test';
+import { HashThread } from './hash-thread.ts';
+import { PackageFileWriter } from './package-file-writer.ts';
+
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'writer-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** `data` in chunks of varying size, as a socket delivers them. */
+function chunked(data: Buffer): Readable {
+  const chunks: Buffer[] = [];
+  for (let offset = 0, i = 0; offset < data.length; i++) {
+    const size = [1, 4096, 65_536, 300_000, 7][i % 5] ?? 1;
+    chunks.push(data.subarray(offset, offset + size));
+    offset += size;
+  }
+  return Readable.from(chunks);
+}
+
+for (const syncWrites of [true, false]) {
+  for (const hashing of ['inline', 'thread'] as const) {
+    test(`writes, reports and hashes every byte (${syncWrites ? 'sync' : 'thread-pool'} writes, ${hashing} hash)`, async (t) => {
+      const dir = await tempDir(t);
+      const thread = new HashThread();
+      t.after(() => thread.close());
+      const data = randomBytes(5 * 1024 * 1024 + 123);
+      const reported: Buffer[] = [];
+      let lastTotal = 0;
+      const file = path.join(dir, 'p.part');
+      const writer = new PackageFileWriter(
+        file,
+        (total, written) => {
+          const length = written.reduce((sum, buffer) => sum + buffer.length, 0);
+          assert.equal(total, lastTotal + length, 'totals follow the buffers reported');
+          lastTotal = total;
+          reported.push(...written);
+        },
+        { syncWrites, hash: hashing === 'thread' ? thread.create() : undefined },
+      );
+      await pipeline(chunked(data), writer);
+      assert.equal(writer.bytesWritten, data.length);
+      assert.ok(Buffer.concat(reported).equals(data), 'the buffers reported are the bytes, in order');
+      assert.ok((await fsp.readFile(file)).equals(data));
+      assert.equal(await writer.sha256(), createHash('sha256').update(data).digest('hex'));
+    });
+  }
+}
+
+test('never overwrites an existing file', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'p.part');
+  await fsp.writeFile(file, 'keep');
+  await assert.rejects(pipeline(Readable.from([Buffer.from('new')]), new PackageFileWriter(file)), { code: 'EEXIST' });
+  assert.equal(await fsp.readFile(file, 'utf8'), 'keep');
+});
+
+test('a slow synchronous write sends the next ones through the thread pool for a while', async (t) => {
+  const dir = await tempDir(t);
+  const original = { writevSync: fs.writevSync, writev: fs.writev };
+  const calls: string[] = [];
+  let slowNext = false;
+  Object.assign(fs, {
+    writevSync(...args: Parameters<typeof fs.writevSync>) {
+      calls.push('sync');
+      if (slowNext) {
+        slowNext = false;
+        // A write the kernel held up (writeback throttling): longer than the writer accepts.
+        const until = performance.now() + 6;
+        while (performance.now() < until);
+      }
+      return original.writevSync(...args);
+    },
+    writev(...args: Parameters<typeof fs.writev>) {
+      calls.push('async');
+      return (original.writev as (...a: unknown[]) => void)(...args);
+    },
+  });
+  syncBuiltinESMExports();
+  t.after(() => {
+    Object.assign(fs, original);
+    syncBuiltinESMExports();
+  });
+
+  const chunks = Array.from({ length: 40 }, () => randomBytes(1000));
+  const writer = new PackageFileWriter(path.join(dir, 'p.part'));
+  const source = new Readable({ read() {} });
+  const done = pipeline(source, writer);
+  // One chunk at a time, each written before the next arrives.
+  for (const [i, chunk] of chunks.entries()) {
+    if (i === 3) slowNext = true;
+    const written = new Promise<void>((resolve) => {
+      const check = () => (writer.bytesWritten >= (i + 1) * 1000 ? resolve() : setImmediate(check));
+      check();
+    });
+    source.push(chunk);
+    await written;
+  }
+  source.push(null);
+  await done;
+  assert.deepEqual(calls.slice(0, 4), ['sync', 'sync', 'sync', 'sync'], 'page-cache writes on the main thread');
+  assert.ok(calls.slice(4, 36).every((call) => call === 'async'), `then the thread pool: ${calls.slice(4, 36).join(',')}`);
+  assert.equal(calls[36], 'sync', 'and back once the disk caught up');
+});
