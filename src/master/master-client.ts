@@ -1,5 +1,7 @@
+import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { isValidMeetingId } from '../meeting-id.ts';
+import { packageGet, type PackageGetResponse } from './package-get.ts';
 
 export interface ActiveMeeting {
   id: string;
@@ -47,8 +49,9 @@ export interface MasterClientOptions {
 }
 
 export interface PackageResponse {
-  body: Dispatcher.ResponseData['body'];
-  headers: Dispatcher.ResponseData['headers'];
+  /** The payload (framing removed); errors, never ends, when the transfer is cut. */
+  body: Readable;
+  headers: Record<string, string>;
 }
 
 /** Titles must be non-empty strings or the master answers 500 and breaks /nodes/list for everyone. */
@@ -93,6 +96,7 @@ export function parseMeetingStatus(body: unknown): MeetingStatus {
  */
 export class MasterClient {
   readonly baseUrl: string;
+  readonly #host: string;
   readonly #dispatcher: Agent;
   readonly #options: Required<MasterClientOptions>;
 
@@ -100,6 +104,7 @@ export class MasterClient {
     this.#options = { maxJsonBytes: 1 << 20, ...options };
     const host = options.host.includes(':') && !options.host.startsWith('[') ? `[${options.host}]` : options.host;
     this.baseUrl = `http://${host}:${options.port}`;
+    this.#host = options.host.replace(/^\[(.*)\]$/, '$1');
     this.#dispatcher = new Agent({
       connect: { timeout: options.connectTimeoutMs },
       keepAliveTimeout: 4_000,
@@ -133,20 +138,22 @@ export class MasterClient {
   }
 
   /**
-   * Starts the package download. The caller consumes (or destroys) the body and enforces the idle
-   * timeout itself: undici's bodyTimeout does not fire while the consumer applies backpressure.
+   * Starts the package download, on its own connection read in large blocks (package-get.ts:
+   * undici's body path cost more than the rest of a fast download). The caller consumes (or
+   * destroys) the body and enforces the idle timeout itself, as it must whatever the client.
    */
   async openPackage(meetingId: string, options: { signal: AbortSignal; headersTimeoutMs: number; idleTimeoutMs: number }): Promise<PackageResponse> {
     if (!isValidMeetingId(meetingId)) throw new MasterError(`invalid meeting id ${meetingId}`, 'BAD_ID');
-    let response: Dispatcher.ResponseData;
+    let response: PackageGetResponse;
     try {
-      response = await request(`${this.baseUrl}/api/v1/meetings/${encodeURIComponent(meetingId)}/download-package-direct`, {
-        method: 'GET',
-        dispatcher: this.#dispatcher,
-        signal: options.signal,
-        headersTimeout: options.headersTimeoutMs,
-        bodyTimeout: options.idleTimeoutMs,
+      response = await packageGet({
+        host: this.#host,
+        port: this.#options.port,
+        path: `/api/v1/meetings/${encodeURIComponent(meetingId)}/download-package-direct`,
         headers: { accept: 'application/zip' },
+        signal: options.signal,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        headersTimeoutMs: options.headersTimeoutMs,
       });
     } catch (error) {
       throw toMasterError(error, 'package request');
@@ -216,7 +223,7 @@ function describeDetail(text: string): string {
   return snippet ? `: ${snippet}` : '';
 }
 
-async function readBoundedText(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+async function readBoundedText(body: Readable, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
@@ -230,7 +237,7 @@ async function readBoundedText(body: Dispatcher.ResponseData['body'], limit: num
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function readSmallText(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+async function readSmallText(body: Readable, limit: number): Promise<string> {
   try {
     return describeDetail(await readBoundedText(body, limit)).replace(/^: /, '');
   } catch {

@@ -49,7 +49,7 @@ export class InlineSha256 implements StreamingHash {
 
 const BATCH_BYTES = 1024 * 1024;
 /** Batches kept for reuse: the most in flight with the writer's backlog limit, and a few more. */
-const SPARE_BATCHES = 12;
+const SPARE_BATCHES = 6;
 
 type ToWorker = { type: 'update'; id: number; buffer: ArrayBuffer; length: number } | { type: 'digest'; id: number } | { type: 'drop'; id: number };
 type FromWorker = { type: 'hashed'; id: number; buffer: ArrayBuffer; length: number } | { type: 'digest'; id: number; hex: string };

@@ -14,7 +14,7 @@ const SLOW_WRITE_NS = 4_000_000n;
 /** Writes sent through the thread pool after a slow one, before trying synchronously again. */
 const ASYNC_WRITES_AFTER_SLOW = 32;
 /** Most bytes handed to the hash and not hashed yet: the download waits beyond it (memory bound). */
-const HASH_BACKLOG_BYTES = 8 * 1024 * 1024;
+const HASH_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
  * Writes a download to a new file (never an existing one), hashing what it writes, reporting the
