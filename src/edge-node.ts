@@ -191,16 +191,17 @@ export class EdgeNode {
       startedAt: this.startedAt,
     });
     this.#eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: () => this.#serving });
-    const addon = options.zeroCopy === undefined || options.acceptor === undefined ? loadNetAddon() : null;
+    // Loaded once (require caches it) for both of its uses; options given by tests override each.
+    const addon = loadNetAddon();
     let zeroCopy = options.zeroCopy;
     if (zeroCopy === undefined) {
-      const loaded = loadZeroCopy(process.env, addon ?? undefined);
+      const loaded = loadZeroCopy(process.env, addon);
       zeroCopy = loaded.zeroCopy;
       logger.info(zeroCopy ? 'serving packages with sendfile (zero copy)' : `serving packages by copying through buffers: ${loaded.reason}`);
     }
     let acceptor = options.acceptor;
     if (acceptor === undefined) {
-      const loaded = loadAcceptor(process.env, addon ?? undefined);
+      const loaded = loadAcceptor(process.env, addon);
       acceptor = loaded.acceptor;
       if (!acceptor) logger.info(`accepting connections one per event-loop turn: ${loaded.reason}`);
     }

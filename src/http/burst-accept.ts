@@ -19,7 +19,7 @@ import { closeSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
-import { loadNetAddon, type NetAddonLoad } from './net-addon.ts';
+import { handleFd, loadNetAddon, type NetAddonLoad } from './net-addon.ts';
 
 export interface Acceptor {
   /** A new connection's descriptor (>= 0) or a negative errno; -EAGAIN when the queue is empty. */
@@ -72,7 +72,8 @@ export class BurstAccept {
   #drain(): void {
     // Handing a connection to the server emits 'connection' again: that one is ours.
     if (this.#draining) return;
-    const listenFd = listeningFd(this.#server);
+    // Without the listening descriptor nothing is drained and libuv accepts as before.
+    const listenFd = handleFd(this.#server);
     if (listenFd === null) return;
     this.#draining = true;
     try {
@@ -110,12 +111,4 @@ export class BurstAccept {
     });
     this.#server.emit('connection', socket);
   }
-}
-
-/** The listening socket's descriptor, or null (not listening, or not a kernel socket). */
-function listeningFd(server: Server): number | null {
-  // `_handle.fd` is internal but has been there since Node 0.x (socketFd in zero-copy.ts reads
-  // a connection's the same way); without it nothing is drained and libuv accepts as before.
-  const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
 }

@@ -40,3 +40,12 @@ export function loadNetAddon(): NetAddonLoad {
     return { addon: null, reason: `${file} failed to load: ${(error as Error).message}` };
   }
 }
+
+/**
+ * The kernel descriptor behind a Node socket or server (`_handle.fd`: internal, but there since
+ * Node 0.x), or null when there is none (not connected or listening, not a kernel socket).
+ */
+export function handleFd(target: unknown): number | null {
+  const fd = (target as { _handle?: { fd?: unknown } | null } | null | undefined)?._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}

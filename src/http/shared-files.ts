@@ -9,7 +9,8 @@
  * The descriptor stays open while anyone holds it and is closed by the last release. A file
  * renamed or unlinked meanwhile keeps being read through it, as with a descriptor of one's own.
  */
-import { close, constants, open } from 'node:fs';
+import { constants, open } from 'node:fs';
+import { closeFd } from './file-pump.ts';
 
 export interface SharedFile {
   readonly fd: number;
@@ -74,8 +75,7 @@ export class SharedReadFiles {
         held.holders -= 1;
         if (held.holders > 0) return;
         if (this.#entries.get(path) === held) this.#entries.delete(path);
-        // Close errors on a read-only descriptor carry nothing the caller could act on.
-        close(opened, () => {});
+        void closeFd(opened);
       },
     };
   }

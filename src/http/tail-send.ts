@@ -12,11 +12,10 @@
  * The temp file is opened once: the download renames it into place on success (or unlinks it on
  * failure) and the open descriptor keeps reading the same bytes either way.
  */
-import { constants, open } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SyncJob } from '../sync/sync-jobs.ts';
-import { AbortState, armIdleTimeout, closeFd, FilePump, responseSettled } from './file-pump.ts';
-import type { SharedFile, SharedReadFiles } from './shared-files.ts';
+import { AbortState, armIdleTimeout, FilePump, responseSettled } from './file-pump.ts';
+import { SharedReadFiles } from './shared-files.ts';
 import { contentDisposition, type SendResult } from './send-file.ts';
 
 export interface TailOptions {
@@ -97,18 +96,6 @@ export function canTail(req: IncomingMessage): boolean {
   return req.method === 'GET' && req.httpVersion !== '1.0' && req.headers['if-match'] === undefined;
 }
 
-/** The temp file for reading, or null if it is gone (renamed into place or removed since we looked). */
-function openForReading(path: string, files: SharedReadFiles | undefined): Promise<SharedFile | null> {
-  if (files) return files.acquire(path);
-  return new Promise((resolve, reject) => {
-    open(path, constants.O_RDONLY, (error, fd) => {
-      if (!error) return resolve({ fd, release: () => void closeFd(fd) });
-      if (error.code === 'ENOENT') return resolve(null);
-      reject(error);
-    });
-  });
-}
-
 /**
  * Streams the package `job` is downloading. Resolves null, having written nothing, when there is
  * nothing to tail (no attempt running or its temp file not there: not created yet, or already
@@ -120,7 +107,9 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
   const tempPath = job.tempPath;
   const attempt = job.attempt;
   if (tempPath === null || job.settled || job.state !== 'running' || !canTail(req)) return null;
-  const file = await openForReading(tempPath, opts.files);
+  // Null: the file is gone (renamed into place or removed since we looked). Without a shared
+  // registry, a private one: this response's own descriptor.
+  const file = await (opts.files ?? new SharedReadFiles()).acquire(tempPath);
   if (file === null) return null;
   if (job.attempt !== attempt || res.destroyed || res.headersSent) {
     file.release();

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
-import { loadNetAddon, type NetAddonLoad } from './net-addon.ts';
+import { handleFd, loadNetAddon, type NetAddonLoad } from './net-addon.ts';
 
 export interface ZeroCopy {
   /** Bytes sent (>= 0) or a negative errno. Never blocks on the socket (libuv's are non-blocking). */
@@ -37,8 +37,7 @@ export function loadZeroCopy(env: NodeJS.ProcessEnv = process.env, loaded: NetAd
 /** The kernel descriptor of a plain TCP socket, or null (TLS, a socket not yet connected, tests' fakes). */
 export function socketFd(socket: Socket | null | undefined): number | null {
   if (!socket || (socket as { encrypted?: boolean }).encrypted) return null;
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : null;
+  return handleFd(socket);
 }
 
 /**
