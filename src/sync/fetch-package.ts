@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import { MasterError, toMasterError, type MasterClient } from '../master/master-client.ts';
 import { checkZipFile } from '../store/zip-check.ts';
-import type { StreamingHash } from './hash-thread.ts';
+import type { PackageHash } from './hash-thread.ts';
 import { PackageFileWriter } from './package-file-writer.ts';
 
 export interface FetchPackageOptions {
@@ -14,8 +14,8 @@ export interface FetchPackageOptions {
   signal: AbortSignal;
   /** Called as bytes reach the temp file (after the write completed), with the running total. */
   onProgress?: (bytesWritten: number, written: readonly Buffer[]) => void;
-  /** Where the sha256 is computed (hash-thread.ts), made when the body starts; default: on this thread. */
-  hash?: () => StreamingHash;
+  /** The sha256 of the temp file as it is written (hash-thread.ts), made when the body starts; default: on this thread. */
+  hash?: (path: string) => PackageHash;
 }
 
 export interface FetchedPackage {
@@ -70,7 +70,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
         arm();
         options.onProgress?.(total, written);
       },
-      { hash: options.hash?.() },
+      { hash: options.hash?.(options.tempPath) },
     );
     try {
       await pipeline(response.body, writer, { signal });

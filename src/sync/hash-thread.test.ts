@@ -1,58 +1,101 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
-import { HashThread, InlineSha256 } from './hash-thread.ts';
+import { HashThread, InlineSha256, type PackageHash } from './hash-thread.ts';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-test('hashes on the worker equal node:crypto, for concurrent streams and odd chunk sizes', async (t) => {
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'hash-thread-'));
+  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Appends `data` to `file` in `step`-byte writes, reporting each to `hash` as the writer does. */
+async function writeReporting(file: fsp.FileHandle, hash: PackageHash, data: Buffer, step: number, from = 0): Promise<number> {
+  let total = from;
+  for (let offset = 0; offset < data.length; offset += step) {
+    const chunk = data.subarray(offset, offset + step);
+    await file.write(chunk);
+    total += chunk.length;
+    hash.appended(total, [chunk]);
+  }
+  return total;
+}
+
+test('hashes files on the worker as they grow: equal to node:crypto, for concurrent files and odd write sizes', async (t) => {
+  const dir = await tempDir(t);
   const thread = new HashThread();
   t.after(() => thread.close());
   const a = randomBytes(3 * 1024 * 1024 + 17);
   const b = randomBytes(100_001);
-  const ha = thread.create();
-  const hb = thread.create();
-  // Interleaved, in chunks that straddle the 1 MiB batches; the caller reuses its buffer at once.
-  const scratch = Buffer.alloc(70_000);
-  for (let offset = 0; offset < Math.max(a.length, b.length); offset += scratch.length) {
-    for (const [data, hash] of [
-      [a, ha],
-      [b, hb],
-    ] as const) {
-      if (offset >= data.length) continue;
-      const n = data.copy(scratch, 0, offset, Math.min(data.length, offset + scratch.length));
-      hash.update(scratch.subarray(0, n));
-      scratch.fill(0xee);
-    }
+  const fileA = await fsp.open(path.join(dir, 'a'), 'wx');
+  const fileB = await fsp.open(path.join(dir, 'b'), 'wx');
+  const ha = thread.create(path.join(dir, 'a'));
+  const hb = thread.create(path.join(dir, 'b'));
+  // Interleaved, in writes that straddle the worker's 1 MiB reads.
+  const step = 70_000;
+  let totalA = 0;
+  let totalB = 0;
+  for (let offset = 0; offset < Math.max(a.length, b.length); offset += step) {
+    if (offset < a.length) totalA = await writeReporting(fileA, ha, a.subarray(offset, offset + step), step, totalA);
+    if (offset < b.length) totalB = await writeReporting(fileB, hb, b.subarray(offset, offset + step), step, totalB);
   }
   assert.equal(await ha.digest(), sha256(a));
   assert.equal(await hb.digest(), sha256(b));
-  // Empty input, too.
-  assert.equal(await thread.create().digest(), sha256(Buffer.alloc(0)));
+  await fileA.close();
+  await fileB.close();
+  // An empty file, too.
+  await fsp.writeFile(path.join(dir, 'empty'), '');
+  assert.equal(await thread.create(path.join(dir, 'empty')).digest(), sha256(Buffer.alloc(0)));
 });
 
-test('backlog and drained(): the bytes not yet hashed are counted and can be waited for', async (t) => {
+test('the digest is of the bytes in the file, read back, and of the reported length only', async (t) => {
+  const dir = await tempDir(t);
   const thread = new HashThread();
   t.after(() => thread.close());
-  const hash = thread.create();
-  hash.update(randomBytes(5 * 1024 * 1024));
-  assert.ok(hash.backlog > 0, 'handed over, not hashed yet');
-  await hash.drained(0);
-  assert.equal(hash.backlog, 0);
-  hash.update(Buffer.from('tail'));
-  assert.equal(hash.backlog, 4, 'a partial batch waits for more bytes...');
-  await hash.drained(0); // ...or is sent when someone waits for it
-  assert.equal(hash.backlog, 0);
-  await hash.digest();
+  const file = path.join(dir, 'p');
+  const data = randomBytes(2 * 1024 * 1024 + 5);
+  await fsp.writeFile(file, data);
+  const hash = thread.create(file);
+  // The chunks reported are not what the worker reads: the file is.
+  hash.appended(data.length - 5, [Buffer.alloc(1)]);
+  assert.equal(await hash.digest(), sha256(data.subarray(0, data.length - 5)));
 });
 
-test('a given-up hash is forgotten; a closed thread fails what is running and hashes inline after', async () => {
+test('a file shorter than reported fails the digest (never a hash of fewer bytes)', async (t) => {
+  const dir = await tempDir(t);
   const thread = new HashThread();
-  const dropped = thread.create();
-  dropped.update(randomBytes(2 * 1024 * 1024));
+  t.after(() => thread.close());
+  const file = path.join(dir, 'p');
+  await fsp.writeFile(file, randomBytes(1000));
+  const hash = thread.create(file);
+  hash.appended(3 * 1024 * 1024, []);
+  await assert.rejects(hash.digest(), /ends at 1000 bytes, 3145728 were written/);
+  // A missing file fails the same way, and the thread goes on hashing others.
+  const missing = thread.create(path.join(dir, 'nope'));
+  missing.appended(10, []);
+  await assert.rejects(missing.digest(), /ENOENT/);
+  await fsp.writeFile(path.join(dir, 'ok'), 'x');
+  const ok = thread.create(path.join(dir, 'ok'));
+  ok.appended(1, []);
+  assert.equal(await ok.digest(), sha256(Buffer.from('x')));
+});
+
+test('a given-up hash is forgotten; a closed thread fails what is running and hashes inline after', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'p');
+  const data = randomBytes(2 * 1024 * 1024);
+  await fsp.writeFile(file, data);
+  const thread = new HashThread();
+  const dropped = thread.create(file);
+  dropped.appended(data.length, [data]);
   dropped.dispose();
-  const running = thread.create();
-  running.update(randomBytes(1024 * 1024));
+  const running = thread.create(file);
+  running.appended(data.length, [data]);
   // Either it finished before the close, or it failed: never a wrong value.
   const outcome = running.digest().then(
     (hex) => hex,
@@ -60,9 +103,9 @@ test('a given-up hash is forgotten; a closed thread fails what is running and ha
   );
   await thread.close();
   const settled = await outcome;
-  assert.ok(settled === 'hash thread closed' || /^[0-9a-f]{64}$/.test(settled), settled);
-  const after = thread.create();
+  assert.ok(settled === 'hash thread closed' || settled === sha256(data), settled);
+  const after = thread.create(file);
   assert.ok(after instanceof InlineSha256);
-  after.update(Buffer.from('x'));
+  after.appended(1, [Buffer.from('x')]);
   assert.equal(await after.digest(), sha256(Buffer.from('x')));
 });

@@ -1,43 +1,36 @@
 /**
- * SHA-256 of a download, computed on another core.
+ * SHA-256 of a download, computed on another core from the file being written.
  *
  * A package's sha256 (its ETag, and how a refetch tells new bytes from the same) was computed on
- * the main thread as the bytes were written: at ~1.2 GB/s (SHA-NI) that is ~0.8 CPU-s per GB on
+ * the main thread as the bytes were written: at ~1.4 GB/s (SHA-NI) that is ~0.7 CPU-s per GB on
  * the thread that also receives the bytes, writes them and serves every tablet. Profiled during a
- * 256 MiB sync from nginx: hashing was 30 % of the main thread, and the sync ran at a third of
- * curl's speed. Here the bytes are copied into 1 MiB batches (a memcpy, ~0.1 s per GB) and hashed by
- * one worker thread shared by all downloads; the batches come back to be reused.
+ * 256 MiB sync from nginx: hashing was 30 % of the main thread. The first worker version copied
+ * the bytes into batches and bounded the copies in flight, which left the main thread a memcpy per
+ * byte and, measured, ~100 ms of 330 waiting for the worker to catch up.
  *
- * Memory stays bounded: `backlog` counts the bytes handed over and not yet hashed, and the writer
- * waits (`drained`) while it is large.
+ * Here the worker reads what the writer reports as written back from the file (the page cache,
+ * where the bytes just went) and hashes it: the main thread only posts an offset now and then, and
+ * never waits; nothing is held in memory for the hash whatever the worker's lag. The digest also
+ * describes exactly the bytes in the file, read back, not the buffers that were meant to reach it.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
-export interface StreamingHash {
-  /** Adds bytes (copied or hashed now: the caller may reuse `chunk` afterwards). */
-  update(chunk: Uint8Array): void;
-  /** Bytes given to update() that are not hashed yet. */
-  readonly backlog: number;
-  /** Resolves once backlog is at most `limit` bytes (rejects if the hash failed). */
-  drained(limit: number): Promise<void>;
-  /** The hex digest of every byte given; the hash cannot be used afterwards. */
+export interface PackageHash {
+  /** `chunks` were just appended to the file, which now holds `total` bytes (the caller may reuse them). */
+  appended(total: number, chunks: readonly Uint8Array[]): void;
+  /** The hex digest of the file's first `total` bytes (the last total reported); once. */
   digest(): Promise<string>;
   /** Gives the hash up (a failed download). */
   dispose(): void;
 }
 
-/** Hashing on the calling thread: small uses, tests, and where a worker cannot start. */
-export class InlineSha256 implements StreamingHash {
+/** Hashing the written chunks on the calling thread: small uses, tests, and where a worker cannot start. */
+export class InlineSha256 implements PackageHash {
   readonly #hash: Hash = createHash('sha256');
-  readonly backlog = 0;
 
-  update(chunk: Uint8Array): void {
-    this.#hash.update(chunk);
-  }
-
-  drained(): Promise<void> {
-    return Promise.resolve();
+  appended(_total: number, chunks: readonly Uint8Array[]): void {
+    for (const chunk of chunks) this.#hash.update(chunk);
   }
 
   digest(): Promise<string> {
@@ -47,50 +40,80 @@ export class InlineSha256 implements StreamingHash {
   dispose(): void {}
 }
 
-const BATCH_BYTES = 1024 * 1024;
-/** Batches kept for reuse: the most in flight with the writer's backlog limit, and a few more. */
-const SPARE_BATCHES = 6;
+/** The worker is told about new bytes once this many have been written since the last time. */
+const POST_EVERY_BYTES = 1024 * 1024;
+/** The worker's read size (one buffer, reused for every file). */
+const READ_BYTES = 1024 * 1024;
 
-type ToWorker = { type: 'update'; id: number; buffer: ArrayBuffer; length: number } | { type: 'digest'; id: number } | { type: 'drop'; id: number };
-type FromWorker = { type: 'hashed'; id: number; buffer: ArrayBuffer; length: number } | { type: 'digest'; id: number; hex: string };
+type ToWorker = { type: 'hash' | 'digest'; id: number; path: string; end: number } | { type: 'drop'; id: number };
+type FromWorker = { type: 'digest'; id: number; hex: string } | { type: 'error'; id: number; message: string };
 
 // CommonJS source run with `eval`: no separate file to locate from src/ and from the bundle.
+// A file is opened at its first message (the writer has created it by then: it reports bytes only
+// after writing them) and closed at its digest or drop. After a failure the entry stays, closed,
+// so messages already on their way do not reopen it, until its digest or the drop that follows.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const hashes = new Map();
+const { openSync, readSync, closeSync } = require('node:fs');
+const buffer = Buffer.allocUnsafe(${READ_BYTES});
+const files = new Map();
+function close(file) {
+  if (file.fd === null) return;
+  try { closeSync(file.fd); } catch {}
+  file.fd = null;
+}
+function hashTo(file, end) {
+  if (file.fd === null) file.fd = openSync(file.path, 'r');
+  while (file.offset < end) {
+    const n = readSync(file.fd, buffer, 0, Math.min(buffer.length, end - file.offset), file.offset);
+    if (n === 0) throw new Error(file.path + ' ends at ' + file.offset + ' bytes, ' + end + ' were written');
+    file.hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
+    file.offset += n;
+  }
+}
 parentPort.on('message', (message) => {
-  if (message.type === 'update') {
-    let hash = hashes.get(message.id);
-    if (!hash) hashes.set(message.id, (hash = createHash('sha256')));
-    hash.update(new Uint8Array(message.buffer, 0, message.length));
-    parentPort.postMessage({ type: 'hashed', id: message.id, buffer: message.buffer, length: message.length }, [message.buffer]);
-  } else if (message.type === 'digest') {
-    const hash = hashes.get(message.id) || createHash('sha256');
-    hashes.delete(message.id);
-    parentPort.postMessage({ type: 'digest', id: message.id, hex: hash.digest('hex') });
-  } else if (message.type === 'drop') {
-    hashes.delete(message.id);
+  let file = files.get(message.id);
+  if (message.type === 'drop') {
+    if (file) close(file);
+    files.delete(message.id);
+    return;
+  }
+  if (!file) files.set(message.id, (file = { path: message.path, fd: null, offset: 0, hash: createHash('sha256'), failed: false }));
+  if (file.failed) {
+    if (message.type === 'digest') files.delete(message.id);
+    return;
+  }
+  try {
+    hashTo(file, message.end);
+    if (message.type !== 'digest') return;
+    close(file);
+    files.delete(message.id);
+    parentPort.postMessage({ type: 'digest', id: message.id, hex: file.hash.digest('hex') });
+  } catch (error) {
+    close(file);
+    file.failed = true;
+    if (message.type === 'digest') files.delete(message.id);
+    parentPort.postMessage({ type: 'error', id: message.id, message: 'hashing ' + file.path + ': ' + error.message });
   }
 });
 `;
 
 /**
- * The worker and the hashes running on it. Started at the first create(), stopped by close();
+ * The worker and the hashes running on it. Started at the first message, stopped by close();
  * it does not keep the process alive on its own.
  */
 export class HashThread {
   #worker: Worker | null = null;
-  readonly #hashes = new Map<number, ThreadSha256>();
-  readonly #spare: ArrayBuffer[] = [];
+  readonly #hashes = new Map<number, ThreadFileHash>();
   #nextId = 1;
   #closed = false;
 
-  /** A new hash on the worker; an inline one once closed. */
-  create(): StreamingHash {
+  /** A hash of the file at `path` as it is written; an inline one once closed. */
+  create(path: string): PackageHash {
     if (this.#closed) return new InlineSha256();
     const id = this.#nextId++;
-    const hash = new ThreadSha256(id, this);
+    const hash = new ThreadFileHash(id, path, this);
     this.#hashes.set(id, hash);
     return hash;
   }
@@ -106,20 +129,13 @@ export class HashThread {
   /** @internal */
   post(message: ToWorker): void {
     if (this.#closed) return;
-    const worker = this.#ensureWorker();
-    if (message.type === 'update') worker.postMessage(message, [message.buffer]);
-    else worker.postMessage(message);
+    this.#ensureWorker().postMessage(message);
   }
 
-  /** @internal the hash was given up: forget it here (and on the worker, if it got bytes) */
+  /** @internal the hash was given up: forget it here (and on the worker, if it got messages) */
   forget(id: number, onWorker: boolean): void {
     this.#hashes.delete(id);
     if (onWorker) this.post({ type: 'drop', id });
-  }
-
-  /** @internal */
-  takeBatch(): ArrayBuffer {
-    return this.#spare.pop() ?? new ArrayBuffer(BATCH_BYTES);
   }
 
   #ensureWorker(): Worker {
@@ -128,12 +144,13 @@ export class HashThread {
     worker.unref();
     worker.on('message', (message: FromWorker) => {
       const hash = this.#hashes.get(message.id);
-      if (message.type === 'hashed') {
-        if (this.#spare.length < SPARE_BATCHES && message.buffer.byteLength === BATCH_BYTES) this.#spare.push(message.buffer);
-        hash?.hashed(message.length);
-      } else {
+      if (message.type === 'digest') {
         this.#hashes.delete(message.id);
         hash?.digested(message.hex);
+      } else {
+        // The worker keeps a failed file's entry (closed) until told: drop it now.
+        this.forget(message.id, true);
+        hash?.failed(new Error(message.message));
       }
     });
     const fail = (error: Error) => {
@@ -155,79 +172,46 @@ export class HashThread {
   }
 }
 
-class ThreadSha256 implements StreamingHash {
+class ThreadFileHash implements PackageHash {
   readonly #id: number;
+  readonly #path: string;
   readonly #thread: HashThread;
-  #batch: ArrayBuffer | null = null;
-  #batchLength = 0;
-  /** Posted, not yet hashed. */
-  #inFlight = 0;
+  #total = 0;
+  /** The end offset last posted to the worker. */
+  #posted = 0;
+  /** The worker got a message for this id: it holds state for it. */
+  #onWorker = false;
   #error: Error | null = null;
   #done = false;
-  /** Something reached the worker: it holds state for this id. */
-  #posted = false;
-  #waiters: Array<{ limit: number; resolve: () => void; reject: (error: Error) => void }> = [];
   #digest: { resolve: (hex: string) => void; reject: (error: Error) => void } | null = null;
 
-  constructor(id: number, thread: HashThread) {
+  constructor(id: number, path: string, thread: HashThread) {
     this.#id = id;
+    this.#path = path;
     this.#thread = thread;
   }
 
-  get backlog(): number {
-    return this.#inFlight + this.#batchLength;
-  }
-
-  update(chunk: Uint8Array): void {
+  appended(total: number): void {
     if (this.#done) throw new Error('hash already digested');
-    if (this.#error) return;
-    let offset = 0;
-    while (offset < chunk.length) {
-      this.#batch ??= this.#thread.takeBatch();
-      const take = Math.min(this.#batch.byteLength - this.#batchLength, chunk.length - offset);
-      new Uint8Array(this.#batch, this.#batchLength, take).set(chunk.subarray(offset, offset + take));
-      this.#batchLength += take;
-      offset += take;
-      if (this.#batchLength === this.#batch.byteLength) this.#flush();
-    }
-  }
-
-  drained(limit: number): Promise<void> {
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.backlog <= limit) return Promise.resolve();
-    // What sits in the unsent batch only leaves it with the next bytes: send it now.
-    this.#flush();
-    if (this.backlog <= limit) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#waiters.push({ limit, resolve, reject }));
+    this.#total = total;
+    if (this.#error || total - this.#posted < POST_EVERY_BYTES) return;
+    this.#post('hash');
   }
 
   digest(): Promise<string> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.#done) return Promise.reject(new Error('hash already digested'));
     this.#done = true;
-    this.#flush();
     return new Promise((resolve, reject) => {
       this.#digest = { resolve, reject };
-      this.#thread.post({ type: 'digest', id: this.#id });
+      this.#post('digest');
     });
   }
 
   dispose(): void {
     const digested = this.#done && !this.#digest;
     this.#done = true;
-    this.#batch = null;
-    this.#batchLength = 0;
-    if (!digested) this.#thread.forget(this.#id, this.#posted && !this.#error);
-  }
-
-  /** @internal the worker hashed `length` bytes of ours */
-  hashed(length: number): void {
-    this.#inFlight -= length;
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (this.backlog > waiter.limit) return true;
-      waiter.resolve();
-      return false;
-    });
+    if (!digested) this.#thread.forget(this.#id, this.#onWorker);
   }
 
   /** @internal */
@@ -238,20 +222,14 @@ class ThreadSha256 implements StreamingHash {
 
   /** @internal */
   failed(error: Error): void {
-    this.#error = error;
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    this.#error ??= error;
     this.#digest?.reject(error);
     this.#digest = null;
   }
 
-  #flush(): void {
-    if (!this.#batch || this.#batchLength === 0) return;
-    const buffer = this.#batch;
-    const length = this.#batchLength;
-    this.#batch = null;
-    this.#batchLength = 0;
-    this.#inFlight += length;
-    this.#posted = true;
-    this.#thread.post({ type: 'update', id: this.#id, buffer, length });
+  #post(type: 'hash' | 'digest'): void {
+    this.#posted = this.#total;
+    this.#onWorker = true;
+    this.#thread.post({ type, id: this.#id, path: this.#path, end: this.#total });
   }
 }

@@ -46,7 +46,7 @@ for (const syncWrites of [true, false]) {
           lastTotal = total;
           reported.push(...written);
         },
-        { syncWrites, hash: hashing === 'thread' ? thread.create() : undefined },
+        { syncWrites, hash: hashing === 'thread' ? thread.create(file) : undefined },
       );
       await pipeline(chunked(data), writer);
       assert.equal(writer.bytesWritten, data.length);

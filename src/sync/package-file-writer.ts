@@ -1,10 +1,10 @@
 import { close, fsync, open, writev, writevSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { InlineSha256, type StreamingHash } from './hash-thread.ts';
+import { InlineSha256, type PackageHash } from './hash-thread.ts';
 
 export interface PackageFileWriterOptions {
-  /** Where the sha256 is computed; default: on this thread. See hash-thread.ts. */
-  hash?: StreamingHash;
+  /** The sha256 of this file as it is written; default: of the chunks, on this thread. See hash-thread.ts. */
+  hash?: PackageHash;
   /** Writes on this thread while they are quick (see #write); false: always through the thread pool. */
   syncWrites?: boolean;
 }
@@ -13,8 +13,6 @@ export interface PackageFileWriterOptions {
 const SLOW_WRITE_NS = 4_000_000n;
 /** Writes sent through the thread pool after a slow one, before trying synchronously again. */
 const ASYNC_WRITES_AFTER_SLOW = 32;
-/** Most bytes handed to the hash and not hashed yet: the download waits beyond it (memory bound). */
-const HASH_BACKLOG_BYTES = 4 * 1024 * 1024;
 
 /**
  * Writes a download to a new file (never an existing one), hashing what it writes, reporting the
@@ -31,7 +29,7 @@ const HASH_BACKLOG_BYTES = 4 * 1024 * 1024;
 export class PackageFileWriter extends Writable {
   readonly path: string;
   #fd: number | null = null;
-  readonly #hash: StreamingHash;
+  readonly #hash: PackageHash;
   readonly #syncWrites: boolean;
   #asyncWritesLeft = 0;
   #written = 0;
@@ -92,12 +90,11 @@ export class PackageFileWriter extends Writable {
     for (const buffer of buffers) expected += buffer.length;
     const written = (bytes: number) => {
       if (bytes !== expected) return callback(Object.assign(new Error(`short write: ${bytes} of ${expected} bytes`), { code: 'EIO' }));
-      // Hashed once on disk: the digest describes exactly the bytes in the file.
-      for (const buffer of buffers) this.#hash.update(buffer);
       this.#written += bytes;
+      // Hashed once on disk: the digest describes exactly the bytes in the file.
+      this.#hash.appended(this.#written, buffers);
       this.#onWritten(this.#written, buffers);
-      if (this.#hash.backlog <= HASH_BACKLOG_BYTES) return callback();
-      this.#hash.drained(HASH_BACKLOG_BYTES / 2).then(() => callback(), callback);
+      callback();
     };
     if (this.#syncWrites && this.#asyncWritesLeft === 0) {
       const started = process.hrtime.bigint();

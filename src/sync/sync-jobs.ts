@@ -326,7 +326,7 @@ export class SyncJobs {
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
         signal: guard ? AbortSignal.any([job.controller.signal, attemptAbort.signal]) : job.controller.signal,
-        hash: this.#deps.hashes ? () => (this.#deps.hashes as HashThread).create() : undefined,
+        hash: this.#deps.hashes ? (path) => (this.#deps.hashes as HashThread).create(path) : undefined,
         onProgress: (bytes, written) => {
           job.bytesWritten = bytes;
           const refusal = guard?.onProgress(job, bytes);
