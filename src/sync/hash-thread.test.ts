@@ -94,6 +94,12 @@ test('a given-up hash is forgotten; a closed thread fails what is running and ha
   const dropped = thread.create(file);
   dropped.appended(data.length, [data]);
   dropped.dispose();
+  // Given up while its digest is on the way: the digest fails, it never hangs.
+  const pending = thread.create(file);
+  pending.appended(data.length, [data]);
+  const digest = pending.digest();
+  pending.dispose();
+  await assert.rejects(digest, /hash given up/);
   const running = thread.create(file);
   running.appended(data.length, [data]);
   // Either it finished before the close, or it failed: never a wrong value.

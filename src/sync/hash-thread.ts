@@ -211,7 +211,9 @@ class ThreadFileHash implements PackageHash {
   dispose(): void {
     const digested = this.#done && !this.#digest;
     this.#done = true;
-    if (!digested) this.#thread.forget(this.#id, this.#onWorker);
+    if (digested) return;
+    this.#thread.forget(this.#id, this.#onWorker);
+    this.failed(new Error('hash given up'));
   }
 
   /** @internal */
