@@ -461,10 +461,10 @@ export async function scenarioSync(ctx: BenchContext): Promise<void> {
     for (const size of sizes) {
       const label = size >= GiB ? `${size / GiB} GiB` : `${size / MiB} MiB`;
       // A 256 MiB copy lasts ~0.3 s at page-cache speed, where this VM's figures swing by 2-4x from
-      // one run to the next (curl alone: 210-1,200 MB/s; first writes into memory the host has not
-      // backed yet are slow, whoever makes them). So it runs 3 rounds, the node and curl taking
+      // one run to the next (curl alone: 210-1,300 MB/s; first writes into memory the host has not
+      // backed yet are slow, whoever makes them). So it runs 5 rounds, the node and curl taking
       // turns going first, and compares medians. The larger sizes are disk-bound and run once.
-      const rounds = size <= 256 * MiB ? 3 : 1;
+      const rounds = size <= 256 * MiB ? 5 : 1;
       const runs: Array<{ node: Awaited<ReturnType<typeof nodeSync>>; curl: Awaited<ReturnType<typeof curlSync>> }> = [];
       for (let round = 1; round <= rounds; round++) {
         const id = `bench-sync-${Math.round(size / MiB)}-${round}`;
