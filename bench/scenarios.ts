@@ -446,7 +446,8 @@ export async function scenarioSync(ctx: BenchContext): Promise<void> {
     const started = done.attemptStartedAt ?? done.at;
     const transferS = ((done.bodyDoneAt ?? done.at) - started) / 1000;
     const totalS = (done.at - started) / 1000;
-    return { transferS, totalS, transferMBps: size / transferS / 1e6, totalMBps: size / totalS / 1e6, baselineRss: baseline, peakRss };
+    const firstByteS = done.firstBytesAt ? (done.firstBytesAt - started) / 1000 : null;
+    return { firstByteS, transferS, totalS, transferMBps: size / transferS / 1e6, totalMBps: size / totalS / 1e6, baselineRss: baseline, peakRss };
   };
   const curlSync = async (id: string) => {
     dropDirtyPages();
