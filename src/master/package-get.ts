@@ -5,12 +5,14 @@
  * than the rest of the download: its wasm parser copies every byte into wasm memory, each 64 KiB
  * read becomes a fresh Buffer and a stream push, and the allocations keep the GC busy. Profiled
  * on a 256 MiB sync from nginx, the node's main thread spent ~2.4 CPU-s per GB and the sync ran
- * at 0.3-0.4x curl to disk. Here the socket is read up to 1 MiB at a time (Node's `onread`, a
+ * at 0.3-0.4x curl to disk. Here the socket is read up to 512 KiB at a time (Node's `onread`, a
  * buffer per read), the HTTP/1.1 framing is taken off in place, and the payload is handed on as
- * views of those buffers, never copied. Read size, measured on the same sync: 1 MiB reads cost the
- * main thread ~0.25 CPU-s where 256 KiB reads cost ~0.30 (a quarter of the reads, writes and
- * stream hops), for ~12 % more MB/s. undici still makes every other call to the master (small
- * JSON answers, where its pooling and timeouts are what matter).
+ * views of those buffers, never copied. Read size, measured on the same sync: 512 KiB-1 MiB reads
+ * cost the main thread ~0.25 CPU-s where 256 KiB reads cost ~0.30 (fewer reads, writes and stream
+ * hops), for ~10 % more MB/s. Not 1 MiB: the used buffers wait for V8's garbage collector, which
+ * runs less often the fewer objects a download makes; with 1 MiB reads the node's RSS grew by up
+ * to 62 MiB during a sync in the bench (the target is 64). undici still makes every other call to
+ * the master (small JSON answers, where its pooling and timeouts are what matter).
  *
  * Deliberately small: one GET, `Connection: close`, no redirects, no compression (none is asked
  * for); bodies framed by chunked encoding (what the master sends), Content-Length, or the end of
@@ -30,7 +32,7 @@ export interface PackageGetOptions {
   connectTimeoutMs: number;
   /** From the request being sent to the end of the response headers. */
   headersTimeoutMs: number;
-  /** Most bytes read from the socket at once. Default 1 MiB. */
+  /** Most bytes read from the socket at once. Default 512 KiB. */
   readBufferBytes?: number;
 }
 
@@ -66,7 +68,7 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
   return new Promise((resolve, reject) => {
     const { signal } = options;
     if (signal.aborted) return reject(signal.reason);
-    const maxRead = options.readBufferBytes ?? 1024 * 1024;
+    const maxRead = options.readBufferBytes ?? 512 * 1024;
     // Every read gets a buffer of its own, handed on as is (no copy; the writer and tailing tablets
     // keep references to it). Its size follows the last read, so a master sending small chunks
     // does not pin a large buffer per few KiB received.
