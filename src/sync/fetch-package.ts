@@ -55,6 +55,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     timer = setTimeout(() => idle.abort(new FetchError(`no data for ${Math.round(options.idleTimeoutMs / 1000)} s`, 'IDLE_TIMEOUT')), options.idleTimeoutMs);
   };
   arm();
+  let hash: PackageHash | undefined;
   try {
     const response = await options.master.openPackage(options.meetingId, {
       signal,
@@ -62,6 +63,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
       idleTimeoutMs: options.idleTimeoutMs,
     });
     arm();
+    hash = options.hash?.(options.tempPath);
     const writer = new PackageFileWriter(
       options.tempPath,
       (total, written) => {
@@ -70,7 +72,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
         arm();
         options.onProgress?.(total, written);
       },
-      { hash: options.hash?.(options.tempPath) },
+      { hash },
     );
     try {
       await pipeline(response.body, writer, { signal });
@@ -87,6 +89,10 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     }
     return { sha256: await sha256, size: received };
   } catch (error) {
+    // The writer gives its hash up when destroyed early, not when the pipeline fails after it
+    // finished (or the zip check fails): without this the hash thread would keep the temp file
+    // open after the caller deletes it. Does nothing to a digested hash.
+    hash?.dispose();
     if (error instanceof FetchError) throw error;
     if (signal.aborted && signal.reason instanceof FetchError) throw signal.reason;
     const masterError = toMasterError(error, 'package download');

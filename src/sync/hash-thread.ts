@@ -23,11 +23,14 @@ export interface PackageHash {
   digest(): Promise<string>;
   /** Gives the hash up (a failed download). */
   dispose(): void;
+  /** Why the digest can no longer succeed (its thread failed), as soon as that is known; else null. */
+  readonly failure: Error | null;
 }
 
 /** Hashing the written chunks on the calling thread: small uses, tests, and where a worker cannot start. */
 export class InlineSha256 implements PackageHash {
   readonly #hash: Hash = createHash('sha256');
+  readonly failure = null;
 
   appended(_total: number, chunks: readonly Uint8Array[]): void {
     for (const chunk of chunks) this.#hash.update(chunk);
@@ -44,6 +47,8 @@ export class InlineSha256 implements PackageHash {
 const POST_EVERY_BYTES = 1024 * 1024;
 /** The worker's read size (one buffer, reused for every file). */
 const READ_BYTES = 1024 * 1024;
+/** Workers that failed to start or died before hashes go inline (a broken install, not a bad file). */
+const MAX_WORKER_FAILURES = 3;
 
 type ToWorker = { type: 'hash' | 'digest'; id: number; path: string; end: number } | { type: 'drop'; id: number };
 type FromWorker = { type: 'digest'; id: number; hex: string } | { type: 'error'; id: number; message: string };
@@ -104,14 +109,29 @@ parentPort.on('message', (message) => {
  * it does not keep the process alive on its own.
  */
 export class HashThread {
+  readonly #source: string;
   #worker: Worker | null = null;
   readonly #hashes = new Map<number, ThreadFileHash>();
   #nextId = 1;
   #closed = false;
+  #workerFailures = 0;
 
-  /** A hash of the file at `path` as it is written; an inline one once closed. */
+  /** `workerSource`: the worker's code (tests give a broken one); default: the hashing worker. */
+  constructor(options: { workerSource?: string } = {}) {
+    this.#source = options.workerSource ?? WORKER_SOURCE;
+  }
+
+  /** Hashes in progress (for diagnostics and tests). */
+  get inProgress(): number {
+    return this.#hashes.size;
+  }
+
+  /**
+   * A hash of the file at `path` as it is written; an inline one (of the chunks written) once
+   * closed, or once workers keep failing.
+   */
   create(path: string): PackageHash {
-    if (this.#closed) return new InlineSha256();
+    if (this.#closed || this.#workerFailures >= MAX_WORKER_FAILURES) return new InlineSha256();
     const id = this.#nextId++;
     const hash = new ThreadFileHash(id, path, this);
     this.#hashes.set(id, hash);
@@ -129,18 +149,31 @@ export class HashThread {
   /** @internal */
   post(message: ToWorker): void {
     if (this.#closed) return;
-    this.#ensureWorker().postMessage(message);
+    let worker: Worker;
+    try {
+      worker = this.#ensureWorker();
+    } catch (error) {
+      // No worker could start: the hashes in progress fail (their downloads are retried, inline
+      // once this has happened MAX_WORKER_FAILURES times).
+      this.#workerFailures += 1;
+      this.#fail(error as Error);
+      return;
+    }
+    worker.postMessage(message);
   }
 
-  /** @internal the hash was given up: forget it here (and on the worker, if it got messages) */
+  /**
+   * @internal the hash was given up: forget it here, and on the worker if it got messages there.
+   * A hash already failed by a dead worker is no longer known: nothing is sent (a new worker
+   * would start just to drop an id it never saw).
+   */
   forget(id: number, onWorker: boolean): void {
-    this.#hashes.delete(id);
-    if (onWorker) this.post({ type: 'drop', id });
+    if (this.#hashes.delete(id) && onWorker) this.post({ type: 'drop', id });
   }
 
   #ensureWorker(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'sha256' });
+    const worker = new Worker(this.#source, { eval: true, name: 'sha256' });
     worker.unref();
     worker.on('message', (message: FromWorker) => {
       const hash = this.#hashes.get(message.id);
@@ -156,6 +189,7 @@ export class HashThread {
     const fail = (error: Error) => {
       if (this.#worker !== worker) return;
       this.#worker = null;
+      this.#workerFailures += 1;
       this.#fail(error);
     };
     worker.on('error', fail);
@@ -191,10 +225,16 @@ class ThreadFileHash implements PackageHash {
     this.#thread = thread;
   }
 
+  get failure(): Error | null {
+    return this.#error;
+  }
+
   appended(total: number): void {
+    // Failed or given up: nothing to add (a late report of a write that was already running).
+    if (this.#error) return;
     if (this.#done) throw new Error('hash already digested');
     this.#total = total;
-    if (this.#error || total - this.#posted < POST_EVERY_BYTES) return;
+    if (total - this.#posted < POST_EVERY_BYTES) return;
     this.#post('hash');
   }
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
-import { HashThread } from './hash-thread.ts';
+import { HashThread, type PackageHash } from './hash-thread.ts';
 import { PackageFileWriter } from './package-file-writer.ts';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -111,4 +111,78 @@ test('a slow synchronous write sends the next ones through the thread pool for a
   assert.deepEqual(calls.slice(0, 4), ['sync', 'sync', 'sync', 'sync'], 'page-cache writes on the main thread');
   assert.ok(calls.slice(4, 36).every((call) => call === 'async'), `then the thread pool: ${calls.slice(4, 36).join(',')}`);
   assert.equal(calls[36], 'sync', 'and back once the disk caught up');
+});
+
+/** A PackageHash that records what the writer tells it. */
+function spyHash(): PackageHash & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    failure: null,
+    appended(total, chunks) {
+      calls.push(`appended ${total} in ${chunks.length}`);
+    },
+    digest() {
+      calls.push('digest');
+      return Promise.resolve('spy');
+    },
+    dispose() {
+      calls.push('dispose');
+    },
+  };
+}
+
+test('the hash given in the options is the one told about each write, and the one digested', async (t) => {
+  const dir = await tempDir(t);
+  const hash = spyHash();
+  const writer = new PackageFileWriter(path.join(dir, 'p.part'), undefined, { hash });
+  await pipeline(Readable.from([Buffer.alloc(10), Buffer.alloc(5)]), writer);
+  assert.equal(await writer.sha256(), 'spy');
+  assert.equal(hash.calls.at(-1), 'digest');
+  const reports = hash.calls.slice(0, -1);
+  assert.ok(reports.length >= 1 && reports.every((call) => call.startsWith('appended ')), hash.calls.join(','));
+  assert.match(reports.at(-1) as string, /^appended 15 in /, 'the last report is the whole file');
+  assert.ok(!hash.calls.includes('dispose'), 'a finished writer keeps its hash for the digest');
+});
+
+test('a writer destroyed during a thread-pool write closes its file after that write, and reports nothing more', async (t) => {
+  const dir = await tempDir(t);
+  const original = { writev: fs.writev, close: fs.close };
+  const order: string[] = [];
+  Object.assign(fs, {
+    writev(fd: number, buffers: NodeJS.ArrayBufferView[], callback: (error: Error | null, bytes: number) => void) {
+      // A write the disk holds up: it returns after the download was given up.
+      setTimeout(() => {
+        (original.writev as (...a: unknown[]) => void)(fd, buffers, (error: Error | null, bytes: number) => {
+          order.push(error ? `write failed ${(error as NodeJS.ErrnoException).code}` : 'write returned');
+          callback(error, bytes);
+        });
+      }, 30);
+    },
+    close(fd: number, callback: (error: Error | null) => void) {
+      order.push('close');
+      return (original.close as (...a: unknown[]) => void)(fd, callback);
+    },
+  });
+  syncBuiltinESMExports();
+  t.after(() => {
+    Object.assign(fs, original);
+    syncBuiltinESMExports();
+  });
+
+  const hash = spyHash();
+  const progress: number[] = [];
+  const writer = new PackageFileWriter(path.join(dir, 'p.part'), (total) => progress.push(total), { hash, syncWrites: false });
+  writer.write(randomBytes(4096));
+  // The file is open and the write is running (held 30 ms by the mock above).
+  await new Promise((resolve) => setTimeout(resolve, 15));
+  assert.deepEqual(order, [], 'the write has not returned yet');
+  const closed = new Promise<void>((resolve) => writer.once('close', () => resolve()));
+  writer.destroy(new Error('master reset the connection'));
+  writer.on('error', () => {});
+  await closed;
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.deepEqual(order, ['write returned', 'close'], 'the descriptor outlives the write using it');
+  assert.deepEqual(hash.calls, ['dispose'], 'given up, and told nothing after');
+  assert.deepEqual(progress, []);
 });

@@ -32,6 +32,10 @@ export class PackageFileWriter extends Writable {
   readonly #hash: PackageHash;
   readonly #syncWrites: boolean;
   #asyncWritesLeft = 0;
+  /** A thread-pool write is running: the descriptor must stay open until it returns. */
+  #writing = false;
+  /** The close that _destroy deferred until that write returns. */
+  #closeAfterWrite: (() => void) | null = null;
   #written = 0;
   #onWritten: (total: number, written: readonly Buffer[]) => void;
 
@@ -82,17 +86,25 @@ export class PackageFileWriter extends Writable {
     if (this.#fd === null) return callback(error);
     const fd = this.#fd;
     this.#fd = null;
-    close(fd, (closeError) => callback(error ?? closeError));
+    const closeFd = () => close(fd, (closeError) => callback(error ?? closeError));
+    // Closed under a running thread-pool write, the descriptor number could be reused by another
+    // file or socket before the write runs, and the bytes would land there.
+    if (this.#writing) this.#closeAfterWrite = closeFd;
+    else closeFd();
   }
 
   #writeBuffers(buffers: Buffer[], callback: (error?: Error | null) => void): void {
     let expected = 0;
     for (const buffer of buffers) expected += buffer.length;
     const written = (bytes: number) => {
+      // Destroyed while the write ran (a failed or cancelled download): nothing more to report.
+      if (this.destroyed) return callback();
       if (bytes !== expected) return callback(Object.assign(new Error(`short write: ${bytes} of ${expected} bytes`), { code: 'EIO' }));
       this.#written += bytes;
       // Hashed once on disk: the digest describes exactly the bytes in the file.
       this.#hash.appended(this.#written, buffers);
+      // The hash can no longer succeed (its thread failed): stop now rather than at the digest.
+      if (this.#hash.failure) return callback(this.#hash.failure);
       this.#onWritten(this.#written, buffers);
       callback();
     };
@@ -108,6 +120,14 @@ export class PackageFileWriter extends Writable {
       return written(bytes);
     }
     if (this.#asyncWritesLeft > 0) this.#asyncWritesLeft -= 1;
-    writev(this.#fd as number, buffers, (error, bytes) => (error ? callback(error) : written(bytes)));
+    this.#writing = true;
+    writev(this.#fd as number, buffers, (error, bytes) => {
+      this.#writing = false;
+      const closeFd = this.#closeAfterWrite;
+      this.#closeAfterWrite = null;
+      closeFd?.();
+      if (error) callback(error);
+      else written(bytes);
+    });
   }
 }
