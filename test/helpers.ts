@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -110,6 +111,20 @@ export function testConfig(masterPort: number, overrides: Record<string, unknown
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
+}
+
+/** Descriptors of this process (its worker threads' included) open on `file`, even once deleted (Linux /proc). */
+export function descriptorsOn(file: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target === file || target === `${file} (deleted)`) count += 1;
+    } catch {
+      // Closed since the listing.
+    }
+  }
+  return count;
 }
 
 /** Polls `check` until it returns a truthy value or the timeout passes (then throws with `what`). */

@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
 import { appendFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +18,7 @@ import { SyncJob } from '../src/sync/sync-jobs.ts';
 import type { SyncLoop } from '../src/sync/sync-loop.ts';
 import {
   cleanupStack,
+  descriptorsOn,
   fetchRaw,
   masterPackageBytes,
   memoryLogger,
@@ -81,26 +81,13 @@ test('a tablet asking mid-download gets the whole package as it arrives: chunked
   assert.equal(stored.headers['etag'], `"${sha256Hex(expected)}"`);
 });
 
-/** Descriptors of this process open on `file` (Linux /proc). */
-function descriptorsOf(file: string): number {
-  let count = 0;
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) === file) count += 1;
-    } catch {
-      // Closed since the listing.
-    }
-  }
-  return count;
-}
-
 test('tablets tailing one download share one read descriptor of its temp file', async (t) => {
   const { n, expected } = await slowSetup(t, 'tail-fds');
   await n.node.syncNow();
   await waitFor('the download to start', () => (n.node.jobs.inFlight('tail-fds')?.bytesWritten ?? 0) > 0, 15_000);
   const tempPath = n.node.jobs.inFlight('tail-fds')?.tempPath;
   assert.ok(tempPath);
-  const before = descriptorsOf(tempPath); // the download's own
+  const before = descriptorsOn(tempPath); // the download's own
 
   const tablets = 5;
   const bodies: Array<Promise<Buffer>> = [];
@@ -126,7 +113,7 @@ test('tablets tailing one download share one read descriptor of its temp file', 
   }
   await Promise.all(firstBytes);
   assert.ok(n.node.jobs.inFlight('tail-fds'), 'still downloading while the tablets stream');
-  assert.equal(descriptorsOf(tempPath) - before, 1, `${tablets} tablets, one read descriptor`);
+  assert.equal(descriptorsOn(tempPath) - before, 1, `${tablets} tablets, one read descriptor`);
   for (const body of await Promise.all(bodies)) assert.ok(body.equals(expected));
 });
 

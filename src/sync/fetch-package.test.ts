@@ -1,28 +1,14 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { descriptorsOn, waitFor } from '../../test/helpers.ts';
 import { MasterClient } from '../master/master-client.ts';
 import { fetchPackage, FetchError } from './fetch-package.ts';
 import { HashThread } from './hash-thread.ts';
-
-/** Descriptors of this process open on `file` (the hash worker's are the process's too). */
-function openDescriptors(file: string): number {
-  let count = 0;
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    try {
-      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      if (target === file || target === `${file} (deleted)`) count += 1;
-    } catch {
-      // Closed between the listing and the readlink.
-    }
-  }
-  return count;
-}
 
 test('a download that fails after its body was written gives its hash up: the worker lets go of the temp file', async (t) => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'fetch-package-'));
@@ -47,9 +33,5 @@ test('a download that fails after its body was written gives its hash up: the wo
   assert.equal(thread.inProgress, 0, 'the hash is forgotten');
   // The caller deletes the temp file; the worker must not keep it (and its disk space) open.
   await fsp.rm(tempPath);
-  const deadline = Date.now() + 5_000;
-  while (openDescriptors(tempPath) > 0) {
-    if (Date.now() > deadline) assert.fail('the hash worker still holds the deleted temp file open');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await waitFor('the hash worker to let go of the deleted temp file', () => descriptorsOn(tempPath) === 0);
 });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { descriptorsOn, waitFor } from '../../test/helpers.ts';
 import { HashThread, InlineSha256, type PackageHash } from './hash-thread.ts';
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -13,29 +13,6 @@ async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'hash-thread-'));
   t.after(() => fsp.rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Descriptors of this process open on `file` (the worker's are the process's too). */
-function openDescriptors(file: string): number {
-  let count = 0;
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    try {
-      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
-      if (target === file || target === `${file} (deleted)`) count += 1;
-    } catch {
-      // Closed between the listing and the readlink.
-    }
-  }
-  return count;
-}
-
-/** Waits until `condition` holds (the worker answers asynchronously); fails after 5 s. */
-async function eventually(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`still not true after 5 s: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Appends `data` to `file` in `step`-byte writes, reporting each to `hash` as the writer does. */
@@ -72,7 +49,7 @@ test('hashes files on the worker as they grow: equal to node:crypto, for concurr
   assert.equal(await hb.digest(), sha256(b));
   await fileA.close();
   await fileB.close();
-  assert.equal(openDescriptors(path.join(dir, 'a')), 0, 'the worker closed the file at its digest');
+  assert.equal(descriptorsOn(path.join(dir, 'a')), 0, 'the worker closed the file at its digest');
   assert.equal(thread.inProgress, 0);
   // An empty file, too.
   await fsp.writeFile(path.join(dir, 'empty'), '');
@@ -102,7 +79,7 @@ test('a file shorter than reported fails the digest (never a hash of fewer bytes
   hash.appended(3 * 1024 * 1024, []);
   await assert.rejects(hash.digest(), /ends at 1000 bytes, 3145728 were written/);
   assert.equal(hash.failure?.message.includes('ends at 1000 bytes'), true, 'the failure is known to the writer too');
-  await eventually(() => openDescriptors(file) === 0, 'the worker closed the failed file');
+  await waitFor('the worker closed the failed file', () => descriptorsOn(file) === 0);
   assert.equal(thread.inProgress, 0);
   // A missing file fails the same way, and the thread goes on hashing others.
   const missing = thread.create(path.join(dir, 'nope'));
@@ -123,10 +100,10 @@ test('a given-up hash is forgotten; a closed thread fails what is running and ha
   t.after(() => thread.close()); // closed below already, unless an assertion failed first
   const dropped = thread.create(file);
   dropped.appended(data.length, [data]);
-  await eventually(() => openDescriptors(file) === 1, 'the worker opened the file');
+  await waitFor('the worker opened the file', () => descriptorsOn(file) === 1);
   dropped.dispose();
   assert.equal(thread.inProgress, 0, 'forgotten here');
-  await eventually(() => openDescriptors(file) === 0, 'and on the worker, which closed the file');
+  await waitFor('and on the worker, which closed the file', () => descriptorsOn(file) === 0);
   // A late report of a write that was running when the download failed is ignored, not thrown.
   dropped.appended(data.length + 1, []);
   // Given up while its digest is on the way: the digest fails, it never hangs.
