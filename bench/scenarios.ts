@@ -495,8 +495,8 @@ export async function scenarioSync(ctx: BenchContext): Promise<void> {
       }
 
       const curlRuns = runs.map((run) => run.curl);
-      const curlMBps = curlRuns.every((run) => run !== null) ? median(curlRuns.map((run) => (run as { MBps: number }).MBps)) : null;
-      const transferMBps = median(runs.map((run) => run.node.transferMBps));
+      const curlMBps = curlRuns.every((run) => run !== null) ? medianOf(curlRuns.map((run) => (run as { MBps: number }).MBps)) : null;
+      const transferMBps = medianOf(runs.map((run) => run.node.transferMBps));
       const growth = Math.max(...runs.map((run) => (run.node.peakRss - run.node.baselineRss) / MiB));
       details[label] = { size, rounds: runs };
       const comparisonLabel = curlMBps === null ? 'curl failed' : rounds > 1 ? `${originLabel}, median of ${rounds}` : originLabel;
@@ -516,7 +516,7 @@ export async function scenarioSync(ctx: BenchContext): Promise<void> {
         name: `sync ${label}`,
         metric: 'incl. fsync, zip check, promote',
         unit: 'MB/s',
-        node: median(runs.map((run) => run.node.totalMBps)),
+        node: medianOf(runs.map((run) => run.node.totalMBps)),
         comparisonLabel,
         comparison: curlMBps,
         target: '',
@@ -626,16 +626,15 @@ export async function scenarioHerd(ctx: BenchContext): Promise<void> {
   }
 }
 
-/** The middle value (the upper one of the two middles for an even count). */
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-}
-
 function countBy(values: string[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const value of values) counts[value] = (counts[value] ?? 0) + 1;
   return counts;
+}
+
+/** The middle of a non-empty list (summary's p50). */
+function medianOf(values: number[]): number {
+  return summary(values)?.p50 ?? NaN;
 }
 
 function summary(values: number[]): { p50: number; p90: number; max: number } | null {
@@ -677,9 +676,9 @@ export async function scenarioTokenChange(ctx: BenchContext): Promise<void> {
     for (const node of nodes) await node.rpc.stop();
     await master.rpc.stop();
   }
-  const sorted = [...seconds].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)] ?? null;
-  const max = sorted.at(-1) ?? null;
+  const stats = summary(seconds);
+  const median = stats?.p50 ?? null;
+  const max = stats?.max ?? null;
   ctx.details['6'] = { seconds };
   const name = `2 nodes, small package, ${trials} trial${trials > 1 ? 's' : ''}`;
   addRow(ctx, { scenario: 6, name, metric: 'start -> token change, median', unit: 's', node: median, comparisonLabel: 'target only', comparison: null, target: '<= 10 s', ok: median !== null && median <= 10 });
