@@ -38,7 +38,7 @@ export class FetchError extends Error {
 /**
  * Streams one package from the master into `tempPath`, hashing as it writes, with memory bounded
  * by the stream buffers whatever the package size. Resolves only for a body that ended properly
- * (undici rejects a chunked body cut before its terminating chunk) and is a complete zip.
+ * (packageGet fails a body cut before its framing says it ends: TRUNCATED, ECONNRESET) and is a complete zip.
  * The caller owns the temp file in every outcome.
  */
 export async function fetchPackage(options: FetchPackageOptions): Promise<FetchedPackage> {
