@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startSampleMaster } from './cli.ts';
 import { createReferenceMaster, type ReferenceMaster, type ReferenceMasterOptions } from './master.ts';
 import { buildMeetingPackage } from './packages.ts';
+import { readmeOf } from './read-zip.ts';
 
 interface RawResult {
   status: number;
@@ -195,13 +196,18 @@ describe('package download', () => {
     assert.equal(result.body.toString('utf8'), '{"detail":"会议 nope 不存在"}');
   });
 
-  test('rebuilds a meeting that is not active on every request', async () => {
-    const first = await rawRequest(`${url}/api/v1/meetings/meeting-2024-01/download-package-direct`);
-    const second = await rawRequest(`${url}/api/v1/meetings/meeting-2024-01/download-package-direct`);
+  test('rebuilds an ended meeting on every request', async () => {
+    // A meeting not started keeps the build of its first download (see meetings.test.ts); an
+    // ended one gets a one-off build each time.
+    master.addMeeting({ id: 'ended-1', title: 'Ended meeting' });
+    await master.startMeeting('ended-1');
+    await master.endMeeting('ended-1');
+    const first = await rawRequest(`${url}/api/v1/meetings/ended-1/download-package-direct`);
+    const second = await rawRequest(`${url}/api/v1/meetings/ended-1/download-package-direct`);
     assert.equal(first.status, 200);
     assert.ok(endsWithZipEndRecord(first.body) && endsWithZipEndRecord(second.body));
     assert.notDeepEqual(first.body, second.body);
-    assert.equal(master.meeting('meeting-2024-01')?.status, '未开始');
+    assert.equal(master.meeting('ended-1')?.status, '已结束');
   });
 
   test('serves the same bytes while active and new bytes after an end and restart', async () => {
@@ -216,7 +222,8 @@ describe('package download', () => {
     await master.startMeeting('m1');
     const c = await rawRequest(`${url}/api/v1/meetings/m1/download-package-direct`);
     assert.notDeepEqual(a.body, c.body);
-    assert.ok(c.body.includes(Buffer.from('新文件 New.pdf')));
+    // Documents are entries agenda_N/<upload-uuid>.pdf; README.txt lists their names.
+    assert.ok(readmeOf(c.body).includes('新文件 New.pdf'));
     assert.equal(master.meeting('m1')?.activations, 2);
   });
 
