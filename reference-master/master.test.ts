@@ -641,6 +641,21 @@ describe('sample master and packages', () => {
     }
   });
 
+  test('startSampleMaster adds a meeting scheduled hours ahead, not started, listed but not active', async () => {
+    const sample = await startSampleMaster({ ...FAST });
+    try {
+      assert.equal(sample.upcomingMeetingIds.length, 1);
+      const upcoming = sample.master.meeting(sample.upcomingMeetingIds[0] ?? '');
+      assert.equal(upcoming?.status, '未开始');
+      assert.ok((upcoming?.timeMs ?? 0) > Date.now() + 3600_000);
+      const listed = parse(await rawRequest(`${sample.url}/api/v1/meetings/`)) as { id: string; status: string }[];
+      assert.deepEqual(listed.map((m) => m.status).sort(), ['未开始', '进行中', '进行中']);
+      assert.ok(!sample.meetingIds.includes(upcoming?.id ?? ''));
+    } finally {
+      await sample.close();
+    }
+  });
+
   test('packages are padded to about the requested size and hashed', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'reference-master-test-'));
     try {
