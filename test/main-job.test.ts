@@ -303,7 +303,7 @@ test(
     await waitFor('the token change for the restart', () => m.master.stats().tokenChanges >= 3, 15_000);
     await n.node.syncNow();
     // Whatever the poll decided has started by now: let it finish, then look.
-    await waitFor('the poll\'s jobs to finish', () => n.node.jobs.inFlightIds().size === 0, 15_000);
+    await waitFor('the poll\'s probes and jobs to finish', () => n.node.sync.probingIds().size === 0 && n.node.jobs.inFlightIds().size === 0, 15_000);
     assert.equal(n.node.store.get('m1')?.sha256, newSha, 'the rebuilt package replaced the stale one');
   },
 );
@@ -321,7 +321,7 @@ test(
     await waitFor('the token change', () => m.master.stats().tokenChanges >= 1, 15_000);
     await n.node.syncNow();
     // Whatever the poll decided has started by now: let it finish, then look.
-    await waitFor('the poll\'s jobs to finish', () => n.node.jobs.inFlightIds().size === 0, 15_000);
+    await waitFor('the poll\'s probes and jobs to finish', () => n.node.sync.probingIds().size === 0 && n.node.jobs.inFlightIds().size === 0, 15_000);
     assert.equal(n.node.store.get('m1')?.sha256, newSha, 'the rebuilt package replaced the stale one');
   },
 );

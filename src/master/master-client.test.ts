@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createReferenceMaster, type ReferenceMaster } from '../../reference-master/master.ts';
-import { MasterClient, MasterError, parseMeetingStatus, safeTitle } from './master-client.ts';
+import { MasterClient, MasterError, parseMeetingList, parseMeetingStatus, parseNodeList, safeTitle } from './master-client.ts';
 
 function clientFor(port: number, options: { requestTimeoutMs?: number; maxJsonBytes?: number } = {}): MasterClient {
   return new MasterClient({ host: '127.0.0.1', port, connectTimeoutMs: 1_000, requestTimeoutMs: options.requestTimeoutMs ?? 5_000, ...(options.maxJsonBytes ? { maxJsonBytes: options.maxJsonBytes } : {}) });
@@ -195,5 +195,39 @@ describe('MasterClient against the reference master', () => {
     const c = clientFor(gonePort);
     t.after(() => c.close());
     await assert.rejects(c.getMeetingStatus(), masterError((e) => assert.equal(e.code, 'ECONNREFUSED')));
+  });
+});
+
+describe('parseNodeList and parseMeetingList', () => {
+  test('node list: online entries with an id and a host:port address; meeting ids from either form', () => {
+    const nodes = parseNodeList([
+      { node_id: 'node-a', address: '127.0.0.1:8001', status: 'online', last_seen: 12.5, active_meetings: [{ id: 'm1', title: 'x' }, 'm2', { id: '../x' }] },
+      { node_id: 'node-b', address: 'no-port', status: 'online' },
+      { node_id: '', address: '127.0.0.1:8002' },
+      { node_id: 'node-c', address: '127.0.0.1:8003', status: 'offline' },
+      null,
+    ]);
+    assert.deepEqual(nodes, [{ nodeId: 'node-a', address: '127.0.0.1:8001', lastSeen: 12.5, activeMeetings: ['m1', 'm2'] }]);
+    assert.throws(() => parseNodeList({ detail: 'x' }), MasterError);
+  });
+
+  test('meeting list: status words mapped, time kept as the master wrote it, invalid ids dropped', () => {
+    const meetings = parseMeetingList([
+      { id: 'm1', title: '预备会', time: '2026-12-03T09:30', status: '未开始', agenda_items: [] },
+      { id: 'm2', title: null, time: '', status: '进行中' },
+      { id: 'm3', title: 'Done', status: '已结束' },
+      { id: 'a/b', title: 'bad', status: '未开始' },
+      { id: 'm4', title: 'odd', status: 'paused' },
+    ]);
+    assert.deepEqual(
+      meetings.map((m) => [m.id, m.time, m.status]),
+      [
+        ['m1', '2026-12-03T09:30', 'not-started'],
+        ['m2', null, 'active'],
+        ['m3', null, 'ended'],
+        ['m4', null, 'unknown'],
+      ],
+    );
+    assert.equal(typeof meetings[1]?.title, 'string');
   });
 });

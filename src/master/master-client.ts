@@ -16,6 +16,26 @@ export interface MeetingStatus {
   rejectedIds: string[];
 }
 
+/** A node of the site as the master lists it (GET /api/v1/nodes/list: nodes seen in the last 30 s). */
+export interface SiteNode {
+  nodeId: string;
+  /** host:port as the node registered it. */
+  address: string;
+  /** Unix seconds, when the master gave it. */
+  lastSeen: number | null;
+  /** Ids of the meetings its last heartbeat listed, when the master gave them. */
+  activeMeetings: string[];
+}
+
+/** A meeting of the master's full list (GET /api/v1/meetings/), started or not. */
+export interface ScheduledMeeting {
+  id: string;
+  title: string;
+  /** Scheduled start as the master gives it: `YYYY-MM-DDTHH:MM`, the master's local time, no zone; null if absent. */
+  time: string | null;
+  status: 'not-started' | 'active' | 'ended' | 'unknown';
+}
+
 export interface HeartbeatPayload {
   node_id: string;
   address: string;
@@ -57,6 +77,49 @@ export interface PackageResponse {
 /** Titles must be non-empty strings or the master answers 500 and breaks /nodes/list for everyone. */
 export function safeTitle(id: string, title: unknown): string {
   return typeof title === 'string' && title.trim() !== '' ? title : `会议 ${id}`;
+}
+
+const STATUS_WORDS: Record<string, ScheduledMeeting['status']> = { 未开始: 'not-started', 进行中: 'active', 已结束: 'ended' };
+
+/** The master's node list; entries without a usable id or address are left out. */
+export function parseNodeList(body: unknown): SiteNode[] {
+  if (!Array.isArray(body)) throw new MasterError('node list is not a JSON array', 'BAD_NODE_LIST');
+  const nodes: SiteNode[] = [];
+  for (const entry of body) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const record = entry as Record<string, unknown>;
+    if (typeof record.node_id !== 'string' || record.node_id === '' || typeof record.address !== 'string' || !/^[^\s/]+:\d{1,5}$/.test(record.address)) continue;
+    if (record.status !== undefined && record.status !== 'online') continue;
+    const meetings = Array.isArray(record.active_meetings) ? record.active_meetings : [];
+    nodes.push({
+      nodeId: record.node_id,
+      address: record.address,
+      lastSeen: typeof record.last_seen === 'number' ? record.last_seen : null,
+      activeMeetings: meetings
+        .map((m) => (typeof m === 'string' ? m : typeof m === 'object' && m !== null ? (m as Record<string, unknown>).id : undefined))
+        .filter((id): id is string => isValidMeetingId(id)),
+    });
+  }
+  return nodes;
+}
+
+/** The master's full meeting list; entries with an invalid id are left out. */
+export function parseMeetingList(body: unknown): ScheduledMeeting[] {
+  if (!Array.isArray(body)) throw new MasterError('meeting list is not a JSON array', 'BAD_MEETING_LIST');
+  const meetings: ScheduledMeeting[] = [];
+  for (const entry of body) {
+    if (typeof entry !== 'object' || entry === null) continue;
+    const record = entry as Record<string, unknown>;
+    const id = typeof record.id === 'number' ? String(record.id) : record.id;
+    if (!isValidMeetingId(id)) continue;
+    meetings.push({
+      id,
+      title: safeTitle(id, record.title),
+      time: typeof record.time === 'string' && record.time.trim() !== '' ? record.time.trim() : null,
+      status: typeof record.status === 'string' ? (STATUS_WORDS[record.status] ?? 'unknown') : 'unknown',
+    });
+  }
+  return meetings;
 }
 
 /** Normalises both the current and the legacy (`active_meeting`) status forms. */
@@ -137,6 +200,17 @@ export class MasterClient {
     return parseMeetingStatus(body);
   }
 
+  /** The nodes of the site (public on the master; nodes seen in the last 30 s). */
+  async listNodes(signal?: AbortSignal): Promise<SiteNode[]> {
+    return parseNodeList(await this.#call('GET', '/api/v1/nodes/list', undefined, signal));
+  }
+
+  /** Every meeting the master knows, with its scheduled time and status (the trailing slash avoids a 307). */
+  async listMeetings(signal?: AbortSignal): Promise<ScheduledMeeting[]> {
+    // Every meeting with its agenda: larger than a status answer, still bounded.
+    return parseMeetingList(await this.#call('GET', '/api/v1/meetings/', undefined, signal, 16 * this.#options.maxJsonBytes));
+  }
+
   /**
    * Starts the package download, on its own connection read in large blocks (package-get.ts:
    * undici's body path cost more than the rest of a fast download). The caller consumes (or
@@ -177,7 +251,7 @@ export class MasterClient {
     return this.#call('POST', path, body);
   }
 
-  async #call(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {
+  async #call(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal, maxBytes = this.#options.maxJsonBytes): Promise<unknown> {
     const what = `${method} ${path}`;
     const timeout = AbortSignal.timeout(this.#options.requestTimeoutMs + this.#options.connectTimeoutMs);
     let response: Dispatcher.ResponseData;
@@ -194,7 +268,7 @@ export class MasterClient {
     }
     let text: string;
     try {
-      text = await readBoundedText(response.body, this.#options.maxJsonBytes);
+      text = await readBoundedText(response.body, maxBytes);
     } catch (error) {
       throw error instanceof MasterError ? new MasterError(`${what}: ${error.message}`, error.code, response.statusCode) : toMasterError(error, what);
     }

@@ -9,6 +9,7 @@ import type { Logger } from '../logger.ts';
 import { fsyncDirectory, fsyncFile, writeFileAtomic } from './fs-durability.ts';
 import { hashFile } from './hash-file.ts';
 import { checkZipFile } from './zip-check.ts';
+import { fileIdentity } from './zip-lead.ts';
 
 /** What manifest.json beside each package.zip records. */
 export interface PackageManifest {
@@ -22,6 +23,10 @@ export interface PackageManifest {
   token: string | null;
   title: string;
   source: 'master' | 'adopted';
+  /** sha256 of the leading bytes up to the end of the zip's first entry: the build (zip-lead.ts). */
+  buildId: string;
+  /** sha256 of README.txt without its build-time line: the documents; null if the zip has no README first. */
+  documentsId: string | null;
   /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
   inode: number;
   mtimeMs: number;
@@ -135,6 +140,7 @@ export class PackageStore {
       throw new Error(`temp file is ${info.size} bytes, expected ${meta.size}`);
     }
     const finalPath = path.join(dir, PACKAGE_FILE);
+    const identity = await fileIdentity(tempPath);
     const manifest: PackageManifest = {
       version: 1,
       meetingId,
@@ -144,6 +150,8 @@ export class PackageStore {
       token: meta.token,
       title: meta.title,
       source: 'master',
+      buildId: identity.buildId,
+      documentsId: identity.documentsId,
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
@@ -256,7 +264,9 @@ export class PackageStore {
       manifest.size === info.size &&
       manifest.mtimeMs === info.mtimeMs
     ) {
-      this.#packages.set(meetingId, { ...manifest, path: packagePath });
+      // Manifests written before build identities existed get one from the file's first bytes.
+      const identity = manifest.buildId ? manifest : await fileIdentity(packagePath);
+      this.#packages.set(meetingId, { ...manifest, buildId: identity.buildId, documentsId: identity.documentsId, path: packagePath });
       return;
     }
     // A reference node's package, or one whose manifest was lost in a crash: verify before serving.
@@ -269,6 +279,7 @@ export class PackageStore {
       return;
     }
     const { sha256, size } = await hashFile(packagePath);
+    const identity = await fileIdentity(packagePath);
     const after = await stat(packagePath);
     const adopted: PackageManifest = {
       version: 1,
@@ -279,6 +290,8 @@ export class PackageStore {
       token: null,
       title: manifest?.title ?? '',
       source: 'adopted',
+      buildId: identity.buildId,
+      documentsId: identity.documentsId,
       inode: after.ino,
       mtimeMs: after.mtimeMs,
     };
@@ -317,6 +330,9 @@ async function readManifest(file: string): Promise<PackageManifest | null> {
         token: typeof parsed.token === 'string' ? parsed.token : null,
         title: typeof parsed.title === 'string' ? parsed.title : '',
         source: parsed.source === 'adopted' ? 'adopted' : 'master',
+        // Empty: an older manifest; the scan fills it in from the file.
+        buildId: typeof parsed.buildId === 'string' ? parsed.buildId : '',
+        documentsId: typeof parsed.documentsId === 'string' ? parsed.documentsId : null,
         inode: parsed.inode,
         mtimeMs: parsed.mtimeMs,
       };

@@ -11,6 +11,7 @@ function input(overrides: Partial<ReconcileInput> & { active?: string[]; token?:
     poll: overrides.poll ?? { token: overrides.token === undefined ? 'T0' : overrides.token, meetings: active.map((id) => ({ id, title: `title ${id}` })) },
     held: overrides.held ?? [],
     inFlight: overrides.inFlight ?? new Set(),
+    probing: overrides.probing ?? new Set(),
     retryAt: overrides.retryAt ?? new Map(),
     memory: overrides.memory ?? initialMemory,
     policy: overrides.policy ?? policy,
@@ -87,17 +88,24 @@ describe('reconcile', () => {
     assert.ok(memory.endedHeld.has('a'), 'stays stale until the new package lands');
   });
 
-  test('first poll: a held package from another token is refetched (bytes compared later)', () => {
+  test('first poll: a held package from another token is probed (its build compared, not fetched)', () => {
     const { actions } = reconcile(input({ active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }] }));
-    assert.deepEqual(actions, [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'token-changed' }]);
+    assert.deepEqual(actions, [{ type: 'probe', meetingId: 'a', title: 'title a' }]);
   });
 
-  test('adopted packages (token null) are refetched on the first poll', () => {
+  test('adopted packages (token null) are probed on the first poll', () => {
     const { actions } = reconcile(input({ active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: null }] }));
-    assert.equal(actions[0]?.type, 'fetch');
+    assert.equal(actions[0]?.type, 'probe');
   });
 
-  test('any token change refetches every held active package (a restart may hide behind it)', () => {
+  test('a probe already running or queued is not asked for again; a failed one waits for its retry time', () => {
+    const held = [{ meetingId: 'a', token: 'T0' }];
+    assert.deepEqual(reconcile(input({ active: ['a'], token: 'T1', held, probing: new Set(['a']) })).actions, []);
+    assert.deepEqual(reconcile(input({ active: ['a'], token: 'T1', held, retryAt: new Map([['a', 2_000_000]]) })).actions, []);
+    assert.equal(reconcile(input({ active: ['a'], token: 'T1', held, retryAt: new Map([['a', 2_000_000]]), now: 2_000_001 })).actions[0]?.type, 'probe');
+  });
+
+  test('any token change probes every held active package (a restart may hide behind it)', () => {
     const { actions } = run([
       { active: ['a'], token: 'T0', held: [{ meetingId: 'a', token: 'T0' }] },
       // b starts; the token has not changed yet (the master waits for nodes to sync it)
@@ -105,18 +113,18 @@ describe('reconcile', () => {
       { active: ['a', 'b'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }, { meetingId: 'b', token: 'T0' }] },
     ]);
     assert.deepEqual(byType(actions[1]!, 'fetch'), ['b']);
-    assert.deepEqual(byType(actions[2]!, 'fetch'), ['a', 'b']);
-    assert.ok(actions[2]!.every((a) => a.type !== 'fetch' || a.reason === 'token-changed'));
+    assert.deepEqual(byType(actions[2]!, 'probe'), ['a', 'b']);
+    assert.deepEqual(byType(actions[2]!, 'fetch'), []);
   });
 
-  test('a meeting restarted before its first token change is refetched when the token moves', () => {
+  test('a meeting restarted before its first token change is probed when the token moves', () => {
     // b appears, is fetched, restarts between two polls (never seen absent), then the token moves.
     const { actions } = run([
       { active: ['b'], token: 'T0' },
       { active: ['b'], token: 'T0', held: [{ meetingId: 'b', token: 'T0' }] },
       { active: ['b'], token: 'T1', held: [{ meetingId: 'b', token: 'T0' }] },
     ]);
-    assert.deepEqual(actions[2], [{ type: 'fetch', meetingId: 'b', title: 'title b', reason: 'token-changed' }]);
+    assert.deepEqual(actions[2], [{ type: 'probe', meetingId: 'b', title: 'title b' }]);
   });
 
   test('a package whose download overlapped a token change is checked once more', () => {
@@ -125,7 +133,7 @@ describe('reconcile', () => {
       { active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T0' }] },
       { active: ['a'], token: 'T1', held: [{ meetingId: 'a', token: 'T1' }] },
     ]);
-    assert.deepEqual(byType(actions[1]!, 'fetch'), ['a']);
+    assert.deepEqual(byType(actions[1]!, 'probe'), ['a']);
     assert.deepEqual(actions[2], [], 'stable once the package carries the current token');
   });
 

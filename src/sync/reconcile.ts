@@ -10,10 +10,11 @@ import type { FetchReason } from './sync-jobs.ts';
  * again, and the only trace a node may see of a restart between two polls is the token change
  * (which comes late, once every node reports the meeting synced). No token change can be proven
  * harmless from the node's side — a meeting restarted before its first token change "explains"
- * the change itself — so every held package whose token differs from the master's is fetched
- * again, and replaced only if its bytes differ (SyncJobs compares sha256). A package records the
- * token of the poll that started its download, so a download that overlapped a change is checked
- * once more too.
+ * the change itself — so every held package whose token differs from the master's is checked
+ * again: by a probe of the master's current build (the leading bytes of its stream, build-probe.ts),
+ * never by downloading it again; only a different build is fetched. A package records the token
+ * of the poll that started its download, so a download that overlapped a change is checked once
+ * more too. A meeting seen to end and start again has a new build for sure: fetched at once.
  */
 
 export interface HeldPackage {
@@ -41,7 +42,9 @@ export interface ReconcileInput {
   poll: { token: string | null; meetings: readonly ActiveMeeting[] };
   held: readonly HeldPackage[];
   inFlight: ReadonlySet<string>;
-  /** Meetings whose last job failed, with the earliest time to try again. */
+  /** Meetings with a probe of the master's build running or queued. */
+  probing: ReadonlySet<string>;
+  /** Meetings whose last job (or probe) failed, with the earliest time to try again. */
   retryAt: ReadonlyMap<string, number>;
   memory: ReconcileMemory;
   policy: ReconcilePolicy;
@@ -49,6 +52,8 @@ export interface ReconcileInput {
 
 export type SyncAction =
   | { type: 'fetch'; meetingId: string; title: string; reason: FetchReason }
+  /** Is the held package still the master's current build? Fetch only if not. */
+  | { type: 'probe'; meetingId: string; title: string }
   | { type: 'evict'; meetingId: string; reason: 'ended' | 'startup-cleanup' }
   | { type: 'cancel'; meetingId: string };
 
@@ -91,17 +96,14 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       }
       continue;
     }
-    if (inFlight.has(id)) continue;
-    const fetch = (reason: FetchReason) => {
-      if (!waitingForRetry(id)) actions.push({ type: 'fetch', meetingId: id, title: meeting.title, reason });
-    };
+    if (inFlight.has(id) || input.probing.has(id) || waitingForRetry(id)) continue;
     if (endedHeld.has(id)) {
-      fetch('restarted');
+      actions.push({ type: 'fetch', meetingId: id, title: meeting.title, reason: 'restarted' });
     } else if (pkg.token !== poll.token) {
       // The token moved since these bytes were fetched (or the package was adopted from a
       // reference node, token null): some meeting may have restarted. Keep serving the package
-      // meanwhile; it is replaced only if the new bytes differ.
-      fetch('token-changed');
+      // meanwhile; a probe tells whether the master's build is still this one.
+      actions.push({ type: 'probe', meetingId: id, title: meeting.title });
     }
   }
 

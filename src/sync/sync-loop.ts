@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
+import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import type { SyncJob, SyncJobs } from './sync-jobs.ts';
+import { backoffDelay, type SyncJob, type SyncJobs } from './sync-jobs.ts';
 
 export interface PollRecord {
   at: number;
@@ -22,6 +23,23 @@ export interface SyncLoopDeps {
   unknownIdRefreshMs?: number;
   /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
   quota?: { enforce(): Promise<unknown> };
+  /**
+   * Which build of a meeting's package is current (default: a probe of the master's stream,
+   * build-probe.ts). Called one meeting at a time.
+   */
+  probe?: (meetingId: string) => Promise<ProbeResult>;
+  /** Timeout of a default probe; and the first wait before probing again after an unanswered one. */
+  probeTimeoutMs?: number;
+}
+
+/** What the probes of this process cost the master and found. */
+export interface ProbeCounters {
+  probes: number;
+  /** Bytes read from the master by probes. */
+  bytes: number;
+  sameBuild: number;
+  newBuild: number;
+  unknown: number;
 }
 
 /**
@@ -39,6 +57,10 @@ export class SyncLoop {
   #polling: Promise<boolean> | null = null;
   #lastUnknownRefresh = 0;
   #paused = false;
+  #probes = new ProbeQueue();
+  /** Meetings whose last probe got no usable answer: when to ask again, and how many in a row. */
+  #probeRetry = new Map<string, { at: number; failures: number }>();
+  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0 };
 
   constructor(deps: SyncLoopDeps) {
     this.#deps = deps;
@@ -67,6 +89,15 @@ export class SyncLoop {
 
   get lastError(): { message: string; at: number } | null {
     return this.#lastError;
+  }
+
+  get probeCounters(): ProbeCounters {
+    return { ...this.#probeCounters };
+  }
+
+  /** Meetings whose held build is being checked (probe running or queued). */
+  probingIds(): Set<string> {
+    return this.#probes.pendingIds();
   }
 
   /** Paused (service stopped): polls do nothing and no new jobs start. */
@@ -182,11 +213,13 @@ export class SyncLoop {
     const { jobs, store } = this.#deps;
     const retryAt = new Map<string, number>();
     for (const [id, failure] of jobs.failures()) retryAt.set(id, failure.retryAt);
+    for (const [id, retry] of this.#probeRetry) retryAt.set(id, Math.max(retry.at, retryAt.get(id) ?? 0));
     const result = reconcile({
       now: this.#now(),
       poll: record,
       held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token })),
       inFlight: jobs.inFlightIds(),
+      probing: this.#probes.pendingIds(),
       retryAt,
       memory: this.#memory,
       policy: this.#deps.policy(),
@@ -217,6 +250,10 @@ export class SyncLoop {
         logger.info(`sync ${action.meetingId}: fetching (${action.reason})`);
         jobs.ensure({ meetingId: action.meetingId, title: action.title, token: poll.token, reason: action.reason });
         return;
+      case 'probe':
+        // Not awaited: probes queue one at a time and the poll goes on.
+        void this.#probe(action.meetingId, poll).catch((error: Error) => logger.error(`probe ${action.meetingId}: ${error.message}`));
+        return;
       case 'cancel':
         logger.info(`sync ${action.meetingId}: meeting no longer active, cancelling its download`);
         jobs.forget(action.meetingId, 'meeting no longer active');
@@ -228,6 +265,50 @@ export class SyncLoop {
         }
         return;
     }
+  }
+
+  /**
+   * Probes the master's current build of a held package: the same build → the package is
+   * confirmed under the poll's token (nothing fetched); another build → fetched through the one
+   * download job, the held package served until the new one is promoted; no usable answer → the
+   * package is kept and probed again later.
+   */
+  async #probe(meetingId: string, poll: PollRecord): Promise<void> {
+    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
+    // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
+    // no job) between a probe that found a new build and the job that fetches it.
+    await this.#probes.run(meetingId, async () => {
+      const result = await (this.#deps.probe ? this.#deps.probe(meetingId) : probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs }));
+      await this.#probed(meetingId, poll, result, timeoutMs);
+      return result;
+    });
+  }
+
+  async #probed(meetingId: string, poll: PollRecord, result: ProbeResult, timeoutMs: number): Promise<void> {
+    const { jobs, store, logger } = this.#deps;
+    this.#probeCounters.probes++;
+    this.#probeCounters.bytes += result.bytesRead;
+    const held = store.get(meetingId);
+    const meeting = this.activeMeeting(meetingId);
+    if (!held || !meeting || this.#paused) return;
+    if (result.kind === 'unknown') {
+      this.#probeCounters.unknown++;
+      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
+      const delay = Math.min(300_000, backoffDelay(timeoutMs, failures - 1, Math.random()));
+      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures });
+      logger.warn(`probe ${meetingId}: ${result.reason}; keeping the held package, asking again in ${Math.round(delay / 1000)} s`);
+      return;
+    }
+    this.#probeRetry.delete(meetingId);
+    if (result.identity.buildId === held.buildId) {
+      this.#probeCounters.sameBuild++;
+      await store.retag(meetingId, poll.token);
+      logger.info(`probe ${meetingId}: the master's build is the one held (${result.bytesRead} bytes read); recorded under token ${poll.token}`);
+      return;
+    }
+    this.#probeCounters.newBuild++;
+    logger.info(`probe ${meetingId}: the master has a new build; fetching it (the held package is served meanwhile)`);
+    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed' });
   }
 }
 
