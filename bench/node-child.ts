@@ -6,7 +6,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { EdgeNode } from '../src/edge-node.ts';
-import { createLogger } from '../src/logger.ts';
+import { createLogger } from '../src/log/logger.ts';
 import { serveRpc } from './rpc.ts';
 
 const [configPath, adminToken] = process.argv.slice(2);

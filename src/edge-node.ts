@@ -11,7 +11,6 @@ import { ConfigError, ConfigStore } from './config/config-store.ts';
 import { configSchema, type NodeConfig } from './config/schema.ts';
 import { redactConfig, type ConfigApplyResult } from './http/admin/config-routes.ts';
 import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
-import { LogRing, tapLogger } from './http/admin/logs.ts';
 import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp, DOWNLOAD_CORS } from './http/app.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
@@ -22,7 +21,8 @@ import { BurstAccept, loadAcceptor, type Acceptor } from './http/burst-accept.ts
 import { loadNetAddon } from './http/net-addon.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { DownloadStats } from './http/download-stats.ts';
-import { createLogger, toWinstonLevel, type Logger } from './logger.ts';
+import { LogRing, tapLogger } from './log/log-ring.ts';
+import { createLogger, toLogLevel, type Logger } from './log/logger.ts';
 import { Announcer } from './master/announcer.ts';
 import type { MasterClient } from './master/master-client.ts';
 import { resolveNodeAddress } from './master/node-address.ts';
@@ -469,12 +469,7 @@ export class EdgeNode {
     await this.#hashes.close();
     await this.#master.close();
     this.logger.info('stopped');
-    await new Promise<void>((resolve) => {
-      if (this.#options.logger) return resolve();
-      this.logger.on('finish', () => resolve());
-      this.logger.end();
-      setTimeout(resolve, 1000).unref();
-    });
+    if (!this.#options.logger) await this.logger.close();
   }
 
   async #listen(port: number): Promise<void> {
@@ -540,7 +535,7 @@ export class EdgeNode {
   async #applyConfig(current: NodeConfig, previous: NodeConfig, changed: string[]): Promise<void> {
     const touched = (key: string) => changed.some((k) => k === key || k.startsWith(`${key}.`));
     this.logger.info(`config: changed ${changed.join(', ')}`);
-    if (touched('logging.level')) this.logger.level = toWinstonLevel(current.logging.level);
+    if (touched('logging.level')) this.logger.level = toLogLevel(current.logging.level);
 
     const endpointChanged = previous.mainServerIp !== current.mainServerIp || previous.mainServerPort !== current.mainServerPort;
     const clientChanged = endpointChanged || touched('network.connectionTimeout') || touched('heartbeat.timeout');
