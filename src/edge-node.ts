@@ -2,11 +2,11 @@ import { getRequestListener } from '@hono/node-server';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { EnvironmentSettings } from './config/cli-options.ts';
 import { ConfigError, ConfigStore } from './config/config-store.ts';
 import { configSchema, type NodeConfig } from './config/schema.ts';
 import { redactConfig, type ConfigApplyResult } from './http/admin/config-routes.ts';
@@ -33,6 +33,7 @@ import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
 import { buildStatus, DiskSpaceProbe } from './status.ts';
+import { readPackageVersion } from './node/version.ts';
 
 export interface EdgeNodeOptions {
   configPath: string;
@@ -50,9 +51,11 @@ export interface EdgeNodeOptions {
   waitForSyncMs?: number;
   /** Most tablets served from a package still syncing (tailing its temp file); past it 503. */
   maxTailingClients?: number;
+  /** The EDGE_* switches (config/cli-options.ts readEnvironment; start.ts passes them). Default: none set. */
+  environment?: Partial<EnvironmentSettings>;
   /**
-   * Admin token overriding the config's adminToken (start() reads EDGE_ADMIN_TOKEN when unset).
-   * With neither, the config's token is used, or one is generated and saved on first start.
+   * Admin token overriding EDGE_ADMIN_TOKEN and the config's adminToken (tests, benchmarks).
+   * With none, the config's token is used, or one is generated and saved on first start.
    */
   adminToken?: string;
   /**
@@ -62,11 +65,11 @@ export interface EdgeNodeOptions {
   announceAdminToken?: (token: string, configPath: string) => void;
   /** Failed-auth limit of the admin API per client address (tests shorten the window). */
   authLimit?: { maxFailures: number; windowMs: number };
-  /** sendfile(2) for complete packages; default: the built addon unless EDGE_ZERO_COPY=0. Null: copy. */
+  /** sendfile(2) for complete packages; default: the built addon unless environment.zeroCopy is false. Null: copy. */
   zeroCopy?: ZeroCopy | null;
   /**
    * accept(2) for draining a burst of connections in one event-loop turn (burst-accept.ts);
-   * default: the built addon unless EDGE_BURST_ACCEPT=0. Null: libuv's one per turn.
+   * default: the built addon unless environment.burstAccept is false. Null: libuv's one per turn.
    */
   acceptor?: Acceptor | null;
 }
@@ -141,7 +144,7 @@ export class EdgeNode {
     this.#adminTokenOverride = adminToken;
     this.#bootConfig = config.current;
     const publicDir = options.publicDir ?? path.resolve(PROGRAM_DIR, '..', 'public');
-    this.version = readVersion(path.resolve(publicDir, '..', 'package.json'));
+    this.version = readPackageVersion(path.resolve(publicDir, '..', 'package.json'));
     this.stats = new DownloadStats();
     this.#disk = new DiskSpaceProbe(store.root);
     this.#master = this.#createMasterClient(config.current);
@@ -195,13 +198,13 @@ export class EdgeNode {
     const addon = loadNetAddon();
     let zeroCopy = options.zeroCopy;
     if (zeroCopy === undefined) {
-      const loaded = loadZeroCopy(process.env, addon);
+      const loaded = loadZeroCopy({ enabled: options.environment?.zeroCopy }, addon);
       zeroCopy = loaded.zeroCopy;
       logger.info(zeroCopy ? 'serving packages with sendfile (zero copy)' : `serving packages by copying through buffers: ${loaded.reason}`);
     }
     let acceptor = options.acceptor;
     if (acceptor === undefined) {
-      const loaded = loadAcceptor(process.env, addon);
+      const loaded = loadAcceptor({ enabled: options.environment?.burstAccept }, addon);
       acceptor = loaded.acceptor;
       if (!acceptor) logger.info(`accepting connections one per event-loop turn: ${loaded.reason}`);
     }
@@ -622,8 +625,7 @@ export function syncSettings(config: NodeConfig): SyncSettings {
  * random one is saved to the config and shown to the operator once.
  */
 function resolveAdminToken(config: ConfigStore, options: EdgeNodeOptions, logger: Logger): string | null {
-  const fromEnv = process.env.EDGE_ADMIN_TOKEN;
-  const override = options.adminToken ?? (fromEnv && fromEnv.trim() !== '' ? fromEnv.trim() : undefined);
+  const override = options.adminToken ?? options.environment?.adminToken;
   if (override !== undefined) {
     const checked = config.validate({ ...config.current, adminToken: override });
     if (!checked.ok) {
@@ -650,13 +652,4 @@ function resolveAdminToken(config: ConfigStore, options: EdgeNodeOptions, logger
 
 function pick(config: NodeConfig, dotted: string): unknown {
   return dotted.split('.').reduce<unknown>((value, key) => (value && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined), config);
-}
-
-function readVersion(packageJson: string): string {
-  try {
-    const parsed = JSON.parse(readFileSync(packageJson, 'utf8')) as { name?: string; version?: string };
-    return parsed.name === 'meeting-edge' && parsed.version ? parsed.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }

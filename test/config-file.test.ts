@@ -219,6 +219,17 @@ describe('the CLI (node start.js)', () => {
     assert.match(bad.stderr, /--port/);
     assert.deepEqual(await readdir(dir), [], 'no config file created by --help or a usage error');
   });
+
+  test('--version prints the package version and exits 0; no config file is created', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const { version } = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const result = await run(['--version'], { cwd: dir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), `meeting-edge ${version}`);
+    assert.deepEqual(await readdir(dir), []);
+  });
 });
 
 describe('precedence: flag > environment > config file > default', () => {
