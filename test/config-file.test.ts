@@ -90,7 +90,7 @@ describe('a reference node_config.json', () => {
     assert.notEqual(path.resolve(process.cwd()), dir);
 
     // Its own logger (console + the configured file): port 0 instead of the reference's 80.
-    const node = await EdgeNode.start({ configPath: file, port: 0, host: '127.0.0.1', drainTimeoutMs: 1_000 });
+    const node = await EdgeNode.start({ configPath: file, port: 0, host: '127.0.0.1', policy: { drainTimeoutMs: 1_000 } });
     defer(() => node.stop());
     assert.equal(node.store.root, path.join(dir, 'storage'));
     assert.ok(existsSync(path.join(dir, 'storage')));
@@ -268,14 +268,14 @@ describe('precedence: flag > environment > config file > default', () => {
     await writeFile(file, JSON.stringify({ ...REFERENCE_CONFIG, nodePort: filePort, logging: { ...REFERENCE_CONFIG.logging, fileEnabled: false } }));
 
     const fromFile = parseCliOptions(['--config', file, '--host', '127.0.0.1'], {});
-    const node = await EdgeNode.start({ configPath: fromFile.configPath, port: fromFile.port, host: fromFile.host, logger: memoryLogger(), drainTimeoutMs: 1_000 });
+    const node = await EdgeNode.start({ configPath: fromFile.configPath, port: fromFile.port, host: fromFile.host, logger: memoryLogger(), policy: { drainTimeoutMs: 1_000 } });
     defer(() => node.stop());
     assert.equal(node.port, filePort);
     await node.stop();
 
     const flagPort = await freePort();
     const fromFlag = parseCliOptions(['--config', file, '--host', '127.0.0.1', '--port', String(flagPort)], { EDGE_PORT: String(filePort) });
-    const other = await EdgeNode.start({ configPath: fromFlag.configPath, port: fromFlag.port, host: fromFlag.host, logger: memoryLogger(), drainTimeoutMs: 1_000 });
+    const other = await EdgeNode.start({ configPath: fromFlag.configPath, port: fromFlag.port, host: fromFlag.host, logger: memoryLogger(), policy: { drainTimeoutMs: 1_000 } });
     defer(() => other.stop());
     assert.equal(other.port, flagPort);
   });

@@ -61,7 +61,7 @@ export async function startNode(
     await writeFile(configPath, JSON.stringify(testConfig(masterPort, options.config), null, 2));
   }
   const logger = memoryLogger();
-  const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, drainTimeoutMs: 2_000, ...options.node });
+  const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, ...options.node, policy: { drainTimeoutMs: 2_000, ...options.node?.policy } });
   return {
     node,
     dir,
