@@ -4,8 +4,9 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './src/config/config-store.ts';
-import { parseCliOptions, USAGE, UsageError } from './src/config/cli-options.ts';
+import { parseCliOptions, readEnvironment, USAGE, UsageError } from './src/config/cli-options.ts';
 import { EdgeNode } from './src/edge-node.ts';
+import { readPackageVersion } from './src/node/version.ts';
 
 const programDir = path.dirname(fileURLToPath(import.meta.url));
 
@@ -24,6 +25,10 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (options.version) {
+    console.log(`meeting-edge ${readPackageVersion(path.join(programDir, 'package.json'))}`);
+    return 0;
+  }
   let node: EdgeNode;
   try {
     node = await EdgeNode.start({
@@ -31,6 +36,7 @@ async function main(): Promise<number> {
       port: options.port,
       host: options.host,
       publicDir: path.join(programDir, 'public'),
+      environment: readEnvironment(process.env),
     });
   } catch (error) {
     if (error instanceof ConfigError) {

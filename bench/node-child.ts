@@ -5,8 +5,9 @@
  * below. Logs warnings and errors to stderr only, so logging costs nothing measurable.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { readEnvironment } from '../src/config/cli-options.ts';
 import { EdgeNode } from '../src/edge-node.ts';
-import { createLogger } from '../src/logger.ts';
+import { createLogger } from '../src/log/logger.ts';
 import { serveRpc } from './rpc.ts';
 
 const [configPath, adminToken] = process.argv.slice(2);
@@ -15,7 +16,7 @@ if (!configPath || !adminToken) {
   process.exit(2);
 }
 const logger = createLogger({ level: 'WARNING', filePath: null, maxFileSize: 1 << 20, backupCount: 0 });
-const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, adminToken, drainTimeoutMs: 2_000 });
+const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, adminToken, environment: readEnvironment(process.env), policy: { drainTimeoutMs: 2_000 } });
 
 /** The node's own event-loop delay: when it lags, every tablet waits, whatever the client does. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });

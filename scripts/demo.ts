@@ -9,6 +9,7 @@ import { request } from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSampleMaster } from '../reference-master/cli.ts';
+import { readEnvironment } from '../src/config/cli-options.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -55,7 +56,7 @@ await writeFile(
   ),
 );
 
-const node = await EdgeNode.start({ configPath, port: nodePort, host: '127.0.0.1', publicDir: path.join(root, 'public') });
+const node = await EdgeNode.start({ configPath, port: nodePort, host: '127.0.0.1', publicDir: path.join(root, 'public'), environment: readEnvironment(process.env) });
 console.log(`edge node ${node.config.current.nodeId}: ${node.localUrl}`);
 console.log(`control panel: ${node.localUrl}/static/index.html`);
 

@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { createReferenceMaster, type ReferenceMaster } from '../reference-master/master.ts';
 import { runTablet, type TabletResult } from '../bench/herd-client.ts';
 import { EdgeNode } from '../src/edge-node.ts';
-import { createLogger } from '../src/logger.ts';
+import { createLogger } from '../src/log/logger.ts';
 
 const { values } = parseArgs({
   options: {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
+import { readEnvironment } from '../src/config/cli-options.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { ConfigError } from '../src/config/config-store.ts';
 import { ADMIN_TOKEN, api, masterCount, openEvents, postChunked, startAdminNode, unzipEntries } from './admin-helpers.ts';
@@ -220,15 +221,9 @@ describe('admin token', () => {
     defer(() => removeDir(dir));
     const configPath = path.join(dir, 'node_config.json');
     await writeFile(configPath, JSON.stringify(testConfig(m.port, { adminToken: 'config-token-0123456789' })));
-    const previous = process.env.EDGE_ADMIN_TOKEN;
-    process.env.EDGE_ADMIN_TOKEN = 'env-token-0123456789abc';
-    let node: EdgeNode;
-    try {
-      node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger() });
-    } finally {
-      if (previous === undefined) delete process.env.EDGE_ADMIN_TOKEN;
-      else process.env.EDGE_ADMIN_TOKEN = previous;
-    }
+    // The environment as start.ts reads it (config/cli-options.ts), without touching this process's.
+    const environment = readEnvironment({ EDGE_ADMIN_TOKEN: 'env-token-0123456789abc' });
+    const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), environment });
     defer(() => node.stop());
     assert.equal((await api(node.localUrl, 'GET', '/api/status', { token: 'env-token-0123456789abc' })).status, 200);
     assert.equal((await api(node.localUrl, 'GET', '/api/status', { token: 'config-token-0123456789' })).status, 401);

@@ -61,7 +61,7 @@ async function authNode(t: Parameters<typeof cleanupStack>[0], authLimit = { max
   defer(() => m.close());
   m.master.addMeeting({ id: 'm1', title: 'Public' });
   await m.master.startMeeting('m1');
-  const n = await startNode(m.port, { config: { syncInterval: 3600, heartbeat: { interval: 300 } }, node: { authLimit } });
+  const n = await startNode(m.port, { config: { syncInterval: 3600, heartbeat: { interval: 300 } }, node: { policy: { authLimit } } });
   defer(() => removeDir(n.dir));
   defer(() => n.stop());
   await waitFor('m1 synced', () => n.node.sync.isServable('m1'), 15_000);

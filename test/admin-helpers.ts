@@ -15,7 +15,7 @@ export interface AdminNodeOptions {
 export function startAdminNode(masterPort: number, options: AdminNodeOptions = {}): Promise<TestNode> {
   return startNode(masterPort, {
     config: { adminToken: ADMIN_TOKEN, ...options.config },
-    node: { authLimit: options.authLimit },
+    node: { policy: { authLimit: options.authLimit } },
   });
 }
 

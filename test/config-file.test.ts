@@ -90,7 +90,7 @@ describe('a reference node_config.json', () => {
     assert.notEqual(path.resolve(process.cwd()), dir);
 
     // Its own logger (console + the configured file): port 0 instead of the reference's 80.
-    const node = await EdgeNode.start({ configPath: file, port: 0, host: '127.0.0.1', drainTimeoutMs: 1_000 });
+    const node = await EdgeNode.start({ configPath: file, port: 0, host: '127.0.0.1', policy: { drainTimeoutMs: 1_000 } });
     defer(() => node.stop());
     assert.equal(node.store.root, path.join(dir, 'storage'));
     assert.ok(existsSync(path.join(dir, 'storage')));
@@ -219,6 +219,17 @@ describe('the CLI (node start.js)', () => {
     assert.match(bad.stderr, /--port/);
     assert.deepEqual(await readdir(dir), [], 'no config file created by --help or a usage error');
   });
+
+  test('--version prints the package version and exits 0; no config file is created', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const { version } = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const result = await run(['--version'], { cwd: dir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), `meeting-edge ${version}`);
+    assert.deepEqual(await readdir(dir), []);
+  });
 });
 
 describe('precedence: flag > environment > config file > default', () => {
@@ -257,14 +268,14 @@ describe('precedence: flag > environment > config file > default', () => {
     await writeFile(file, JSON.stringify({ ...REFERENCE_CONFIG, nodePort: filePort, logging: { ...REFERENCE_CONFIG.logging, fileEnabled: false } }));
 
     const fromFile = parseCliOptions(['--config', file, '--host', '127.0.0.1'], {});
-    const node = await EdgeNode.start({ configPath: fromFile.configPath, port: fromFile.port, host: fromFile.host, logger: memoryLogger(), drainTimeoutMs: 1_000 });
+    const node = await EdgeNode.start({ configPath: fromFile.configPath, port: fromFile.port, host: fromFile.host, logger: memoryLogger(), policy: { drainTimeoutMs: 1_000 } });
     defer(() => node.stop());
     assert.equal(node.port, filePort);
     await node.stop();
 
     const flagPort = await freePort();
     const fromFlag = parseCliOptions(['--config', file, '--host', '127.0.0.1', '--port', String(flagPort)], { EDGE_PORT: String(filePort) });
-    const other = await EdgeNode.start({ configPath: fromFlag.configPath, port: fromFlag.port, host: fromFlag.host, logger: memoryLogger(), drainTimeoutMs: 1_000 });
+    const other = await EdgeNode.start({ configPath: fromFlag.configPath, port: fromFlag.port, host: fromFlag.host, logger: memoryLogger(), policy: { drainTimeoutMs: 1_000 } });
     defer(() => other.stop());
     assert.equal(other.port, flagPort);
   });

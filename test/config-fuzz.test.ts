@@ -138,7 +138,7 @@ test('POST /api/config fuzzing: always 400 or a valid applied config, node_confi
   const defer = cleanupStack(t);
   const m = await startMaster();
   defer(() => m.close());
-  const n = await startNode(m.port, { config: { syncInterval: 3600, heartbeat: { interval: 300 } }, node: { authLimit: { maxFailures: 1_000_000, windowMs: 1_000 } } });
+  const n = await startNode(m.port, { config: { syncInterval: 3600, heartbeat: { interval: 300 } }, node: { policy: { authLimit: { maxFailures: 1_000_000, windowMs: 1_000 } } } });
   defer(() => removeDir(n.dir));
   defer(() => n.stop());
   const validator = createConfigValidator();

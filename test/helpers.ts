@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EdgeNode, type EdgeNodeOptions } from '../src/edge-node.ts';
-import { createLogger, type Logger } from '../src/logger.ts';
+import { MemoryLogger } from '../src/log/memory-logger.ts';
 import { createReferenceMaster, type ReferenceMaster, type ReferenceMasterOptions } from '../reference-master/master.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -19,18 +19,8 @@ export async function tempDir(prefix = 'edge-test-'): Promise<string> {
 }
 
 /** A logger that records lines instead of printing them (tests assert on them sometimes). */
-export function memoryLogger(): Logger & { lines: string[] } {
-  const logger = createLogger({ level: 'DEBUG', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false }) as Logger & { lines: string[] };
-  logger.lines = [];
-  const record = (level: string) => (message: unknown) => {
-    logger.lines.push(`${level} ${String(message)}`);
-    if (process.env.EDGE_TEST_LOG) console.error(`[node] ${level} ${String(message)}`);
-    return logger;
-  };
-  for (const level of ['error', 'warn', 'info', 'debug'] as const) {
-    (logger as unknown as Record<string, unknown>)[level] = record(level);
-  }
-  return logger;
+export function memoryLogger(): MemoryLogger {
+  return new MemoryLogger(process.env.EDGE_TEST_LOG ? (line) => console.error(`[node] ${line}`) : null);
 }
 
 export interface TestMaster {
@@ -52,7 +42,7 @@ export interface TestNode {
   dir: string;
   configPath: string;
   storageDir: string;
-  logger: Logger & { lines: string[] };
+  logger: MemoryLogger;
   url: string;
   stop(): Promise<void>;
 }
@@ -71,7 +61,7 @@ export async function startNode(
     await writeFile(configPath, JSON.stringify(testConfig(masterPort, options.config), null, 2));
   }
   const logger = memoryLogger();
-  const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, drainTimeoutMs: 2_000, ...options.node });
+  const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, ...options.node, policy: { drainTimeoutMs: 2_000, ...options.node?.policy } });
   return {
     node,
     dir,

@@ -1,3 +1,7 @@
+/**
+ * The command line and the environment: the only module that reads EDGE_* variables (start.ts
+ * hands it the environment). Everything else an operator sets is in node_config.json (schema.ts).
+ */
 import { parseArgs } from 'node:util';
 
 export interface CliOptions {
@@ -5,6 +9,18 @@ export interface CliOptions {
   host: string;
   configPath: string;
   help: boolean;
+  /** Present (true) only when --version was given. */
+  version?: true;
+}
+
+/** The EDGE_* switches of the running node that have no flag (start.ts passes them to EdgeNode). */
+export interface EnvironmentSettings {
+  /** EDGE_ADMIN_TOKEN, trimmed; wins over the config's adminToken and is never saved. Unset when blank. */
+  adminToken?: string;
+  /** false when EDGE_ZERO_COPY=0: package bytes are copied through buffers instead of sendfile(2). */
+  zeroCopy: boolean;
+  /** false when EDGE_BURST_ACCEPT=0: connections are accepted one per event-loop turn, as Node does. */
+  burstAccept: boolean;
 }
 
 export const USAGE = `meeting-edge: file-distribution edge node for the paperless meeting system
@@ -14,7 +30,13 @@ Usage: node start.js [--port N] [--host ADDR] [--config PATH]
   --port N        port to listen on (env EDGE_PORT; default: nodePort from the config, 8001)
   --host ADDR     address to listen on (env EDGE_HOST; default 0.0.0.0)
   --config PATH   config file (env EDGE_CONFIG; default ./node_config.json)
+  --version       print the version and exit
   --help          show this help
+
+Environment only:
+  EDGE_ADMIN_TOKEN    admin API token; wins over adminToken in the config, never saved
+  EDGE_ZERO_COPY=0    copy package bytes through buffers instead of sendfile(2)
+  EDGE_BURST_ACCEPT=0 accept connections one per event-loop turn
 
 Precedence: flag > environment > config file > default.`;
 
@@ -38,6 +60,7 @@ export function parseCliOptions(argv: string[], env: NodeJS.ProcessEnv): CliOpti
         host: { type: 'string' },
         config: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
       strict: true,
       allowPositionals: false,
@@ -53,5 +76,16 @@ export function parseCliOptions(argv: string[], env: NodeJS.ProcessEnv): CliOpti
     host,
     configPath: parsed.config ?? env.EDGE_CONFIG ?? './node_config.json',
     help: parsed.help ?? false,
+    ...(parsed.version ? { version: true as const } : {}),
+  };
+}
+
+/** The switches of the running node that only the environment sets (see USAGE). */
+export function readEnvironment(env: NodeJS.ProcessEnv): EnvironmentSettings {
+  const token = env.EDGE_ADMIN_TOKEN?.trim();
+  return {
+    ...(token ? { adminToken: token } : {}),
+    zeroCopy: env.EDGE_ZERO_COPY !== '0',
+    burstAccept: env.EDGE_BURST_ACCEPT !== '0',
   };
 }

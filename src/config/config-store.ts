@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import { configSchema, type NodeConfig } from './schema.ts';
@@ -40,10 +40,11 @@ function nestingDepth(root: unknown): number {
 }
 
 /**
- * Owns node_config.json. Validation happens here before anything reaches conf, so an invalid file
- * is reported by key and never rewritten. conf does the atomic writes. Reads come from an
- * in-memory snapshot: conf re-reads and re-validates the file on every access, far too slow for
- * the request path.
+ * Owns node_config.json through conf: conf reads the file, validates it against the schema, fills
+ * the defaults and writes it back atomically (temp file + rename, mode 0600). An invalid file is
+ * refused by conf before anything is written; the error then names every bad key (our validator,
+ * same schema). Reads come from an in-memory snapshot: conf re-reads and re-validates the file on
+ * every access, far too slow for the request path.
  */
 export class ConfigStore {
   readonly filePath: string;
@@ -64,43 +65,37 @@ export class ConfigStore {
   /** Loads (or creates) the config file. Throws ConfigError for unreadable, non-JSON or invalid files. */
   static open(filePath: string, validator: ConfigValidator = createConfigValidator()): ConfigStore {
     const absolute = path.resolve(filePath);
-    let raw: unknown = {};
-    if (existsSync(absolute)) {
-      let text: string;
-      try {
-        text = readFileSync(absolute, 'utf8');
-      } catch (error) {
-        throw new ConfigError(`${absolute}: cannot read (${(error as Error).message})`);
-      }
-      try {
-        raw = text.trim() === '' ? {} : JSON.parse(text);
-      } catch (error) {
-        throw new ConfigError(`${absolute}: not valid JSON (${(error as Error).message})`);
-      }
-    }
-    const checked = validator.validate(raw);
-    if (!checked.ok) {
-      throw new ConfigError(`${absolute}: ${describeFieldErrors(checked.fields)}`, checked.fields);
-    }
     const ext = path.extname(absolute);
-    const conf = new Conf<Record<string, unknown>>({
-      cwd: path.dirname(absolute),
-      configName: path.basename(absolute, ext),
-      fileExtension: ext.replace(/^\./, ''),
-      schema: configSchema.properties as never,
-      clearInvalidConfig: false,
-      accessPropertiesByDotNotation: false,
-      // Same layout as the reference node writes (4-space JSON), so diffs stay readable.
-      serialize: (value) => `${JSON.stringify(value, null, 4)}\n`,
-      // The file holds the admin token: readable by the node's user only.
-      configFileMode: 0o600,
-    });
+    let conf: Conf<Record<string, unknown>>;
+    let stored: Record<string, unknown>;
+    try {
+      conf = new Conf<Record<string, unknown>>({
+        cwd: path.dirname(absolute),
+        configName: path.basename(absolute, ext),
+        fileExtension: ext.replace(/^\./, ''),
+        schema: configSchema.properties as never,
+        clearInvalidConfig: false,
+        accessPropertiesByDotNotation: false,
+        // An empty file is an empty config (every default), as the reference node treats it.
+        deserialize: (text) => (text.trim() === '' ? {} : JSON.parse(text)) as Record<string, unknown>,
+        // Same layout as the reference node writes (4-space JSON), so diffs stay readable.
+        serialize: (value) => `${JSON.stringify(value, null, 4)}\n`,
+        // The file holds the admin token: readable by the node's user only.
+        configFileMode: 0o600,
+      });
+      stored = conf.store;
+    } catch (error) {
+      throw openError(absolute, error as Error, validator);
+    }
+    // conf filled the top-level defaults; the validator fills the nested ones and types the result.
+    const checked = validator.validate(stored);
+    if (!checked.ok) throw new ConfigError(`${absolute}: ${describeFieldErrors(checked.fields)}`, checked.fields);
     let current = checked.value;
     if (!current.nodeId) {
       current = { ...current, nodeId: `node-${randomBytes(4).toString('hex')}` };
     }
-    // Persist defaults and a generated nodeId once; conf writes atomically (temp file + rename).
-    if (!existsSync(absolute) || JSON.stringify(raw) !== JSON.stringify(current)) {
+    // Persist defaults and a generated nodeId once.
+    if (JSON.stringify(stored) !== JSON.stringify(current)) {
       conf.store = current as Record<string, unknown>;
     }
     return new ConfigStore(absolute, conf, current, validator);
@@ -151,6 +146,25 @@ export class ConfigStore {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
+}
+
+/**
+ * Why conf refused the file, as a ConfigError: not readable, not JSON, or the keys the schema
+ * refuses (conf's own message names only the first path of each; ours names every key).
+ */
+function openError(file: string, error: Error, validator: ConfigValidator): ConfigError {
+  if (error instanceof SyntaxError) return new ConfigError(`${file}: not valid JSON (${error.message})`);
+  if ((error as NodeJS.ErrnoException).code) return new ConfigError(`${file}: cannot read (${error.message})`);
+  let raw: unknown;
+  try {
+    const text = readFileSync(file, 'utf8');
+    raw = text.trim() === '' ? {} : JSON.parse(text);
+  } catch (reread) {
+    return new ConfigError(`${file}: cannot read (${(reread as Error).message})`);
+  }
+  const checked = validator.validate(raw);
+  if (!checked.ok) return new ConfigError(`${file}: ${describeFieldErrors(checked.fields)}`, checked.fields);
+  return new ConfigError(`${file}: ${error.message}`);
 }
 
 function findForbiddenKey(value: unknown, prefix: string): string | null {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
+import { readEnvironment } from '../config/cli-options.ts';
 import { BurstAccept, loadAcceptor, type Acceptor } from './burst-accept.ts';
 import { loadNetAddon } from './net-addon.ts';
 
@@ -40,7 +41,7 @@ function ask(socket: net.Socket, path: string): Promise<string> {
 test('loads with the addon; EDGE_BURST_ACCEPT=0 turns it off', () => {
   const loaded = loadAcceptor({});
   assert.ok(loaded.acceptor, `not loaded: ${loaded.reason}`);
-  assert.equal(loadAcceptor({ EDGE_BURST_ACCEPT: '0' }).acceptor, null);
+  assert.equal(loadAcceptor({ enabled: readEnvironment({ EDGE_BURST_ACCEPT: '0' }).burstAccept }).acceptor, null);
 });
 
 /** Counts turns of the event loop (one check phase each) until stopped. */

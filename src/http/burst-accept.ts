@@ -31,9 +31,12 @@ const SKIPPABLE = new Set([-(constants.errno.ECONNABORTED ?? 103), -(constants.e
 /** Most connections taken in one drain: bounds one turn (the kernel's queue holds 511 with Node's default backlog). */
 const DEFAULT_MAX_PER_TURN = 1024;
 
-/** The addon's accept, unless EDGE_BURST_ACCEPT=0; null: libuv accepts one per turn, as without it. */
-export function loadAcceptor(env: NodeJS.ProcessEnv = process.env, loaded: NetAddonLoad = loadNetAddon()): { acceptor: Acceptor | null; reason: string } {
-  if (env['EDGE_BURST_ACCEPT'] === '0') return { acceptor: null, reason: 'EDGE_BURST_ACCEPT=0' };
+/**
+ * The addon's accept, unless switched off (`enabled: false`: EDGE_BURST_ACCEPT=0, read by
+ * config/cli-options.ts); null: libuv accepts one per turn, as without it.
+ */
+export function loadAcceptor(switches: { enabled?: boolean } = {}, loaded: NetAddonLoad = loadNetAddon()): { acceptor: Acceptor | null; reason: string } {
+  if (switches.enabled === false) return { acceptor: null, reason: 'switched off (EDGE_BURST_ACCEPT=0)' };
   return { acceptor: loaded.addon, reason: loaded.reason };
 }
 

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { SyncJob } from '../sync/sync-jobs.ts';

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test, after, before } from 'node:test';
 import { sendFile } from './send-file.ts';
+import { readEnvironment } from '../config/cli-options.ts';
 import { ERRNO, loadZeroCopy, socketFd, type ZeroCopy } from './zero-copy.ts';
 
 const SUITE_TIMEOUT = { timeout: 60_000 };
@@ -29,7 +30,7 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
   test('is built by the install and loads (the node would silently copy otherwise)', () => {
     const loaded = loadZeroCopy({});
     assert.ok(loaded.zeroCopy, `not loaded: ${loaded.reason}`);
-    assert.equal(loadZeroCopy({ EDGE_ZERO_COPY: '0' }).zeroCopy, null, 'EDGE_ZERO_COPY=0 turns it off');
+    assert.equal(loadZeroCopy({ enabled: readEnvironment({ EDGE_ZERO_COPY: '0' }).zeroCopy }).zeroCopy, null, 'EDGE_ZERO_COPY=0 turns it off');
   });
 
   test('rejects arguments that are not non-negative integers', () => {

@@ -1,6 +1,6 @@
 /**
  * sendfile(2) from the edge-net addon (net-addon.ts), handed to the serving code by the
- * composition root. Optional: without the addon or with EDGE_ZERO_COPY=0, loadZeroCopy returns
+ * composition root. Optional: without the addon or switched off (EDGE_ZERO_COPY=0), loadZeroCopy returns
  * null and packages are copied through Buffers (file-pump.ts), which is correct, only costlier per
  * byte.
  */
@@ -29,8 +29,9 @@ export interface ZeroCopyLoad {
   reason: string;
 }
 
-export function loadZeroCopy(env: NodeJS.ProcessEnv = process.env, loaded: NetAddonLoad = loadNetAddon()): ZeroCopyLoad {
-  if (env['EDGE_ZERO_COPY'] === '0') return { zeroCopy: null, reason: 'EDGE_ZERO_COPY=0' };
+/** `enabled: false` is the operator's switch (EDGE_ZERO_COPY=0, read by config/cli-options.ts). */
+export function loadZeroCopy(switches: { enabled?: boolean } = {}, loaded: NetAddonLoad = loadNetAddon()): ZeroCopyLoad {
+  if (switches.enabled === false) return { zeroCopy: null, reason: 'switched off (EDGE_ZERO_COPY=0)' };
   return { zeroCopy: loaded.addon, reason: loaded.reason };
 }
 

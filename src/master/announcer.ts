@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import type { ActiveMeeting, HeartbeatPayload, MasterClient } from './master-client.ts';
 
 export interface AnnouncerDeps {

@@ -21,3 +21,33 @@ export async function readDiskSpace(path: string, statfs: StatFs = statfsPromise
 export function diskSpaceReader(path: string, statfs: StatFs = statfsPromise): () => Promise<DiskSpace | null> {
   return () => readDiskSpace(path, statfs).catch(() => null);
 }
+
+/**
+ * Disk figures of the storage filesystem: one statfs() at most every ttlMs, shared by concurrent
+ * callers, so a status poll never touches the disk more than that.
+ */
+export class DiskSpaceProbe {
+  #path: string;
+  #ttlMs: number;
+  #now: () => number;
+  #last: { at: number; value: DiskSpace | null } | null = null;
+  #pending: Promise<DiskSpace | null> | null = null;
+
+  constructor(path: string, ttlMs = 5_000, now: () => number = Date.now) {
+    this.#path = path;
+    this.#ttlMs = ttlMs;
+    this.#now = now;
+  }
+
+  read(): Promise<DiskSpace | null> {
+    if (this.#last && this.#now() - this.#last.at < this.#ttlMs) return Promise.resolve(this.#last.value);
+    this.#pending ??= readDiskSpace(this.#path)
+      .catch(() => null)
+      .then((value) => {
+        this.#last = { at: this.#now(), value };
+        this.#pending = null;
+        return value;
+      });
+    return this.#pending;
+  }
+}

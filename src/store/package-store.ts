@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isValidMeetingId } from '../meeting-id.ts';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import { fsyncDirectory, fsyncFile, writeFileAtomic } from './fs-durability.ts';
 import { hashFile } from './hash-file.ts';
 import { checkZipFile } from './zip-check.ts';

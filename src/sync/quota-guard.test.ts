@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { createLogger, type Logger } from '../logger.ts';
+import { MemoryLogger } from '../log/memory-logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { PackageStore } from '../store/package-store.ts';
 import { FetchError } from './fetch-package.ts';
@@ -13,22 +13,14 @@ import { QuotaGuard, type QuotaSettings } from './quota-guard.ts';
 
 const KiB = 1024;
 
-function silentLogger(): Logger & { lines: string[] } {
-  const logger = createLogger({ level: 'DEBUG', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false }) as Logger & { lines: string[] };
-  logger.lines = [];
-  for (const level of ['error', 'warn', 'info', 'debug'] as const) {
-    (logger as unknown as Record<string, unknown>)[level] = (message: unknown) => {
-      logger.lines.push(`${level} ${String(message)}`);
-      return logger;
-    };
-  }
-  return logger;
+function silentLogger(): MemoryLogger {
+  return new MemoryLogger();
 }
 
 interface Fixture {
   store: PackageStore;
   guard: QuotaGuard;
-  logger: Logger & { lines: string[] };
+  logger: MemoryLogger;
   active: Set<string>;
   inFlight: Set<string>;
   served: Map<string, number>;

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { defaultFreeFloor, formatBytes, planEviction, type EvictionPlan, type QuotaPackage, type QuotaPolicy } from '../store/quota.ts';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { buildMeetingPackage } from '../../reference-master/packages.ts';
-import { createLogger } from '../logger.ts';
+import { createLogger } from '../log/logger.ts';
 import { MasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
 import { fetchPackage } from './fetch-package.ts';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { FetchError, fetchPackage } from './fetch-package.ts';

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../logger.ts';
+import type { Logger } from '../log/logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
-import type { LogRing } from './logs.ts';
+import type { LogRing } from '../../log/log-ring.ts';
 
 /** Node-level happenings the sync and store emitters do not cover. */
 export type NodeEventMap = {

@@ -1,14 +1,15 @@
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import type { Logger } from '../../logger.ts';
+import type { Logger } from '../../log/logger.ts';
 import type { AppEnv } from '../app.ts';
 import { AdminAuth } from './auth.ts';
 import { registerConfigRoutes, type ConfigRoutesDeps } from './config-routes.ts';
 import { registerDiagnosticsRoutes, type DiagnosticsDeps } from './diagnostics.ts';
 import type { AdminEventHub } from './events.ts';
 import { registerHealthRoutes, type HealthDeps } from './health.ts';
-import { registerLogRoutes, type LogRing } from './logs.ts';
+import type { LogRing } from '../../log/log-ring.ts';
+import { registerLogRoutes } from './logs.ts';
 import { registerServiceRoutes, type ServiceRoutesDeps } from './service-routes.ts';
 
 export interface AdminDeps {

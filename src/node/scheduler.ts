@@ -1,4 +1,4 @@
-import type { Logger } from './logger.ts';
+import type { Logger } from '../log/logger.ts';
 
 /**
  * A periodic task as a self-pacing setTimeout chain: the next run is scheduled when the previous

@@ -1,34 +1,36 @@
-import type { EdgeNode } from './edge-node.ts';
-import { readDiskSpace, type DiskSpace } from './store/disk-space.ts';
+import type { NodeConfig } from '../config/schema.ts';
+import type { DownloadStats } from '../http/download-stats.ts';
+import type { AnnouncerState } from '../master/announcer.ts';
+import type { DiskSpace } from '../store/disk-space.ts';
+import type { PackageStore } from '../store/package-store.ts';
+import type { QuotaGuard } from '../sync/quota-guard.ts';
+import type { SyncJobs } from '../sync/sync-jobs.ts';
+import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { ScheduleInfo } from './lifecycle.ts';
 
-/**
- * Disk figures of the storage filesystem: one statfs() at most every ttlMs, shared by concurrent
- * callers, so a status poll never touches the disk more than that.
- */
-export class DiskSpaceProbe {
-  #path: string;
-  #ttlMs: number;
-  #now: () => number;
-  #last: { at: number; value: DiskSpace | null } | null = null;
-  #pending: Promise<DiskSpace | null> | null = null;
+/** What the running process is, beyond its rooms' own state. */
+export interface NodeRuntime {
+  running: boolean;
+  masterUrl: string;
+  /** host:port registered with the master. */
+  address: string;
+  port: number;
+  startedAt: number;
+  version: string;
+  schedule: ScheduleInfo;
+  restartRequired: string[];
+}
 
-  constructor(path: string, ttlMs = 5_000, now: () => number = Date.now) {
-    this.#path = path;
-    this.#ttlMs = ttlMs;
-    this.#now = now;
-  }
-
-  read(): Promise<DiskSpace | null> {
-    if (this.#last && this.#now() - this.#last.at < this.#ttlMs) return Promise.resolve(this.#last.value);
-    this.#pending ??= readDiskSpace(this.#path)
-      .catch(() => null)
-      .then((value) => {
-        this.#last = { at: this.#now(), value };
-        this.#pending = null;
-        return value;
-      });
-    return this.#pending;
-  }
+/** Everything /api/status reads, and nothing more. */
+export interface StatusSources {
+  config(): NodeConfig;
+  sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'>;
+  jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure'>;
+  store: Pick<PackageStore, 'root' | 'list' | 'usedBytes'>;
+  stats: Pick<DownloadStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
+  quota: Pick<QuotaGuard, 'state'>;
+  announcer: { readonly state: AnnouncerState };
+  runtime(): NodeRuntime;
 }
 
 const seconds = (ms: number) => ms / 1000;
@@ -40,8 +42,9 @@ const iso = (ms: number | null | undefined) => (ms === null || ms === undefined 
  * keep working; then the detail this node adds (times as ISO strings). Built from memory only:
  * no directory walk per request; the disk figures come from a cached statfs.
  */
-export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
-  const config = node.config.current;
+export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
+  const config = node.config();
+  const runtime = node.runtime();
   const lastPoll = node.sync.lastSuccess;
   const syncing = node.jobs.inFlightIds();
   const active = node.sync.activeMeetings();
@@ -111,24 +114,24 @@ export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
   const lastError = pollError ?? announcer.lastError;
   const reachable = lastPoll !== null && pollError === null && announcer.consecutiveFailures === 0;
   const used = node.store.usedBytes();
-  const schedule = node.schedule;
+  const schedule = runtime.schedule;
   return {
     node_id: config.nodeId,
-    running: node.serving,
+    running: runtime.running,
     connected: reachable,
-    main_server: node.master.baseUrl,
-    node_ip: node.address.replace(/:\d+$/, ''),
-    node_port: node.port,
-    start_time: seconds(node.startedAt),
+    main_server: runtime.masterUrl,
+    node_ip: runtime.address.replace(/:\d+$/, ''),
+    node_port: runtime.port,
+    start_time: seconds(runtime.startedAt),
     last_sync: lastPoll ? seconds(lastPoll.at) : null,
-    sync_status: !node.serving ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
+    sync_status: !runtime.running ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
     active_meetings: referenceMeetings,
     meeting_count: held.length,
     storage_usage: used,
 
-    version: node.version,
-    node_address: node.address,
-    uptime_seconds: Math.floor(seconds(Date.now() - node.startedAt)),
+    version: runtime.version,
+    node_address: runtime.address,
+    uptime_seconds: Math.floor(seconds(Date.now() - runtime.startedAt)),
     token: lastPoll?.token ?? null,
     active_meeting_count: active.length,
     meetings,
@@ -144,7 +147,7 @@ export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
       quota: node.quota.state,
     },
     master: {
-      url: node.master.baseUrl,
+      url: runtime.masterUrl,
       reachable,
       registered: announcer.registered,
       last_poll: iso(lastPoll?.at),
@@ -158,6 +161,6 @@ export function buildStatus(node: EdgeNode, disk: DiskSpace | null) {
       heartbeat: { interval_seconds: config.heartbeat.interval, next_at: iso(schedule.nextHeartbeatAt) },
     },
     downloads: { active: node.stats.activeDownloads, bytes_served: node.stats.totalBytesServed },
-    restart_required: node.restartRequired,
+    restart_required: runtime.restartRequired,
   };
 }

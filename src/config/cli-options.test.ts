@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { parseCliOptions, readEnvironment, USAGE } from './cli-options.ts';
+
+describe('readEnvironment: the EDGE_* switches without a flag', () => {
+  test('nothing set: no token override, zero copy and burst accept on', () => {
+    assert.deepEqual(readEnvironment({}), { zeroCopy: true, burstAccept: true });
+  });
+
+  test('EDGE_ZERO_COPY=0 and EDGE_BURST_ACCEPT=0 switch those off; other values leave them on', () => {
+    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '0', EDGE_BURST_ACCEPT: '0' }), { zeroCopy: false, burstAccept: false });
+    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '1', EDGE_BURST_ACCEPT: 'no' }), { zeroCopy: true, burstAccept: true });
+  });
+
+  test('EDGE_ADMIN_TOKEN is trimmed; blank means unset', () => {
+    assert.equal(readEnvironment({ EDGE_ADMIN_TOKEN: '  env-token-0123456789abc \n' }).adminToken, 'env-token-0123456789abc');
+    assert.equal('adminToken' in readEnvironment({ EDGE_ADMIN_TOKEN: '   ' }), false);
+  });
+
+  test('the usage lists every variable this module reads', () => {
+    for (const name of ['EDGE_PORT', 'EDGE_HOST', 'EDGE_CONFIG', 'EDGE_ADMIN_TOKEN', 'EDGE_ZERO_COPY', 'EDGE_BURST_ACCEPT']) {
+      assert.ok(USAGE.includes(name), name);
+    }
+  });
+});
+
+test('no module under src/ reads process.env: start.ts hands it to this module', () => {
+  const src = path.resolve(import.meta.dirname, '..');
+  const readers = (readdirSync(src, { recursive: true }) as string[])
+    .filter((file) => file.endsWith('.ts') && !file.endsWith('.test.ts'))
+    .filter((file) => /process\.env\b/.test(readFileSync(path.join(src, file), 'utf8')));
+  assert.deepEqual(readers, []);
+});
+
+describe('--version', () => {
+  test('is reported only when given (long and short form)', () => {
+    assert.equal(parseCliOptions(['--version'], {}).version, true);
+    assert.equal(parseCliOptions(['-v'], {}).version, true);
+    assert.equal('version' in parseCliOptions([], {}), false);
+  });
+});

@@ -1,0 +1,126 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import winston from 'winston';
+
+/** winston's npm names of the levels the node writes, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+const SEVERITY: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/**
+ * What the node's modules log through: four levels, the threshold (the config applies
+ * logging.level live) and close. Narrow on purpose: tests hand in a MemoryLogger
+ * (memory-logger.ts), the admin log view wraps one (log-ring.ts), neither needs winston.
+ */
+export interface Logger {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  debug(message: string): void;
+  /** Lines below this level are dropped. */
+  level: LogLevel;
+  /** Flushes what was written and releases the files; resolves within a second at most. */
+  close(): Promise<void>;
+}
+
+/** True when a line of `level` passes a logger whose threshold is `threshold`. */
+export function levelEnabled(threshold: LogLevel, level: LogLevel): boolean {
+  return SEVERITY[level] <= SEVERITY[threshold];
+}
+
+export interface LoggerOptions {
+  /** The config's logging.level (the reference node's Python names are accepted). */
+  level: string;
+  /** Absolute path of the log file, or null for console only. */
+  filePath: string | null;
+  maxFileSize: number;
+  backupCount: number;
+  console?: boolean;
+}
+
+/** Maps the reference node's Python level names onto winston's npm levels. */
+export function toLogLevel(level: string): LogLevel {
+  switch (level.toUpperCase()) {
+    case 'DEBUG':
+      return 'debug';
+    case 'WARNING':
+    case 'WARN':
+      return 'warn';
+    case 'ERROR':
+    case 'CRITICAL':
+      return 'error';
+    default:
+      return 'info';
+  }
+}
+
+const lineFormat = winston.format.printf(({ timestamp, level, message, ...meta }) => {
+  const rest = Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : '';
+  return `${timestamp} ${level.toUpperCase().padEnd(5)} ${message}${rest}`;
+});
+
+/** The production logger: console and a size-rotated file, through winston. */
+class WinstonLogger implements Logger {
+  readonly #winston: winston.Logger;
+
+  constructor(logger: winston.Logger) {
+    this.#winston = logger;
+  }
+
+  error(message: string): void {
+    this.#winston.error(message);
+  }
+  warn(message: string): void {
+    this.#winston.warn(message);
+  }
+  info(message: string): void {
+    this.#winston.info(message);
+  }
+  debug(message: string): void {
+    this.#winston.debug(message);
+  }
+
+  get level(): LogLevel {
+    return this.#winston.level as LogLevel;
+  }
+  set level(level: LogLevel) {
+    this.#winston.level = level;
+  }
+
+  close(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#winston.on('finish', () => resolve());
+      this.#winston.end();
+      // A file transport stuck on a full disk must not hold the shutdown.
+      setTimeout(resolve, 1000).unref();
+    });
+  }
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const transports: winston.transport[] = [];
+  if (options.console !== false) {
+    transports.push(new winston.transports.Console());
+  }
+  if (options.filePath) {
+    mkdirSync(path.dirname(options.filePath), { recursive: true });
+    // Size-based rotation like the reference's RotatingFileHandler: node.log, node1.log, ...
+    transports.push(
+      new winston.transports.File({
+        filename: options.filePath,
+        maxsize: options.maxFileSize,
+        maxFiles: options.backupCount + 1,
+        tailable: true,
+      }),
+    );
+  }
+  return new WinstonLogger(
+    winston.createLogger({
+      level: toLogLevel(options.level),
+      format: winston.format.combine(winston.format.timestamp(), lineFormat),
+      transports,
+      // A test or embedded node may run with no transport at all; winston warns otherwise.
+      silent: transports.length === 0,
+    }),
+  );
+}

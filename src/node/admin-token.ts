@@ -1,0 +1,45 @@
+import { randomBytes } from 'node:crypto';
+import { ConfigError, type ConfigStore } from '../config/config-store.ts';
+import type { Logger } from '../log/logger.ts';
+
+export interface AdminTokenSources {
+  /** Given by the embedding program (tests, benchmarks); wins over everything. */
+  option?: string;
+  /** EDGE_ADMIN_TOKEN (config/cli-options.ts). */
+  environment?: string;
+  /** Shows a newly generated token to the operator; null: nobody is shown (the embedder reads node.adminToken). */
+  announce: ((token: string, configPath: string) => void) | null;
+}
+
+/**
+ * Decides the admin API's bearer token at start: the option or EDGE_ADMIN_TOKEN (never saved),
+ * else the config's adminToken; with neither, a new random one is saved to the config and shown
+ * to the operator once. Returns the token in force, read on every request (a config change to
+ * adminToken applies at once unless an override is in force). Throws ConfigError for an override
+ * the schema refuses.
+ */
+export function resolveAdminToken(config: ConfigStore, sources: AdminTokenSources, logger: Logger): () => string {
+  const override = sources.option ?? sources.environment;
+  if (override !== undefined) {
+    const checked = config.validate({ ...config.current, adminToken: override });
+    if (!checked.ok) {
+      const source = sources.option !== undefined ? 'adminToken option' : 'EDGE_ADMIN_TOKEN';
+      throw new ConfigError(`${source} ${checked.fields.adminToken ?? 'is invalid'}`, { adminToken: checked.fields.adminToken ?? 'is invalid' });
+    }
+    return () => override;
+  }
+  const fromConfig = () => config.current.adminToken ?? '';
+  if (config.current.adminToken) return fromConfig;
+  const token = randomBytes(24).toString('base64url');
+  const saved = config.update({ adminToken: token });
+  if (!saved.ok) throw new ConfigError(`cannot save a generated admin token: ${JSON.stringify(saved.fields)}`);
+  // Never in the log (logs go into diagnostics zips); once on the console for the operator.
+  logger.info(`admin token generated and saved as adminToken in ${config.filePath}`);
+  sources.announce?.(token, config.filePath);
+  return fromConfig;
+}
+
+/** The default announcement: on the console, once. */
+export function printAdminToken(token: string, configPath: string): void {
+  console.log(`meeting-edge: admin token for the control panel and API (saved in ${configPath}; shown only now):\n  ${token}`);
+}

@@ -1,0 +1,293 @@
+import type { EventEmitter } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { NodeConfig } from '../config/schema.ts';
+import type { NodeEventMap } from '../http/admin/events.ts';
+import type { BurstAccept } from '../http/burst-accept.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Announcer } from '../master/announcer.ts';
+import { resolveNodeAddress } from '../master/node-address.ts';
+import type { PackageStore } from '../store/package-store.ts';
+import type { SyncJobs } from '../sync/sync-jobs.ts';
+import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { MasterLink } from './master-link.ts';
+import type { NodePolicy } from './policy.ts';
+import { PeriodicTask } from './scheduler.ts';
+
+export interface ScheduleInfo {
+  nextPollAt: number | null;
+  nextHeartbeatAt: number | null;
+}
+
+export type TaskName = 'poll' | 'watch' | 'heartbeat';
+
+export interface LifecycleDeps {
+  config: () => NodeConfig;
+  policy: NodePolicy;
+  server: Server;
+  host: string;
+  /** Connections accepted past Node's own accept; server.close() does not wait for them. */
+  burstAccept: BurstAccept | null;
+  store: Pick<PackageStore, 'root' | 'list'>;
+  sync: SyncLoop;
+  jobs: SyncJobs;
+  announcer: Announcer;
+  master: MasterLink;
+  /** Closed in this order once the transfers are over (metrics, hash thread...). */
+  closeAfterDrain: Array<() => void | Promise<void>>;
+  /** Closed as soon as the node stops serving (the panel's event streams). */
+  closeAtStop: () => void;
+  events: EventEmitter<NodeEventMap>;
+  logger: Logger;
+  /** Whether stop closes the logger: only one the node built itself. */
+  ownsLogger: boolean;
+  /** Resolves once the config changes being applied are live (a stop waits for them). */
+  configSettled: () => Promise<void>;
+}
+
+/**
+ * The node's life: listening, the poll, watch and heartbeat timers, the operator's service
+ * stop/start, and the final stop that drains transfers before closing. Owns the serving flag.
+ */
+export class NodeLifecycle {
+  readonly #deps: LifecycleDeps;
+  #address = '';
+  #port = 0;
+  #serving = true;
+  #stopping: Promise<void> | null = null;
+  #schedule: ScheduleInfo = { nextPollAt: null, nextHeartbeatAt: null };
+  /** Service stop/start requests run one at a time. */
+  #serviceOp: Promise<void> = Promise.resolve();
+  /** Heartbeats this node started and that have not finished (stop waits for them before unregistering). */
+  #beats = new Set<Promise<boolean>>();
+  readonly #tasks: Record<TaskName, PeriodicTask>;
+
+  constructor(deps: LifecycleDeps) {
+    this.#deps = deps;
+    const { config, sync, logger } = deps;
+    // The interval callbacks run exactly when the next run is scheduled: noting the time there
+    // makes the next-run times in /api/status those of the real timers.
+    this.#tasks = {
+      poll: new PeriodicTask(
+        'poll',
+        () => {
+          const ms = config().syncInterval * 1000;
+          this.#schedule.nextPollAt = Date.now() + ms;
+          return ms;
+        },
+        () => sync.pollNow(),
+        logger,
+      ),
+      // Quick checks between polls (watchInterval).
+      watch: new PeriodicTask(
+        'watch',
+        () => this.#watchDelayMs(),
+        async () => {
+          if (config().watchInterval > 0) await sync.watch();
+        },
+        logger,
+      ),
+      heartbeat: new PeriodicTask(
+        'heartbeat',
+        () => {
+          const ms = config().heartbeat.interval * 1000;
+          this.#schedule.nextHeartbeatAt = Date.now() + ms;
+          return ms;
+        },
+        () => this.#beat(),
+        logger,
+      ),
+    };
+    // A finished sync or an eviction goes to the master at once: the room's token waits for it.
+    sync.events.on('changed', () => {
+      if (this.#serving) void this.#beat();
+    });
+  }
+
+  get serving(): boolean {
+    return this.#serving;
+  }
+
+  get stopping(): boolean {
+    return this.#stopping !== null;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** host:port registered with the master. */
+  get address(): string {
+    return this.#address;
+  }
+
+  /** When the poll and heartbeat timers fire next (null: not scheduled, e.g. service stopped). */
+  get schedule(): ScheduleInfo {
+    return { ...this.#schedule };
+  }
+
+  /** Listens, then works out the address to register. Rejects when the port cannot be had. */
+  async listen(port: number): Promise<void> {
+    const { server, host, logger, config, master, store } = this.#deps;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#port = (server.address() as AddressInfo).port;
+    const resolved = resolveNodeAddress(config(), this.#port);
+    this.#address = resolved.address;
+    logger.info(`listening on ${host}:${this.#port}; node ${config().nodeId}`);
+    logger.info(
+      `address for tablets: ${this.#address} (${resolved.source === 'public' ? 'publicIp from config' : resolved.source === 'interface' ? 'first non-internal IPv4' : 'no network interface found, loopback only'})`,
+    );
+    logger.info(`master: ${master.client.baseUrl}; storage: ${store.root} (${store.list().length} package(s))`);
+  }
+
+  /** The address settings changed: works out the address to register again. */
+  refreshAddress(): string {
+    this.#address = resolveNodeAddress(this.#deps.config(), this.#port).address;
+    return this.#address;
+  }
+
+  /** Registers, then heartbeats; polls and quick checks start at once. */
+  startBackground(): void {
+    void this.#deps.announcer.register().then(() => {
+      if (this.#serving && !this.#stopping) {
+        this.#schedule.nextHeartbeatAt = Date.now();
+        this.#tasks.heartbeat.start(0);
+      }
+    });
+    this.#schedule.nextPollAt = Date.now();
+    this.#tasks.poll.start(0);
+    this.#tasks.watch.start(this.#watchDelayMs());
+  }
+
+  /** Runs a task now (or right after its current run) and counts its interval from then. */
+  runNow(task: TaskName): Promise<void> {
+    return this.#tasks[task].runNow();
+  }
+
+  /** Its interval changed: the next run counts the new one from now. */
+  reschedule(task: TaskName): void {
+    this.#tasks[task].reschedule();
+  }
+
+  heartbeatNow(): Promise<boolean> {
+    return this.#beat();
+  }
+
+  /** Polls now; ok when that poll reached the master, else the poll's error. */
+  async syncNowReport(): Promise<{ ok: boolean; error: string | null }> {
+    const started = Date.now();
+    await this.#tasks.poll.runNow();
+    const last = this.#deps.sync.lastSuccess;
+    if (last && last.at >= started) return { ok: true, error: null };
+    return { ok: false, error: this.#deps.sync.lastError?.message ?? null };
+  }
+
+  /** Waits for every heartbeat in flight (a heartbeat landing after an unregister registers again). */
+  async beatsSettled(): Promise<void> {
+    while (this.#beats.size > 0) await Promise.allSettled([...this.#beats]);
+  }
+
+  /**
+   * The operator's stop: unregister, no more polls or heartbeats, downloads answer 503. The
+   * process and the admin API stay up; in-flight syncs finish, no new ones start.
+   */
+  stopService(): Promise<void> {
+    return this.#serialized(async () => {
+      if (!this.#serving || this.#stopping) return;
+      this.#serving = false;
+      this.#stopTasks();
+      this.#schedule = { nextPollAt: null, nextHeartbeatAt: null };
+      this.#deps.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
+      this.#deps.events.emit('service', { running: false });
+      await this.beatsSettled();
+      await this.#deps.announcer.unregister();
+    });
+  }
+
+  /** The operator's start: register and resume polling and heartbeats at once. */
+  startService(): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#serving || this.#stopping) return;
+      this.#serving = true;
+      this.#deps.sync.setPaused(false);
+      this.#deps.logger.info('service started by the operator');
+      this.#deps.events.emit('service', { running: true });
+      await this.#deps.announcer.register();
+      this.#schedule.nextHeartbeatAt = Date.now();
+      this.#schedule.nextPollAt = Date.now();
+      this.#tasks.heartbeat.start(0);
+      this.#tasks.poll.start(0);
+      this.#tasks.watch.start(this.#watchDelayMs());
+    });
+  }
+
+  /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    const { server, jobs, logger, policy } = this.#deps;
+    const drainMs = policy.drainTimeoutMs;
+    logger.info('stopping: no more polls or heartbeats');
+    this.#stopTasks();
+    await this.#serviceOp;
+    await this.#deps.configSettled();
+    const wasServing = this.#serving;
+    this.#serving = false;
+    this.#deps.closeAtStop();
+    if (wasServing) {
+      await this.beatsSettled();
+      await this.#deps.announcer.unregister();
+    }
+    // Refuse new connections; let running downloads (tablets and master) finish within the bound.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const drained = await jobs.drain(drainMs);
+    if (!drained) {
+      logger.warn('stopping: cancelling downloads from the master that did not finish in time');
+      jobs.cancelAll('node stopping');
+      await jobs.drain(policy.cancelGraceMs);
+    }
+    const timer = setTimeout(() => server.closeAllConnections(), drained ? drainMs : policy.closeGraceMs);
+    // server.close() waits only for the connections Node accepted itself.
+    await Promise.all([closed, this.#deps.burstAccept?.closed()]);
+    clearTimeout(timer);
+    for (const close of this.#deps.closeAfterDrain) await close();
+    await this.#deps.master.client.close();
+    logger.info('stopped');
+    if (this.#deps.ownsLogger) await logger.close();
+  }
+
+  #stopTasks(): void {
+    this.#tasks.poll.stop();
+    this.#tasks.watch.stop();
+    this.#tasks.heartbeat.stop();
+    this.#deps.sync.setPaused(true);
+  }
+
+  /** Between quick checks; switched off (0) it idles, so turning it on applies soon. */
+  #watchDelayMs(): number {
+    return (this.#deps.config().watchInterval || this.#deps.policy.watchIdleSeconds) * 1000;
+  }
+
+  #beat(): Promise<boolean> {
+    const beat = this.#deps.announcer.heartbeat();
+    this.#beats.add(beat);
+    void beat.finally(() => this.#beats.delete(beat));
+    return beat;
+  }
+
+  #serialized(operation: () => Promise<void>): Promise<void> {
+    const run = this.#serviceOp.then(operation);
+    this.#serviceOp = run.catch(() => {});
+    return run;
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The node's operating policy: the fixed numbers of how it serves, waits and stops, in one place.
+ * Not settings: an operator tunes the node through node_config.json (config/schema.ts) and the
+ * command line (config/cli-options.ts). Tests and benchmarks may override a few through
+ * EdgeNodeOptions.policy, to run shorter.
+ */
+export interface NodePolicy {
+  /**
+   * Tablets asking for an active meeting not yet synced wait this long before a 503: a meeting
+   * start is one burst, and the package usually arrives within it.
+   */
+  waitForSyncMs: number;
+  /** Retry-After of a 503 (service stopped, sync not done, too many tailing): soon, not in a herd. */
+  retryAfterSeconds: number;
+  /**
+   * Floor of a tablet's idle timeout (network.downloadTimeout may be lower): a tablet reading a
+   * package that is still syncing waits on the master's pace, which the tablet cannot help.
+   */
+  minDownloadIdleTimeoutMs: number;
+  /** Most tablets served from a package still syncing (tailing its temp file); past it 503. Bounds sockets and fds. */
+  maxTailingClients: number;
+  /** How long a stop lets in-flight transfers (tablets and master) finish before cutting them. */
+  drainTimeoutMs: number;
+  /** After cancelling the master downloads that outlived the drain: how long they get to clean up. */
+  cancelGraceMs: number;
+  /** After a drain that timed out: how long tablets' connections get before they are closed. */
+  closeGraceMs: number;
+  /** Log lines kept in memory for /api/logs, the panel and the diagnostics zip. */
+  logRingLines: number;
+  /** Quick checks switched off (watchInterval 0) still wake this often, so switching them on applies soon. */
+  watchIdleSeconds: number;
+  /** Failed admin logins allowed per client address and window; undefined: the admin API's own default. */
+  authLimit?: { maxFailures: number; windowMs: number };
+}
+
+export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
+  waitForSyncMs: 30_000,
+  retryAfterSeconds: 5,
+  minDownloadIdleTimeoutMs: 30_000,
+  maxTailingClients: 2_000,
+  drainTimeoutMs: 10_000,
+  cancelGraceMs: 2_000,
+  closeGraceMs: 1_000,
+  logRingLines: 1_000,
+  watchIdleSeconds: 60,
+});
