@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createLogger } from './logger.ts';
+import { MemoryLogger } from '../log/memory-logger.ts';
 import { CronTask, isCronExpression } from './cron-task.ts';
 
-const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
+const logger = new MemoryLogger();
 
 describe('CronTask', () => {
   test('cron expressions: five or six fields accepted, nonsense refused', () => {

@@ -1,5 +1,5 @@
 import { createTask, validate, type ScheduledTask } from 'node-cron';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../log/logger.ts';
 
 /** Whether node-cron accepts this expression (5 fields, or 6 with seconds). */
 export function isCronExpression(expression: string): boolean {
