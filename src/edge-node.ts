@@ -388,7 +388,8 @@ export class EdgeNode {
     const result = this.config.update(patch);
     if (!result.ok) return result;
     await this.#applying;
-    const restartRequired = result.changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
+    // Only keys whose saved value now differs from what this process runs with (set back: no restart).
+    const restartRequired = result.changed.filter((key) => this.restartRequired.includes(key));
     return { ok: true, changed: result.changed, restartRequired, config: result.config };
   }
 
@@ -576,7 +577,7 @@ export class EdgeNode {
     if (touched('syncInterval')) this.#pollTask.reschedule();
     if (touched('watchInterval')) this.#watchTask.reschedule();
     if (touched('heartbeat.interval')) this.#heartbeatTask.reschedule();
-    const restartRequired = changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
+    const restartRequired = changed.filter((key) => this.restartRequired.includes(key));
     if (restartRequired.length > 0) this.logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
     this.events.emit('config', { changed, restartRequired });
   }

@@ -370,6 +370,45 @@ describe('GET/POST /api/config', () => {
     assert.equal(status.json.node_port, port);
   });
 
+  test('setting nodePort to the value the node runs with asks for no restart', async (t) => {
+    const { n } = await setup(t);
+    const running = n.node.config.current.nodePort;
+    const same = await api(n.url, 'POST', '/api/config', { body: { nodePort: running } });
+    assert.equal(same.status, 200);
+    assert.deepEqual(same.json.restart_required, []);
+    assert.equal(same.json.message, 'nothing changed');
+    // Changed, then set back to the running value: saved, but nothing waits for a restart.
+    assert.deepEqual((await api(n.url, 'POST', '/api/config', { body: { nodePort: 18_124 } })).json.restart_required, ['nodePort']);
+    const back = await api(n.url, 'POST', '/api/config', { body: { nodePort: running } });
+    assert.equal(back.status, 200);
+    assert.deepEqual(back.json.changed, ['nodePort']);
+    assert.deepEqual(back.json.restart_required, []);
+    assert.doesNotMatch(back.json.message, /restart/);
+    assert.deepEqual((await api(n.url, 'GET', '/api/status')).json.restart_required, []);
+  });
+
+  test('an unknown top-level key (a typo) is refused with 400 naming it, and nothing is saved', async (t) => {
+    const { n } = await setup(t);
+    const fileBefore = await readFile(n.configPath, 'utf8');
+    const res = await api(n.url, 'POST', '/api/config', { body: { synInterval: 30 } });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.json.fields, { synInterval: 'is not a known setting' });
+    assert.match(res.json.error, /synInterval/);
+    assert.equal(await readFile(n.configPath, 'utf8'), fileBefore);
+  });
+
+  test('mainServerIp with a port, scheme or path is refused with 400; a host name or address is accepted', async (t) => {
+    const { n } = await setup(t);
+    for (const value of ['127.0.0.1:80', 'http://127.0.0.1', '127.0.0.1/x', 'local host']) {
+      const res = await api(n.url, 'POST', '/api/config', { body: { mainServerIp: value } });
+      assert.equal(res.status, 400, value);
+      assert.match(res.json.fields.mainServerIp, /host name, IPv4 or IPv6/, value);
+    }
+    assert.equal(n.node.config.current.mainServerIp, '127.0.0.1');
+    const publicIp = await api(n.url, 'POST', '/api/config', { body: { publicIp: '::1' } });
+    assert.equal(publicIp.status, 200);
+  });
+
   test('legacy POST /api/config/heartbeat: a bare integer or {"interval": n}, 10–300', async (t) => {
     const { n } = await setup(t);
     const bare = await api(n.url, 'POST', '/api/config/heartbeat', { rawBody: '30' });
