@@ -76,7 +76,7 @@ test('demo keeps its admin token and the config changed between runs', { timeout
   defer(() => removeDir(dir));
   const flags = () => Promise.all([freePort(), freePort()]).then(([m, n]) => ['--master-port', String(m), '--node-port', String(n), '--size', '65536', '--throttle', '0', '--dir', dir, '--check']);
   const first = await runDemo(await flags());
-  assert.equal(first.code, 0, first.stderr);
+  assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
   const token = /admin token: (\S+)/.exec(first.stdout)?.[1];
   assert.ok(token, first.stdout);
   // A change the panel would have saved.
@@ -86,7 +86,7 @@ test('demo keeps its admin token and the config changed between runs', { timeout
   await writeFile(configPath, JSON.stringify({ ...saved, syncInterval: 42 }, null, 4));
 
   const second = await runDemo(await flags());
-  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.code, 0, `${second.stdout}\n${second.stderr}`);
   assert.equal(/admin token: (\S+)/.exec(second.stdout)?.[1], token, 'the same token on the second run');
   const after = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
   assert.equal(after.syncInterval, 42, 'the change survived the second run');
