@@ -17,7 +17,7 @@ import { Nginx } from './nginx.ts';
 import { CpuMeter, PeakRss, rssBytes } from './proc-stats.ts';
 import { RpcChild } from './rpc.ts';
 import { configSchema } from '../src/config/schema.ts';
-import { testConfig } from '../test/helpers.ts';
+import { loopbackConfig } from '../scripts/lib/loopback-config.ts';
 
 const BENCH_DIR = import.meta.dirname;
 const MiB = 1024 * 1024;
@@ -98,7 +98,7 @@ async function startNode(ctx: BenchContext, masterPort: number, config: Record<s
   const configPath = path.join(dir, 'node_config.json');
   // The tests' loopback config, with bench timeouts and no quota (packages are up to 2 GiB).
   const network = { maxConcurrentDownloads: 3, downloadTimeout: 60, connectionTimeout: 5, retryCount: 3, retryDelay: 1 };
-  const nodeConfig = testConfig(masterPort, {
+  const nodeConfig = loopbackConfig(masterPort, {
     // The product's polling, not the tests' (which switch the watch off).
     syncInterval: configSchema.properties.syncInterval.default,
     watchInterval: configSchema.properties.watchInterval.default,

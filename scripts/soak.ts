@@ -19,7 +19,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createReferenceMaster } from '../reference-master/master.ts';
-import { testConfig } from '../test/helpers.ts';
+import { loopbackConfig } from '../scripts/lib/loopback-config.ts';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   await writeFile(
     configPath,
     JSON.stringify(
-      testConfig(masterPort, {
+      loopbackConfig(masterPort, {
         network: { retryDelay: 0.5, connectionTimeout: 2, downloadTimeout: 10 },
         logging: { fileEnabled: false, level: 'WARNING' },
       }),

@@ -115,16 +115,17 @@ describe('admin API authentication', () => {
     assert.match(unknown.json.error, /no route/);
   });
 
-  test('failed attempts are limited per client address: 429 after the limit, even for the right token, until the window ends', async (t) => {
+  test('wrong tokens are limited per client address: 429 after the limit until the window ends; the right token still passes', async (t) => {
     const { n } = await setup(t, { authLimit: { maxFailures: 3, windowMs: 4_000 } });
     for (let i = 0; i < 3; i++) assert.equal((await api(n.url, 'GET', '/api/status', { token: `guess-${i}-0000000000000000` })).status, 401);
     const limited = await api(n.url, 'GET', '/api/status', { token: 'guess-3-0000000000000000' });
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers.get('retry-after')) >= 1);
-    // A correct token is not even compared while the address is blocked (no oracle for guesses).
-    assert.equal((await api(n.url, 'GET', '/api/status')).status, 429);
+    // Issue 14: the right token is always accepted, even from an address whose guesses are blocked
+    // (a neighbour behind the same NAT must not lock the operator out).
+    assert.equal((await api(n.url, 'GET', '/api/status')).status, 200);
     assert.equal(n.logger.lines.filter((line) => line.includes('blocked')).length, 1, 'the block is logged once');
-    await waitFor('the window to end', async () => (await api(n.url, 'GET', '/api/status')).status === 200, 20_000, 250);
+    await waitFor('the window to end', async () => (await api(n.url, 'GET', '/api/status', { token: 'guess-4-0000000000000000' })).status === 401, 20_000, 250);
   });
 
   test('downloads, /healthz, /readyz and /metrics are public; downloads allow any origin, admin routes none', async (t) => {
@@ -363,6 +364,45 @@ describe('GET/POST /api/config', () => {
     const status = await api(n.url, 'GET', '/api/status');
     assert.deepEqual(status.json.restart_required, ['nodePort']);
     assert.equal(status.json.node_port, port);
+  });
+
+  test('setting nodePort to the value the node runs with asks for no restart', async (t) => {
+    const { n } = await setup(t);
+    const running = n.node.config.current.nodePort;
+    const same = await api(n.url, 'POST', '/api/config', { body: { nodePort: running } });
+    assert.equal(same.status, 200);
+    assert.deepEqual(same.json.restart_required, []);
+    assert.equal(same.json.message, 'nothing changed');
+    // Changed, then set back to the running value: saved, but nothing waits for a restart.
+    assert.deepEqual((await api(n.url, 'POST', '/api/config', { body: { nodePort: 18_124 } })).json.restart_required, ['nodePort']);
+    const back = await api(n.url, 'POST', '/api/config', { body: { nodePort: running } });
+    assert.equal(back.status, 200);
+    assert.deepEqual(back.json.changed, ['nodePort']);
+    assert.deepEqual(back.json.restart_required, []);
+    assert.doesNotMatch(back.json.message, /restart/);
+    assert.deepEqual((await api(n.url, 'GET', '/api/status')).json.restart_required, []);
+  });
+
+  test('an unknown top-level key (a typo) is refused with 400 naming it, and nothing is saved', async (t) => {
+    const { n } = await setup(t);
+    const fileBefore = await readFile(n.configPath, 'utf8');
+    const res = await api(n.url, 'POST', '/api/config', { body: { synInterval: 30 } });
+    assert.equal(res.status, 400);
+    assert.deepEqual(res.json.fields, { synInterval: 'is not a known setting' });
+    assert.match(res.json.error, /synInterval/);
+    assert.equal(await readFile(n.configPath, 'utf8'), fileBefore);
+  });
+
+  test('mainServerIp with a port, scheme or path is refused with 400; a host name or address is accepted', async (t) => {
+    const { n } = await setup(t);
+    for (const value of ['127.0.0.1:80', 'http://127.0.0.1', '127.0.0.1/x', 'local host']) {
+      const res = await api(n.url, 'POST', '/api/config', { body: { mainServerIp: value } });
+      assert.equal(res.status, 400, value);
+      assert.match(res.json.fields.mainServerIp, /host name, IPv4 or IPv6/, value);
+    }
+    assert.equal(n.node.config.current.mainServerIp, '127.0.0.1');
+    const publicIp = await api(n.url, 'POST', '/api/config', { body: { publicIp: '::1' } });
+    assert.equal(publicIp.status, 200);
   });
 
   test('legacy POST /api/config/heartbeat: a bare integer or {"interval": n}, 10–300', async (t) => {

@@ -151,8 +151,10 @@ test('failed attempts are rate-limited per address (429 + Retry-After), logged w
   const blocked = await call(`${n.url}/api/config`, { headers: { authorization: 'Bearer one-more-guess-123' } });
   assert.equal(blocked.status, 429);
   assert.ok(Number(blocked.headers['retry-after']) >= 1, 'Retry-After says when to come back');
-  // While blocked, guesses are not even compared: the right token waits too.
-  assert.equal((await call(`${n.url}/api/config`, { headers: { authorization: `Bearer ${token}` } })).status, 429);
+  // While blocked, wrong tokens keep getting 429; the right token is always accepted (issue 14:
+  // a neighbour's guesses must not lock the operator out).
+  assert.equal((await call(`${n.url}/api/config`, { headers: { authorization: 'Bearer yet-another-guess-456' } })).status, 429);
+  assert.equal((await call(`${n.url}/api/config`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the right token passes while blocked');
   // Downloads are not behind the limit.
   assert.equal((await call(packageUrl(n.url, 'm1'))).status, 200);
 
@@ -160,8 +162,28 @@ test('failed attempts are rate-limited per address (429 + Retry-After), logged w
   assert.ok(rejections.length >= 5, 'every failed attempt is logged');
   assert.ok(rejections.every((line) => /wrong token|no token|token in the URL/.test(line)), 'with its reason');
   assert.equal(n.logger.lines.filter((line) => /blocked for \d+ s after 5 failed attempts/.test(line)).length, 1, 'the block is logged once');
-  assertNoSecretLogged(n, [token, ...tried, 'one-more-guess-123']);
+  assertNoSecretLogged(n, [token, ...tried, 'one-more-guess-123', 'yet-another-guess-456']);
 
   await sleep(1_600);
-  assert.equal((await call(`${n.url}/api/config`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the limit lifts after its window');
+  assert.equal((await call(`${n.url}/api/config`, { headers: { authorization: 'Bearer after-the-window-789' } })).status, 401, 'the limit lifts after its window');
+});
+
+test('requests without a token get a plain 401, are not counted, and never lock out the right token', async (t) => {
+  const { n, token } = await authNode(t, { maxFailures: 3, windowMs: 60_000 });
+  // A panel opened before signing in, a monitoring probe: many requests without a token.
+  for (let i = 0; i < 20; i++) {
+    const none = await call(`${n.url}/api/status`);
+    assert.equal(none.status, 401, `request ${i + 1} without a token`);
+    assert.equal(none.headers['retry-after'], undefined, 'no Retry-After: nothing is blocked');
+  }
+  assert.equal((await call(`${n.url}/api/status?token=x`)).status, 401, 'a token in the URL is not a guess either');
+  assert.equal((await call(`${n.url}/api/status`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the right token passes');
+  // Wrong tokens still count: the cap on guesses holds.
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await call(`${n.url}/api/status`, { headers: { authorization: `Bearer wrong-guess-${i}-abcdef` } })).status, 401, `guess ${i + 1}`);
+  }
+  assert.equal((await call(`${n.url}/api/status`, { headers: { authorization: 'Bearer wrong-guess-4-abcdef' } })).status, 429, 'past the cap, guesses get 429');
+  assert.equal((await call(`${n.url}/api/status`)).status, 401, 'no token while guesses are blocked: still a plain 401');
+  assert.equal((await call(`${n.url}/api/status`, { headers: { authorization: `Bearer ${token}` } })).status, 200, 'the right token passes while guesses are blocked');
+  assertNoSecretLogged(n, [token]);
 });

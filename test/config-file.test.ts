@@ -38,6 +38,9 @@ const INVALID_FILES: Array<{ key: string; content: string }> = [
   { key: 'heartbeat.interval', content: JSON.stringify({ ...REFERENCE_CONFIG, heartbeat: { interval: '10', timeout: 30 } }) },
   { key: 'storage.bogus', content: JSON.stringify({ ...REFERENCE_CONFIG, storage: { ...REFERENCE_CONFIG.storage, bogus: 1 } }) },
   { key: 'mainServerPort', content: JSON.stringify({ ...REFERENCE_CONFIG, mainServerPort: 0 }) },
+  // A top-level typo is an unknown key, named like a nested one (issue 14).
+  { key: 'synInterval', content: JSON.stringify({ ...REFERENCE_CONFIG, synInterval: 30 }) },
+  { key: 'mainServerIp', content: JSON.stringify({ ...REFERENCE_CONFIG, mainServerIp: '127.0.0.1:80' }) },
 ];
 
 /** Every key of `expected` (recursively) has the same value in `actual`. */

@@ -96,9 +96,10 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     const v1 = masterSha(m.master, 'm1');
     await waitFor('the first token change', () => m.master.stats().tokenChanges >= 1, 10_000);
     await n.node.sync.pollNow();
-    // The token change makes the node fetch v1 once more to compare it: let that finish first.
-    await waitFor('no download running', () => n.node.jobs.inFlight('m1') === undefined, 15_000);
-    const downloadsBefore = m.master.stats().packageDownloads.m1?.started ?? 0;
+    // The token change makes the node probe v1's build to compare it: let that finish first.
+    await waitFor('no probe or download running', () => n.node.sync.probingIds().size === 0 && n.node.jobs.inFlight('m1') === undefined, 15_000);
+    // Probes ask the master's package URL too (and hang up early): counted apart from download attempts.
+    const downloadsBefore = (m.master.stats().packageDownloads.m1?.started ?? 0) - n.node.sync.probeCounters.probes;
 
     const undo = failTempWrites(code);
     defer(undo);
@@ -113,7 +114,7 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     assert.equal(failure.code, code);
     assert.match(failure.message, /disk error/);
     assert.ok(failure.retryAt > failure.at, 'retried later, not at once');
-    assert.equal((m.master.stats().packageDownloads.m1?.started ?? 0) - downloadsBefore, 2, 'both attempts of the failed job');
+    assert.equal((m.master.stats().packageDownloads.m1?.started ?? 0) - n.node.sync.probeCounters.probes - downloadsBefore, 2, 'both attempts of the failed job');
     assert.deepEqual((await meetingDirEntries(n.storageDir, 'm1')).filter(isPartFile), [], 'the temp file is removed');
     assert.equal(n.node.store.get('m1')?.sha256, v1, 'the old version stays');
     const served = await fetchRaw(packageUrl(n.url, 'm1'));

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EdgeNode, type EdgeNodeOptions } from '../src/edge-node.ts';
 import { MemoryLogger } from '../src/log/memory-logger.ts';
 import { createReferenceMaster, type ReferenceMaster, type ReferenceMasterOptions } from '../reference-master/master.ts';
+import { loopbackConfig } from '../scripts/lib/loopback-config.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -75,29 +76,8 @@ export async function startNode(
   };
 }
 
-export function testConfig(masterPort: number, overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const base: Record<string, unknown> = {
-    mainServerIp: '127.0.0.1',
-    mainServerPort: masterPort,
-    syncInterval: 10,
-    // Tests drive polls themselves (syncNow); the watch between polls has tests of its own.
-    watchInterval: 0,
-    usePublicAddress: true,
-    publicIp: '127.0.0.1',
-    storage: { path: './storage' },
-    network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 5 },
-    logging: { fileEnabled: false },
-    heartbeat: { interval: 10 },
-  };
-  for (const [key, value] of Object.entries(overrides)) {
-    const existing = base[key];
-    base[key] =
-      existing && typeof existing === 'object' && value && typeof value === 'object' && !Array.isArray(value)
-        ? { ...(existing as object), ...(value as object) }
-        : value;
-  }
-  return base;
-}
+/** The loopback node config (scripts/lib, shared with bench/ and scripts/ without importing a test helper). */
+export const testConfig = loopbackConfig;
 
 export async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });

@@ -24,6 +24,9 @@ export default {
   'service.stop': 'Stop service',
   'service.start': 'Start service',
   'service.runningHint': 'Registered with the master; serving packages to tablets.',
+  'service.notRegisteredHint': 'Not registered with the master yet; serving the packages held here to tablets.',
+  'service.masterDownHint': 'Master unreachable since {since} ({failures} failed in a row); serving the packages held here to tablets.',
+  'service.connectingHint': 'Connecting to the master; serving the packages held here to tablets.',
   'service.stoppedHint': 'Unregistered; not polling; downloads answer 503.',
   'service.confirmStop': 'Stop the service? Tablets will not get packages from this node until it is started again.',
   'service.stoppedToast': 'Service stopped',
@@ -35,7 +38,8 @@ export default {
   'master.pending': 'Connecting…',
   'master.url': 'Address',
   'master.lastPoll': 'Last poll',
-  'master.lastHeartbeat': 'Last heartbeat',
+  'master.lastHeartbeat': 'Last successful heartbeat',
+  'master.heartbeatFailing': '{when} · {failures} failed since',
   'master.registered': 'registered',
   'master.notRegistered': 'not registered',
 
@@ -69,6 +73,9 @@ export default {
   'meetings.downloads': '{completed} done · {active} now',
   'meetings.waiting': 'waiting to sync',
   'meetings.receiving': '{bytes} received · {rate}',
+  'meetings.resync': '≈ {percent} · {bytes} of ~{size} (previous size) · {rate}',
+  'meetings.timeLeft': '~{left} left',
+  'meetings.servingPrevious': 'The previous package is still served meanwhile.',
   'meetings.retry': 'attempt {attempt}',
   'meetings.failedRetry': 'next try {when}',
   'meetings.untitled': '(untitled)',
@@ -95,6 +102,7 @@ export default {
   'config.tokenPlaceholder': 'unchanged',
   'config.nullPlaceholder': 'not set',
   'config.readonly': 'read-only',
+  'config.unit': 'Unit',
 
   'group.general': 'Master and node',
   'group.security': 'Access',
@@ -116,7 +124,7 @@ export default {
   'field.adminToken': 'New admin token',
   'field.metricsPublic': '/metrics without a token',
   'field.storage.path': 'Storage folder',
-  'field.storage.maxSize': 'Quota (bytes, 0 = none)',
+  'field.storage.maxSize': 'Quota (0 = none)',
   'field.storage.cleanupThreshold': 'Cleanup threshold (fraction)',
   'field.storage.autoCleanup': 'Clean up automatically',
   'field.network.maxConcurrentDownloads': 'Parallel syncs',
@@ -127,7 +135,7 @@ export default {
   'field.logging.level': 'Log level',
   'field.logging.fileEnabled': 'Write a log file',
   'field.logging.filePath': 'Log file',
-  'field.logging.maxFileSize': 'Log file size (bytes)',
+  'field.logging.maxFileSize': 'Log file size',
   'field.logging.backupCount': 'Old log files kept',
   'field.heartbeat.interval': 'Heartbeat interval (s)',
   'field.heartbeat.timeout': 'Heartbeat timeout (s)',
@@ -150,11 +158,14 @@ export default {
   'time.uptime': '{d} d {h} h {m} min',
   'time.uptimeShort': '{h} h {m} min',
   'time.uptimeMinutes': '{m} min {s} s',
+  'time.seconds': '{n} s',
+  'time.minutesSeconds': '{m} min {s} s',
+  'time.hoursMinutes': '{h} h {m} min',
 
   'error.generic': 'Request failed: {error}',
   'error.network': 'The node did not answer.',
   'error.conflict': '{error}',
 
-  // Field messages come from the node's schema validator in English: shown as they are here.
+  // Messages from the node are English already: shown as they are.
   serverMessages: [],
 };

@@ -1,6 +1,7 @@
 // The configuration form, generated from the node's JSON Schema (GET /api/config/schema): the
 // inputs, ranges and choices are the ones the node validates with. Only changed values are sent.
 import { h } from './dom.js';
+import { SIZE_UNITS, sizeUnitFactor, splitSize } from './format.js';
 
 const GROUPS = [
   ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'watchInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
@@ -12,6 +13,8 @@ const SECRET = new Set(['adminToken']);
 /** Saved at once but used only after a restart (the node reports the same list). */
 const RESTART = new Set(['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount']);
 const LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'];
+/** Byte counts typed as a number and a unit (KiB/MiB/GiB); the node still gets bytes. */
+const SIZE_FIELDS = new Set(['storage.maxSize', 'logging.maxFileSize']);
 
 export class ConfigForm {
   constructor(container, i18n) {
@@ -109,7 +112,14 @@ export class ConfigForm {
     const label = this.i18n.has(`field.${path}`) ? t(`field.${path}`) : path;
     const errorId = `${id}-error`;
     let input;
-    if (type === 'boolean') {
+    let unitSelect = null;
+    if (SIZE_FIELDS.has(path) && type === 'integer') {
+      const { amount, unit } = splitSize(current);
+      input = h('input', { type: 'number', id, name: path, inputmode: 'decimal', step: 'any', min: '0', 'aria-describedby': errorId });
+      input.value = amount;
+      unitSelect = h('select', { name: `${path}:unit`, 'aria-label': t('config.unit'), dataset: { unitFor: path } }, ...SIZE_UNITS.map(([name]) => h('option', { value: name }, name)));
+      unitSelect.value = unit;
+    } else if (type === 'boolean') {
       input = h('input', { type: 'checkbox', id, name: path, 'aria-describedby': errorId });
       input.checked = current === true;
     } else if (Array.isArray(spec.enum)) {
@@ -146,7 +156,7 @@ export class ConfigForm {
       input.readOnly = true;
       input.title = t('config.readonly');
     }
-    const hint = rangeHint(spec, t);
+    const hint = unitSelect ? sizeHint(spec, t) : rangeHint(spec, t);
     const badge = RESTART.has(path) ? h('span', { className: 'badge', title: t('config.restartTitle') }, t('config.restartBadge')) : null;
     const error = h('span', { className: 'field-error', id: errorId, role: 'alert', dataset: { errorFor: path } });
     error.hidden = true;
@@ -157,19 +167,23 @@ export class ConfigForm {
             'div',
             { className: 'field', dataset: { field: path } },
             h('label', { className: 'field-label', for: id }, label, badge),
-            input,
+            unitSelect ? h('div', { className: 'size-input' }, input, unitSelect) : input,
             hint ? h('span', { className: 'field-hint' }, hint) : null,
             error,
           );
-    this.fields.set(path, { input, error, wrapper, type, nullable });
+    this.fields.set(path, { input, unitSelect, error, wrapper, type, nullable });
     return wrapper;
   }
 
   #value(field) {
-    const { input, type, nullable } = field;
+    const { input, type, nullable, unitSelect } = field;
     if (type === 'boolean') return input.checked;
     const raw = input.value.trim();
     if (raw === '') return nullable ? null : type === 'string' ? '' : raw;
+    if (unitSelect) {
+      const number = Number(raw);
+      return Number.isFinite(number) ? Math.round(number * sizeUnitFactor(unitSelect.value)) : raw;
+    }
     if (type === 'integer' || type === 'number') {
       const number = Number(raw);
       // Not a number: sent as typed so the node names the field in its answer.
@@ -180,7 +194,7 @@ export class ConfigForm {
 
   #rawValues() {
     const values = new Map();
-    for (const [path, field] of this.fields) values.set(path, field.type === 'boolean' ? field.input.checked : field.input.value);
+    for (const [path, field] of this.fields) values.set(path, rawOf(field));
     return values;
   }
 
@@ -189,7 +203,7 @@ export class ConfigForm {
     for (const [path, field] of this.fields) {
       const value = this.#value(field);
       const changed = SECRET.has(path) ? value !== null && value !== '' : JSON.stringify(value) !== JSON.stringify(getPath(this.config, path) ?? null);
-      if (changed) values.set(path, field.type === 'boolean' ? field.input.checked : field.input.value);
+      if (changed) values.set(path, rawOf(field));
     }
     return values;
   }
@@ -198,8 +212,24 @@ export class ConfigForm {
     const field = this.fields.get(path);
     if (!field) return;
     if (field.type === 'boolean') field.input.checked = Boolean(raw);
-    else field.input.value = raw;
+    else if (field.unitSelect && typeof raw === 'object') {
+      field.input.value = raw.amount;
+      field.unitSelect.value = raw.unit;
+    } else field.input.value = raw;
   }
+}
+
+/** What is typed in a field, as #setRaw takes it back. */
+function rawOf(field) {
+  if (field.type === 'boolean') return field.input.checked;
+  if (field.unitSelect) return { amount: field.input.value, unit: field.unitSelect.value };
+  return field.input.value;
+}
+
+function sizeHint(spec, t) {
+  if (typeof spec.minimum !== 'number' || spec.minimum === 0) return '';
+  const { amount, unit } = splitSize(spec.minimum);
+  return t('config.min', { min: `${amount} ${unit}` });
 }
 
 function rangeHint(spec, t) {

@@ -2,7 +2,7 @@
 import { Api, ApiError } from './api.js';
 import { ConfigForm } from './config-form.js';
 import { byId, h, setText } from './dom.js';
-import { formatAgo, formatBytes, formatPercent, formatUptime } from './format.js';
+import { formatAgo, formatBytes, formatClockTime, formatLogTime, formatPercent, formatUptime } from './format.js';
 import { I18n } from './i18n.js';
 import { renderMeetings } from './meetings.js';
 
@@ -252,14 +252,24 @@ class Panel {
     servicePill.textContent = running ? t('service.running') : t('service.stopped');
     servicePill.className = `pill ${running ? 'pill-ok' : 'pill-off'}`;
     servicePill.dataset.state = running ? 'running' : 'stopped';
-    setText('serviceHint', running ? t('service.runningHint') : t('service.stoppedHint'));
+    const master = s.master ?? {};
+    // What the card says must match what the master card shows: never "registered" while it fails.
+    const hintState = !running ? 'stopped' : master.reachable ? (master.registered ? 'serving' : 'not-registered') : master.last_error ? 'master-down' : 'connecting';
+    const serviceHint = byId('serviceHint');
+    serviceHint.dataset.state = hintState;
+    serviceHint.textContent = {
+      stopped: () => t('service.stoppedHint'),
+      serving: () => t('service.runningHint'),
+      'not-registered': () => t('service.notRegisteredHint'),
+      'master-down': () => t('service.masterDownHint', { since: formatClockTime(master.failing_since ?? master.last_error.at), failures: Math.max(1, master.consecutive_failures ?? 0) }),
+      connecting: () => t('service.connectingHint'),
+    }[hintState]();
     const serviceButton = byId('serviceButton');
     serviceButton.textContent = running ? t('service.stop') : t('service.start');
     serviceButton.className = `btn ${running ? 'btn-danger' : 'btn-primary'}`;
     serviceButton.disabled = this.busy.has('service');
     byId('syncButton').disabled = !running || this.busy.has('sync');
 
-    const master = s.master ?? {};
     const masterPill = byId('masterPill');
     const masterState = !running ? 'off' : master.reachable ? 'ok' : master.last_error ? 'bad' : 'pending';
     masterPill.textContent =
@@ -275,7 +285,7 @@ class Panel {
     setText('masterUrl', master.url ?? s.main_server ?? '—');
     const masterError = byId('masterError');
     masterError.hidden = !master.last_error;
-    masterError.textContent = master.last_error ? `${master.last_error.message} (${formatAgo(master.last_error.at, t)})` : '';
+    masterError.textContent = master.last_error ? `${this.i18n.serverMessage(master.last_error.message)} (${formatAgo(master.last_error.at, t)})` : '';
 
     const storage = s.storage ?? {};
     const used = storage.used ?? s.storage_usage ?? 0;
@@ -319,7 +329,12 @@ class Panel {
     setText('nodeUptime', formatUptime((s.uptime_seconds ?? 0) + elapsed, t));
     const master = s.master ?? {};
     setText('masterLastPoll', formatAgo(master.last_poll, t));
-    setText('masterLastHeartbeat', formatAgo(master.last_heartbeat, t));
+    // The last beat the master answered, not the last one sent (a failing beat is not "just now").
+    const lastOk = formatAgo(master.last_heartbeat_success ?? (master.last_heartbeat_ok ? master.last_heartbeat : null), t);
+    const failures = master.consecutive_failures ?? 0;
+    const heartbeat = byId('masterLastHeartbeat');
+    heartbeat.textContent = failures > 0 ? t('master.heartbeatFailing', { when: lastOk, failures }) : lastOk;
+    heartbeat.dataset.failures = String(failures);
     setText('meetingsSummary', t('meetings.summary', { active: s.active_meeting_count ?? 0, when: formatAgo(master.last_poll, t) }));
   }
 
@@ -427,7 +442,7 @@ class Panel {
     view.replaceChildren(
       ...(this.logLines.length === 0
         ? [h('span', { className: 'muted' }, this.i18n.t('logs.empty'))]
-        : this.logLines.map((line) => h('span', { className: `log-line ${logClass(line)}` }, `${line}\n`))),
+        : this.logLines.map((line) => logLine(line))),
     );
     if (atBottom) view.scrollTop = view.scrollHeight;
   }
@@ -454,7 +469,7 @@ class Panel {
 
   toastError(error) {
     if (error instanceof ApiError && error.status === 401) return;
-    const message = error instanceof ApiError && error.status === 0 ? this.i18n.t('error.network') : this.i18n.t('error.generic', { error: error.message });
+    const message = error instanceof ApiError && error.status === 0 ? this.i18n.t('error.network') : this.i18n.t('error.generic', { error: this.i18n.serverMessage(error.message) });
     this.toast(message, 'bad');
   }
 
@@ -464,6 +479,13 @@ class Panel {
     container.append(element);
     setTimeout(() => element.remove(), kind === 'bad' ? 8000 : 4000);
   }
+}
+
+/** A log line with its UTC timestamp shown as local time and zone (the UTC one on hover). */
+function logLine(line) {
+  const match = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)(?= )/.exec(line);
+  const text = match ? `${formatLogTime(match[1])}${line.slice(match[1].length)}` : line;
+  return h('span', { className: `log-line ${logClass(line)}`, title: match ? match[1] : null }, `${text}\n`);
 }
 
 function logClass(line) {

@@ -1,7 +1,7 @@
 // The meetings table: one row per meeting the master lists as active or whose package is held,
 // with a live progress bar while its package syncs.
 import { h } from './dom.js';
-import { formatAgo, formatBytes, formatDateTime, formatPercent, formatRate } from './format.js';
+import { formatAgo, formatBytes, formatDateTime, formatDuration, formatPercent, formatRate } from './format.js';
 
 const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, ended: 4 };
 
@@ -29,7 +29,7 @@ export function renderMeetings(body, meetings, i18n) {
         h('div', { className: 'meeting-id mono' }, meeting.id),
       ),
       h('td', { dataset: { label: labels.state } }, h('span', { className: `state state-${meeting.state}`, dataset: { testid: 'meeting-state' } }, t(`state.${meeting.state}`))),
-      h('td', { className: 'col-progress', dataset: { label: labels.progress } }, progressCell(meeting, t, lang)),
+      h('td', { className: 'col-progress', dataset: { label: labels.progress } }, progressCell(meeting, t, lang, i18n)),
       h('td', { dataset: { label: labels.size } }, meeting.size === null ? '—' : formatBytes(meeting.size, lang)),
       h('td', { dataset: { label: labels.syncedAt }, title: meeting.synced_at ? formatDateTime(meeting.synced_at, lang) : null }, meeting.synced_at ? formatAgo(meeting.synced_at, t) : '—'),
       h('td', { dataset: { label: labels.downloads } }, t('meetings.downloads', { completed: meeting.downloads_completed, active: meeting.active_downloads })),
@@ -78,22 +78,31 @@ function patchRow(old, row) {
   });
 }
 
-function progressCell(meeting, t, lang) {
+function progressCell(meeting, t, lang, i18n) {
   if (meeting.state === 'synced') {
     return h('div', { className: 'progress-cell' }, bar(1, 'done', `${formatPercent(1, lang)}`), h('span', { className: 'progress-text' }, formatPercent(1, lang)));
   }
   if (meeting.state === 'syncing' && meeting.progress) {
     const { bytes, total, rate, attempt } = meeting.progress;
     const known = typeof total === 'number' && total > 0;
-    const fraction = known ? Math.min(1, bytes / total) : null;
-    const text = known
+    // A re-sync of a package held here: the master sends no length, but the held package's size
+    // is a good estimate (a new version is rarely far off), so percent and time left are shown.
+    const previous = !known && typeof meeting.size === 'number' && meeting.size > 0 ? meeting.size : null;
+    const expected = known ? total : previous;
+    const fraction = expected ? Math.min(known ? 1 : 0.99, bytes / expected) : null;
+    const left = expected && rate > 0 && bytes < expected ? t('meetings.timeLeft', { left: formatDuration((expected - bytes) / rate, t) }) : null;
+    let text = known
       ? `${formatPercent(fraction, lang)} · ${formatBytes(bytes, lang)} / ${formatBytes(total, lang)} · ${formatRate(rate, lang)}`
-      : t('meetings.receiving', { bytes: formatBytes(bytes, lang), rate: formatRate(rate, lang) });
+      : previous
+        ? t('meetings.resync', { percent: formatPercent(fraction, lang), bytes: formatBytes(bytes, lang), size: formatBytes(previous, lang), rate: formatRate(rate, lang) })
+        : t('meetings.receiving', { bytes: formatBytes(bytes, lang), rate: formatRate(rate, lang) });
+    if (left) text += ` · ${left}`;
     return h(
       'div',
       { className: 'progress-cell' },
       bar(fraction, 'running', text),
       h('span', { className: 'progress-text' }, text, attempt > 1 ? ` · ${t('meetings.retry', { attempt })}` : ''),
+      previous && meeting.servable ? h('span', { className: 'progress-note', dataset: { testid: 'serving-previous' } }, t('meetings.servingPrevious')) : null,
     );
   }
   if (meeting.state === 'syncing') {
@@ -101,7 +110,8 @@ function progressCell(meeting, t, lang) {
   }
   if (meeting.state === 'failed' && meeting.last_error) {
     const retry = meeting.last_error.retry_at ? ` · ${t('meetings.failedRetry', { when: formatAgo(meeting.last_error.retry_at, t) })}` : '';
-    return h('div', { className: 'progress-cell' }, bar(0, 'failed', meeting.last_error.message), h('span', { className: 'progress-text error-text' }, meeting.last_error.message, retry));
+    const message = i18n.serverMessage(meeting.last_error.message);
+    return h('div', { className: 'progress-cell' }, bar(0, 'failed', message), h('span', { className: 'progress-text error-text' }, message, retry));
   }
   if (meeting.state === 'active') return h('span', { className: 'muted' }, t('meetings.waiting'));
   return h('span', { className: 'muted' }, '—');

@@ -50,17 +50,31 @@ describe('ConfigStore', () => {
     assert.equal(ConfigStore.open(file).current.nodeId, config.nodeId);
   });
 
-  test('a partial file keeps its values, gets the defaults, and unknown top-level keys survive', async () => {
-    const file = await configFile({ mainServerPort: 9000, network: { retryCount: 5 }, nodeId: 'node-fixed01', futureSetting: { a: 1 } });
+  test('a partial file keeps its values and gets the defaults', async () => {
+    const file = await configFile({ mainServerPort: 9000, network: { retryCount: 5 }, nodeId: 'node-fixed01' });
     const config = ConfigStore.open(file).current;
     assert.equal(config.mainServerPort, 9000);
     assert.equal(config.network.retryCount, 5);
     assert.equal(config.network.retryDelay, 5);
     assert.equal(config.nodeId, 'node-fixed01', 'an existing nodeId is kept');
-    assert.deepEqual(config.futureSetting, { a: 1 });
     const saved = await readJson(file);
     assert.equal(saved.mainServerPort, 9000);
-    assert.deepEqual(saved.futureSetting, { a: 1 });
+  });
+
+  // Issue 14: unknown top-level keys used to be kept (and a typo silently did nothing).
+  test('a file with an unknown top-level key (a typo) is refused, naming the key, file untouched', async () => {
+    const content = JSON.stringify({ mainServerPort: 9000, synInterval: 30 });
+    const file = await configFile(content);
+    assert.throws(
+      () => ConfigStore.open(file),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.fields, { synInterval: 'is not a known setting' });
+        assert.match(error.message, /synInterval is not a known setting/);
+        return true;
+      },
+    );
+    assert.equal(await readFile(file, 'utf8'), content);
   });
 
   test('an invalid file: ConfigError naming every bad key, file untouched', async () => {
@@ -158,6 +172,42 @@ describe('ConfigStore', () => {
     }
     assert.equal(await readFile(file, 'utf8'), before, 'nothing written');
     assert.ok(store.update({ storage: { autoCleanup: false } }).ok, 'ordinary nesting still works');
+  });
+
+  test('an update with an unknown key at any level is refused, naming each key', async () => {
+    const file = await configFile({ nodeId: 'node-update06' });
+    const store = ConfigStore.open(file);
+    const before = await readFile(file, 'utf8');
+    const result = store.update({ synInterval: 30, storage: { maxsize: 1 }, heartbeat: { interval: 20 } });
+    assert.ok(!result.ok);
+    assert.deepEqual(result.fields, { synInterval: 'is not a known setting', 'storage.maxsize': 'is not a known setting' });
+    assert.equal(await readFile(file, 'utf8'), before, 'nothing written');
+  });
+
+  test('mainServerIp and publicIp take a host name, IPv4 or IPv6 address, never a port, scheme, path or spaces', async () => {
+    const store = ConfigStore.open(await configFile({ nodeId: 'node-update07' }));
+    for (const host of ['127.0.0.1', 'localhost', 'master.example.org', '::1', '2001:db8::5', 'edge-1']) {
+      assert.ok(store.update({ mainServerIp: host }).ok, `mainServerIp ${host}`);
+      assert.ok(store.update({ publicIp: host }).ok, `publicIp ${host}`);
+    }
+    assert.ok(store.update({ publicIp: null }).ok, 'publicIp may be null');
+    for (const host of ['127.0.0.1:80', 'http://master', 'master/path', 'a b', '[::1]', '', 'host:8000', '999.1.1.1.1:']) {
+      for (const key of ['mainServerIp', 'publicIp']) {
+        const result = store.update({ [key]: host });
+        assert.ok(!result.ok, `${key} ${JSON.stringify(host)} refused`);
+        assert.match(result.fields[key] ?? '', /host name, IPv4 or IPv6/, `${key} ${JSON.stringify(host)}: ${JSON.stringify(result.fields)}`);
+      }
+    }
+  });
+
+  test('setting a key to its current value is not a change', async () => {
+    const store = ConfigStore.open(await configFile({ nodeId: 'node-update08', nodePort: 8123 }));
+    const same = store.update({ nodePort: 8123, storage: { path: store.current.storage.path } });
+    assert.ok(same.ok);
+    assert.deepEqual(same.changed, []);
+    const moved = store.update({ nodePort: 8124 });
+    assert.ok(moved.ok);
+    assert.deepEqual(moved.changed, ['nodePort']);
   });
 
   test('the nodeId cannot be cleared by an update', async () => {

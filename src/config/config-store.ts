@@ -96,7 +96,7 @@ export class ConfigStore {
     }
     // Persist defaults and a generated nodeId once.
     if (JSON.stringify(stored) !== JSON.stringify(current)) {
-      conf.store = current as Record<string, unknown>;
+      conf.store = current as unknown as Record<string, unknown>;
     }
     return new ConfigStore(absolute, conf, current, validator);
   }
@@ -129,14 +129,14 @@ export class ConfigStore {
     }
     const forbidden = findForbiddenKey(patch, '');
     if (forbidden !== null) return { ok: false, fields: { [forbidden]: 'is not a known setting' } };
-    const merged = deepMerge(structuredClone(this.#current) as Record<string, unknown>, patch as Record<string, unknown>);
+    const merged = deepMerge(structuredClone(this.#current) as unknown as Record<string, unknown>, patch as Record<string, unknown>);
     const checked = this.#validator.validate(merged);
     if (!checked.ok) return checked;
     if (!checked.value.nodeId) checked.value.nodeId = this.#current.nodeId;
     const previous = this.#current;
     const changed = diffKeys(previous, checked.value);
     if (changed.length === 0) return { ok: true, config: previous, changed };
-    this.#conf.store = checked.value as Record<string, unknown>;
+    this.#conf.store = checked.value as unknown as Record<string, unknown>;
     this.#current = checked.value;
     for (const listener of this.#listeners) listener(this.#current, previous, changed);
     return { ok: true, config: this.#current, changed };

@@ -8,15 +8,21 @@
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 
+/** What a host setting must be; validate.ts reports a failed `anyOf` of these formats with HOST_RULE. */
+const hostFormats = [{ format: 'hostname' }, { format: 'ipv4' }, { format: 'ipv6' }] as const;
+export const HOST_RULE = 'must be a host name, IPv4 or IPv6 address (no port, scheme, path or spaces)';
+
 export const configSchema = {
   type: 'object',
+  // A typo such as synInterval would otherwise be saved and silently do nothing.
+  additionalProperties: false,
   properties: {
     mainServerIp: {
       type: 'string',
       minLength: 1,
       maxLength: 253,
-      // Host name, IPv4 or bracket-less IPv6: no scheme, path, port or whitespace.
-      pattern: '^[A-Za-z0-9.:_-]+$',
+      // Host name, IPv4 or bracket-less IPv6 (ajv-formats): no scheme, path, port or whitespace.
+      anyOf: hostFormats,
       default: '127.0.0.1',
       description: 'Host or IP of the meeting master.',
     },
@@ -49,7 +55,7 @@ export const configSchema = {
     publicIp: {
       type: ['string', 'null'],
       maxLength: 253,
-      pattern: '^[A-Za-z0-9.:_-]+$',
+      anyOf: hostFormats,
       default: null,
       description: 'Address to register when usePublicAddress is true.',
     },
@@ -165,6 +171,4 @@ export interface NodeConfig {
   logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number };
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
-  /** Unknown top-level keys are kept as they are (forward compatibility with other node versions). */
-  [extra: string]: unknown;
 }

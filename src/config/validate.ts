@@ -1,5 +1,6 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { configSchema, type NodeConfig } from './schema.ts';
+import ajvFormats from 'ajv-formats';
+import { configSchema, HOST_RULE, type NodeConfig } from './schema.ts';
 
 export type ValidationResult =
   | { ok: true; value: NodeConfig }
@@ -13,6 +14,8 @@ export interface ConfigValidator {
 /** Builds the validator once per process part that needs it (compiling Ajv schemas is not free). */
 export function createConfigValidator(): ConfigValidator {
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
+  // The same formats conf registers, so both read the schema alike (hostname, ipv4, ipv6).
+  ajvFormats.default(ajv);
   const check = ajv.compile(configSchema);
   return {
     validate(input) {
@@ -25,7 +28,11 @@ export function createConfigValidator(): ConfigValidator {
       for (const error of check.errors ?? []) {
         let key = error.instancePath.slice(1).replaceAll('/', '.');
         let message = error.message ?? 'is invalid';
-        if (error.keyword === 'additionalProperties') {
+        // Each failed branch of the host anyOf reports its own format; one rule says it better.
+        if (error.keyword === 'format' && error.schemaPath.includes('/anyOf/')) continue;
+        if (error.keyword === 'anyOf') {
+          message = HOST_RULE;
+        } else if (error.keyword === 'additionalProperties') {
           const extra = String((error.params as { additionalProperty?: unknown }).additionalProperty);
           key = key ? `${key}.${extra}` : extra;
           message = 'is not a known setting';

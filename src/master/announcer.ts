@@ -21,6 +21,10 @@ export interface AnnouncerState {
   lastHeartbeatOk: boolean | null;
   lastError: { message: string; at: number } | null;
   consecutiveFailures: number;
+  /** Last register or heartbeat the master answered (the operator's "last heartbeat" that counts). */
+  lastSuccessAt: number | null;
+  /** First failure of the current run of failures (null while the master answers). */
+  failingSince: number | null;
 }
 
 /**
@@ -38,6 +42,8 @@ export class Announcer {
     lastHeartbeatOk: null,
     lastError: null,
     consecutiveFailures: 0,
+    lastSuccessAt: null,
+    failingSince: null,
   };
   #deps: AnnouncerDeps;
   #now: () => number;
@@ -129,10 +135,14 @@ export class Announcer {
   #recordSuccess(): void {
     this.state.consecutiveFailures = 0;
     this.state.lastError = null;
+    this.state.lastSuccessAt = this.#now();
+    this.state.failingSince = null;
   }
 
   #recordFailure(message: string): void {
+    const now = this.#now();
     this.state.consecutiveFailures++;
-    this.state.lastError = { message, at: this.#now() };
+    this.state.failingSince ??= now;
+    this.state.lastError = { message, at: now };
   }
 }

@@ -48,7 +48,7 @@ export class ConfigApplier {
     const result = this.#deps.config.update(patch);
     if (!result.ok) return result;
     await this.#applying;
-    return { ok: true, changed: result.changed, restartRequired: restartKeysIn(result.changed), config: result.config };
+    return { ok: true, changed: result.changed, restartRequired: this.#restartKeysIn(result.changed), config: result.config };
   }
 
   /** Resolves once every saved change is live. */
@@ -60,6 +60,12 @@ export class ConfigApplier {
   get restartRequired(): string[] {
     const current = this.#deps.config.current;
     return RESTART_KEYS.filter((key) => JSON.stringify(pick(current, key)) !== JSON.stringify(pick(this.#boot, key)));
+  }
+
+  /** Changed keys that need a restart: only those whose saved value now differs from the running one (set back: none). */
+  #restartKeysIn(changed: string[]): string[] {
+    const pending = this.restartRequired;
+    return changed.filter((key) => pending.includes(key));
   }
 
   async #apply(current: NodeConfig, previous: NodeConfig, changed: string[]): Promise<void> {
@@ -100,14 +106,10 @@ export class ConfigApplier {
     if (touched('syncInterval')) lifecycle.reschedule('poll');
     if (touched('watchInterval')) lifecycle.reschedule('watch');
     if (touched('heartbeat.interval')) lifecycle.reschedule('heartbeat');
-    const restartRequired = restartKeysIn(changed);
+    const restartRequired = this.#restartKeysIn(changed);
     if (restartRequired.length > 0) logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
     events.emit('config', { changed, restartRequired });
   }
-}
-
-function restartKeysIn(changed: string[]): string[] {
-  return changed.filter((key) => (RESTART_KEYS as readonly string[]).includes(key));
 }
 
 function pick(config: NodeConfig, dotted: string): unknown {

@@ -74,6 +74,8 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
       state,
       active: activeById.has(id),
       size: pkg?.size ?? null,
+      // A held package keeps being served while a newer one syncs (the panel says so).
+      servable: node.sync.isServable(id),
       sha256: pkg?.sha256 ?? null,
       synced_at: pkg?.fetchedAt ?? null,
       progress:
@@ -154,6 +156,9 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
       last_poll_attempt: iso(node.sync.lastAttemptAt),
       last_heartbeat: iso(announcer.lastHeartbeatAt),
       last_heartbeat_ok: announcer.lastHeartbeatOk,
+      last_heartbeat_success: iso(announcer.lastSuccessAt),
+      consecutive_failures: announcer.consecutiveFailures,
+      failing_since: iso(announcer.failingSince),
       last_error: lastError ? { message: lastError.message, at: iso(lastError.at) } : null,
     },
     schedule: {

@@ -28,8 +28,10 @@ export interface SyncLoopDeps {
    * build-probe.ts). Called one meeting at a time.
    */
   probe?: (meetingId: string) => Promise<ProbeResult>;
-  /** Timeout of a default probe; and the first wait before probing again after an unanswered one. */
+  /** Timeout of a default probe. */
   probeTimeoutMs?: number;
+  /** First wait before probing again after an unanswered probe (doubles per failure, at most 5 min). */
+  probeRetryMs?: number;
 }
 
 /** What the probes of this process cost the master and found. */
@@ -58,8 +60,11 @@ export class SyncLoop {
   #lastUnknownRefresh = 0;
   #paused = false;
   #probes = new ProbeQueue();
-  /** Meetings whose last probe got no usable answer: when to ask again, and how many in a row. */
-  #probeRetry = new Map<string, { at: number; failures: number }>();
+  /**
+   * Meetings whose last probe got no usable answer: when to ask again, how many in a row, and
+   * under which token (a newer token is news: it is probed at once).
+   */
+  #probeRetry = new Map<string, { at: number; failures: number; token: string | null }>();
   #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0 };
 
   constructor(deps: SyncLoopDeps) {
@@ -213,7 +218,9 @@ export class SyncLoop {
     const { jobs, store } = this.#deps;
     const retryAt = new Map<string, number>();
     for (const [id, failure] of jobs.failures()) retryAt.set(id, failure.retryAt);
-    for (const [id, retry] of this.#probeRetry) retryAt.set(id, Math.max(retry.at, retryAt.get(id) ?? 0));
+    for (const [id, retry] of this.#probeRetry) {
+      if (retry.token === record.token) retryAt.set(id, Math.max(retry.at, retryAt.get(id) ?? 0));
+    }
     const result = reconcile({
       now: this.#now(),
       poll: record,
@@ -279,12 +286,12 @@ export class SyncLoop {
     // no job) between a probe that found a new build and the job that fetches it.
     await this.#probes.run(meetingId, async () => {
       const result = await (this.#deps.probe ? this.#deps.probe(meetingId) : probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs }));
-      await this.#probed(meetingId, poll, result, timeoutMs);
+      await this.#probed(meetingId, poll, result);
       return result;
     });
   }
 
-  async #probed(meetingId: string, poll: PollRecord, result: ProbeResult, timeoutMs: number): Promise<void> {
+  async #probed(meetingId: string, poll: PollRecord, result: ProbeResult): Promise<void> {
     const { jobs, store, logger } = this.#deps;
     this.#probeCounters.probes++;
     this.#probeCounters.bytes += result.bytesRead;
@@ -294,8 +301,8 @@ export class SyncLoop {
     if (result.kind === 'unknown') {
       this.#probeCounters.unknown++;
       const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
-      const delay = Math.min(300_000, backoffDelay(timeoutMs, failures - 1, Math.random()));
-      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures });
+      const delay = Math.min(300_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
+      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
       logger.warn(`probe ${meetingId}: ${result.reason}; keeping the held package, asking again in ${Math.round(delay / 1000)} s`);
       return;
     }

@@ -206,3 +206,121 @@ test('control panel: Chinese is chosen from the browser language', { timeout: 60
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+/** A log line's UTC timestamp as the panel must show it in Asia/Shanghai (UTC+8, no DST). */
+function shanghaiTime(isoUtc: string): string {
+  const shifted = new Date(Date.parse(isoUtc) + 8 * 3_600_000).toISOString();
+  return `${shifted.slice(0, 10)} ${shifted.slice(11, 23)} UTC+08:00`;
+}
+
+test('control panel at 390 px, English and Chinese: re-sync percent and time left, master unreachable told as it is, sizes in GiB/MiB, errors translated, log times local with zone', { timeout: 180_000 }, async (t) => {
+  const browser = await launch(t);
+  // Throttled so a re-sync lasts a few seconds.
+  const m = await startMaster({ throttleBytesPerSec: 300_000, chunkSize: 8192 });
+  let masterUp = true;
+  t.after(() => (masterUp ? m.close() : undefined));
+  const n = await startAdminNode(m.port, { authLimit: { maxFailures: 100, windowMs: 60_000 } });
+  t.after(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  m.master.addMeeting({ id: 'r1', title: 'Board meeting 董事会', packageSizeBytes: 1_200_000 });
+  await m.master.startMeeting('r1');
+
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: 'en-US', timezoneId: 'Asia/Shanghai', isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await page.goto(`${n.url}/`);
+  await page.fill('#tokenInput', ADMIN_TOKEN);
+  await page.click('#loginButton');
+  await page.locator('#appView').waitFor({ state: 'visible' });
+  await n.node.syncNow();
+  await waitFor('r1 held', () => n.node.sync.isServable('r1'), 30_000);
+  const row = page.locator('tr[data-meeting-id="r1"]');
+  await row.locator('[data-testid="meeting-state"]', { hasText: 'Synced' }).waitFor({ timeout: 15_000 });
+
+  // --- a re-sync (the master's token changed: the held package is fetched again to compare) ----
+  await waitFor('the master\'s token change', () => m.master.stats().tokenChanges >= 1, 20_000);
+  void n.node.syncNow();
+  await row.locator('[data-testid="serving-previous"]', { hasText: 'The previous package is still served meanwhile.' }).waitFor({ timeout: 15_000 });
+  const resyncText = row.locator('.progress-text', { hasText: /^≈ \d+(\.\d)?% · .+ of ~.+ \(previous size\) · .+\/s · ~\d+ s left/ });
+  await resyncText.waitFor({ timeout: 10_000 });
+  const resyncBar = row.locator('[data-testid="progress"]');
+  assert.match(String(await resyncBar.getAttribute('aria-valuenow')), /^\d+$/, 'a re-sync has a percentage');
+  assert.doesNotMatch(String(await resyncBar.getAttribute('class')), /indeterminate/);
+  assert.equal((await fetchRaw(packageUrl(n.url, 'r1'))).status, 200, 'and the held package is indeed served meanwhile');
+  assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll at 390 px (re-sync)');
+  await row.scrollIntoViewIfNeeded();
+  await shot(page, 'panel-390-resync.png');
+  await page.selectOption('[data-testid="lang-select"]', 'zh-CN');
+  await row.locator('[data-testid="serving-previous"]', { hasText: '同步期间仍在提供上一版会议包。' }).waitFor({ timeout: 10_000 }).catch(async () => {
+    // The re-sync may end while switching: then it is synced again, which the next line checks.
+  });
+  await row.locator('[data-testid="meeting-state"]', { hasText: '已同步' }).waitFor({ timeout: 30_000 });
+  await page.selectOption('[data-testid="lang-select"]', 'en');
+
+  // --- sizes typed in GiB/MiB; the node still gets bytes ---------------------------------------
+  const quota = page.locator('[name="storage.maxSize"]');
+  assert.equal(await quota.inputValue(), '10');
+  assert.equal(await page.locator('[data-unit-for="storage.maxSize"]').inputValue(), 'GiB');
+  assert.equal(await page.locator('[name="logging.maxFileSize"]').inputValue(), '10');
+  assert.equal(await page.locator('[data-unit-for="logging.maxFileSize"]').inputValue(), 'MiB');
+  await quota.fill('2.5');
+  await page.locator('[data-unit-for="logging.maxFileSize"]').selectOption('KiB');
+  await page.fill('[name="logging.maxFileSize"]', '512');
+  await page.click('[data-testid="config-save"]');
+  await page.locator('.toast', { hasText: /Saved|saved/ }).first().waitFor();
+  assert.equal(n.node.config.current.storage.maxSize, 2.5 * 1024 ** 3);
+  assert.equal(n.node.config.current.logging.maxFileSize, 512 * 1024);
+  assert.equal(await quota.inputValue(), '2560', 'shown back in the largest whole unit');
+  assert.equal(await page.locator('[data-unit-for="storage.maxSize"]').inputValue(), 'MiB');
+  await page.locator('#storageText', { hasText: /of 2\.50 GB quota/ }).waitFor();
+
+  // --- log times: local time with the zone, UTC on hover ---------------------------------------
+  await page.click('#logsRefresh');
+  const firstLine = page.locator('.log-line').first();
+  await firstLine.waitFor();
+  const utc = String(await firstLine.getAttribute('title'));
+  assert.match(utc, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.ok(String(await firstLine.textContent()).startsWith(shanghaiTime(utc)), `${await firstLine.textContent()} starts with ${shanghaiTime(utc)}`);
+
+  // --- the master goes away: the Service card says so, the last successful heartbeat stays -----
+  await m.close();
+  masterUp = false;
+  assert.equal(await n.node.heartbeatNow(), false);
+  assert.equal(await n.node.heartbeatNow(), false);
+  await n.node.syncNow().catch(() => {});
+  await page.reload();
+  const hint = page.locator('#serviceHint[data-state="master-down"]');
+  await hint.waitFor({ timeout: 15_000 });
+  assert.match(String(await hint.textContent()), /^Master unreachable since \d\d:\d\d:\d\d \(UTC\+08:00\) \(\d+ failed in a row\); serving the packages held here to tablets\.$/);
+  assert.doesNotMatch(String(await hint.textContent()), /Registered with the master/);
+  const heartbeat = page.locator('#masterLastHeartbeat');
+  assert.ok(Number(await heartbeat.getAttribute('data-failures')) >= 2, 'the failures are counted');
+  assert.match(String(await heartbeat.textContent()), / · \d+ failed since$/);
+  await page.locator('[data-testid="master-state"][data-state="bad"]').waitFor();
+  assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll at 390 px (master down)');
+  await shot(page, 'panel-390-master-down.png');
+  t.diagnostic(`master error shown: ${await page.locator('#masterError').textContent()}`);
+
+  // --- the same in Chinese, with the node's English errors translated --------------------------
+  await page.selectOption('[data-testid="lang-select"]', 'zh-CN');
+  await page.locator('#serviceHint[data-state="master-down"]', { hasText: /^主控服务器自 \d\d:\d\d:\d\d \(UTC\+08:00\) 起无法连接（连续失败 \d+ 次）/ }).waitFor();
+  await page.locator('#masterLastHeartbeat', { hasText: /此后失败 \d+ 次$/ }).waitFor();
+  const masterError = String(await page.locator('#masterError').textContent());
+  assert.doesNotMatch(masterError, /ECONNREFUSED|fetch failed|heartbeat:/, `translated: ${masterError}`);
+  assert.match(masterError, /失败：连接被拒绝/);
+  await page.fill('[name="mainServerIp"]', '127.0.0.1:80');
+  await page.click('[data-testid="config-save"]');
+  await page.locator('[data-error-for="mainServerIp"]', { hasText: '必须是主机名、IPv4 或 IPv6 地址（不含端口、协议、路径或空格）' }).waitFor();
+  assert.equal(n.node.config.current.mainServerIp, '127.0.0.1', 'nothing applied');
+  await page.click('#configReset');
+  const zhLine = page.locator('.log-line').first();
+  assert.ok(String(await zhLine.textContent()).startsWith(shanghaiTime(String(await zhLine.getAttribute('title')))), 'log times local in Chinese too');
+  assert.equal(await page.locator('[data-unit-for="storage.maxSize"]').inputValue(), 'MiB');
+  assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll at 390 px in Chinese');
+  await shot(page, 'panel-390-zh.png', true);
+
+  assert.deepEqual(problems, [], 'no script errors in the page');
+  await context.close();
+});

@@ -7,7 +7,7 @@ export interface AdminAuthOptions {
   /** The token in force now (config, env or generated); read per request so a change applies at once. */
   token: () => string;
   logger: Logger;
-  /** Failed attempts allowed per client address per window before 429. */
+  /** Wrong tokens allowed per client address per window before they are answered 429. */
   maxFailures?: number;
   windowMs?: number;
   now?: () => number;
@@ -29,9 +29,11 @@ const MAX_TRACKED = 10_000;
 /**
  * Bearer-token check for the admin API. Compares SHA-256 digests with timingSafeEqual (equal
  * lengths by construction, so neither the token's length nor its prefix leaks through timing).
- * Failed attempts are counted per client address; past the limit the address gets 429 without the
- * token even being compared, so guessing is capped at maxFailures per window. The token is never
- * logged, and never accepted from the URL (URLs end up in proxy logs and browser history).
+ * Wrong tokens are counted per client address; past the limit the address's wrong tokens get 429
+ * (with Retry-After) instead of 401 for the rest of the window. The right token is always accepted
+ * and a missing token is a plain 401 that is not counted, so neither a probe without a token nor a
+ * neighbour's guesses behind the same NAT can lock the operator out. The token is never logged,
+ * and never accepted from the URL (URLs end up in proxy logs and browser history).
  */
 export class AdminAuth {
   #options: Required<AdminAuthOptions>;
@@ -46,6 +48,26 @@ export class AdminAuth {
   check(c: Context<AppEnv>): AuthVerdict {
     const now = this.#options.now();
     const client = clientAddress(c);
+    const presented = bearerToken(c.req.header('authorization'));
+    // The right token always passes: a neighbour behind the same NAT guessing (or a probe without
+    // a token) must not lock the operator out.
+    if (presented !== null && this.#matches(presented)) return { ok: true };
+
+    const inUrl = QUERY_TOKEN.test(new URL(c.req.url).search);
+    if (presented === null) {
+      // No token is not a guess: a plain 401, not counted (a panel opened before signing in, a probe).
+      this.#options.logger.warn(`admin API: rejected ${c.req.method} ${c.req.path} from ${client}: ${inUrl ? 'token in the URL (not accepted)' : 'no token'}`);
+      return {
+        ok: false,
+        status: 401,
+        body: {
+          error: inUrl
+            ? 'send the admin token in the Authorization header (Bearer); tokens in the URL are not accepted'
+            : 'admin token required (Authorization: Bearer <token>)',
+        },
+      };
+    }
+
     const window = this.#failures.get(client);
     if (window && window.resetAt <= now) this.#failures.delete(client);
     const current = this.#failures.get(client);
@@ -55,26 +77,11 @@ export class AdminAuth {
         current.reported = true;
         this.#options.logger.warn(`admin API: ${client} blocked for ${retryAfterSeconds} s after ${current.count} failed attempts`);
       }
-      return { ok: false, status: 429, body: { error: `too many failed attempts; retry in ${retryAfterSeconds} s` }, retryAfterSeconds };
+      return { ok: false, status: 429, body: { error: `too many wrong tokens; retry in ${retryAfterSeconds} s` }, retryAfterSeconds };
     }
-    const presented = bearerToken(c.req.header('authorization'));
-    if (presented !== null && this.#matches(presented)) return { ok: true };
-
-    const inUrl = QUERY_TOKEN.test(new URL(c.req.url).search);
-    const reason = presented !== null ? 'wrong token' : inUrl ? 'token in the URL (not accepted)' : 'no token';
     this.#recordFailure(client, now);
-    this.#options.logger.warn(`admin API: rejected ${c.req.method} ${c.req.path} from ${client}: ${reason}`);
-    return {
-      ok: false,
-      status: 401,
-      body: {
-        error: inUrl && presented === null
-          ? 'send the admin token in the Authorization header (Bearer); tokens in the URL are not accepted'
-          : presented === null
-            ? 'admin token required (Authorization: Bearer <token>)'
-            : 'invalid admin token',
-      },
-    };
+    this.#options.logger.warn(`admin API: rejected ${c.req.method} ${c.req.path} from ${client}: wrong token`);
+    return { ok: false, status: 401, body: { error: 'invalid admin token' } };
   }
 
   /** Middleware form of check(). */

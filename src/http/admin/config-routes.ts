@@ -19,7 +19,7 @@ export const REDACTED = '<redacted>';
 const SECRET_KEYS = ['adminToken'] as const;
 
 export function redactConfig(config: NodeConfig): Record<string, unknown> {
-  const copy: Record<string, unknown> = structuredClone(config);
+  const copy = structuredClone(config) as unknown as Record<string, unknown>;
   for (const key of SECRET_KEYS) if (typeof copy[key] === 'string') copy[key] = REDACTED;
   return copy;
 }
