@@ -4,6 +4,7 @@ import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import path from 'node:path';
 import { isPublicApiPath, registerAdminRoutes, type AdminDeps } from './admin/index.ts';
+import type { AppEnv } from './app-env.ts';
 import { handleDownload, type DownloadDeps } from './download-route.ts';
 
 export interface AppDeps {
@@ -13,8 +14,6 @@ export interface AppDeps {
   /** Folder of the control panel, served under /static/. */
   publicDir: string;
 }
-
-export type AppEnv = { Bindings: HttpBindings };
 
 /** No inline script or style anywhere in the panel, so the policy can forbid both. */
 const CONTENT_SECURITY_POLICY = [

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Hono } from 'hono';
 import type { Logger } from '../../logger.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 
 export interface LogLine {
   /** Increases by one per line, so a reader can tell what it missed. */
