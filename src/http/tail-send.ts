@@ -14,9 +14,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SyncJob } from '../sync/sync-jobs.ts';
-import { AbortState, armIdleTimeout, FilePump, responseSettled } from './file-pump.ts';
+import { FilePump } from './file-pump.ts';
+import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
+import { contentDisposition } from './send-file.ts';
 import { SharedReadFiles } from './shared-files.ts';
-import { contentDisposition, type SendResult } from './send-file.ts';
 
 export interface TailOptions {
   /** Destroy the response if no byte could be written for this long (also while the master is silent). */
