@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { MasterClient, type HeartbeatPayload, type MasterClientOptions, type MeetingStatus } from '../../master/master-client.ts';
+import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { JobOutcome, SyncFailure, SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
@@ -15,8 +15,6 @@ export interface MetricsSources {
   version: string;
   startedAt: number;
 }
-
-export type MasterCall = 'register' | 'heartbeat' | 'unregister' | 'status';
 
 /**
  * Prometheus metrics of one node, in a registry of its own (two nodes in one process, as in the
@@ -156,45 +154,5 @@ export class NodeMetrics {
     const wrapped = listener as (...args: unknown[]) => void;
     target.on(event, wrapped);
     this.#unsubscribe.push(() => target.off(event, wrapped));
-  }
-}
-
-/**
- * A MasterClient that reports the outcome of each registry and status call, so heartbeat failures
- * are counted once per request on the wire (the announcer coalesces callers onto one request).
- */
-export class InstrumentedMasterClient extends MasterClient {
-  #record: (call: MasterCall, ok: boolean) => void;
-
-  constructor(options: MasterClientOptions, record: (call: MasterCall, ok: boolean) => void) {
-    super(options);
-    this.#record = record;
-  }
-
-  override async register(nodeId: string, address: string): Promise<void> {
-    return this.#observe('register', super.register(nodeId, address));
-  }
-
-  override async heartbeat(payload: HeartbeatPayload): Promise<void> {
-    return this.#observe('heartbeat', super.heartbeat(payload));
-  }
-
-  override async unregister(nodeId: string): Promise<void> {
-    return this.#observe('unregister', super.unregister(nodeId));
-  }
-
-  override async getMeetingStatus(signal?: AbortSignal): Promise<MeetingStatus> {
-    return this.#observe('status', super.getMeetingStatus(signal));
-  }
-
-  async #observe<T>(call: MasterCall, pending: Promise<T>): Promise<T> {
-    try {
-      const value = await pending;
-      this.#record(call, true);
-      return value;
-    } catch (error) {
-      this.#record(call, false);
-      throw error;
-    }
   }
 }
