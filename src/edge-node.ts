@@ -13,7 +13,7 @@ import { redactConfig, type ConfigApplyResult } from './http/admin/config-routes
 import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
 import { LogRing, tapLogger } from './http/admin/logs.ts';
 import { NodeMetrics } from './http/admin/metrics.ts';
-import { createApp, DOWNLOAD_CORS } from './http/app.ts';
+import { createApp } from './http/app.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
 import { SharedReadFiles } from './http/shared-files.ts';
 import { TailLimit } from './http/tail-send.ts';
@@ -258,7 +258,7 @@ export class EdgeNode {
     // Response path (HEAD 6.5k → 23.6k req/s and 304 13k → 24k req/s measured with this fast
     // path), and the herd at meeting start is exactly these requests. Everything else is Hono.
     const honoListener = getRequestListener(app.fetch);
-    const downloadListener = createDownloadListener(downloads, DOWNLOAD_CORS);
+    const downloadListener = createDownloadListener(downloads);
     this.server = createServer((req, res) => {
       if (!downloadListener(req, res)) void honoListener(req, res);
     });

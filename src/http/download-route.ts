@@ -5,6 +5,7 @@ import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { SyncJob } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadStats } from './download-stats.ts';
+import { DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import type { SharedReadFiles } from './shared-files.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
@@ -182,36 +183,20 @@ function nextJobEvent(job: SyncJob, res: ServerResponse, ms: number): Promise<'p
   });
 }
 
-/** The tablets' URL on the master (which redirects here) and the reference node's alias. */
-const DOWNLOAD_PATH = /^\/api\/(?:v1\/meetings\/([^/?]+)\/download-package|meetings\/([^/?]+)\/download)(?:\?|$)/;
-
-/** The meeting id of a download URL (percent-decoded, not yet validated), or null for other URLs. */
-export function downloadPathId(url: string): string | null {
-  const match = DOWNLOAD_PATH.exec(url);
-  if (!match) return null;
-  const raw = match[1] ?? match[2] ?? '';
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    // Not decodable: handleDownload rejects it as an invalid id.
-    return raw;
-  }
-}
-
 /**
  * GET and HEAD of the download URLs answered on node:http directly, ahead of the Hono app: Hono
  * answers HEAD by re-dispatching it as GET and wrapping the result in a new web Response, which
  * measured 4x slower than this path (and GET about 25 % slower), and revalidation storms are what
  * tablets do at meeting start. Returns false, having done nothing, for any other request (the
- * caller hands it to the app, which still serves these URLs' OPTIONS preflight). `headers` are
- * set on every download response (CORS).
+ * caller hands it to the app, which serves these URLs' OPTIONS preflight). Every download response
+ * carries the CORS headers (tablet web apps may be on another origin).
  */
-export function createDownloadListener(deps: DownloadDeps, headers: Record<string, string> = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || req.url === undefined) return false;
     const meetingId = downloadPathId(req.url);
     if (meetingId === null) return false;
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(DOWNLOAD_CORS)) res.setHeader(name, value);
     handleDownload(deps, meetingId, req, res).catch((error: Error) => {
       deps.logger.error(`http ${req.method} ${req.url}: ${error.message}`);
       if (res.headersSent) res.destroy();
