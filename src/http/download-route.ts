@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../logger.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
-import type { SyncJob } from '../sync/sync-jobs.ts';
+import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadStats } from './download-stats.ts';
 import { DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
@@ -122,7 +122,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  * a download slot, or waiting for the master's first byte) waits, at most waitForSyncMs. 'settled'
  * or 'timeout' without having served: the caller serves from storage or answers 503.
  */
-async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
+async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
@@ -149,7 +149,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, r
 }
 
 /** Waits for the job to finish (or the client to leave), at most `ms`. */
-async function waitForJob(job: SyncJob, res: ServerResponse, ms: number): Promise<WaitOutcome> {
+async function waitForJob(job: DownloadView, res: ServerResponse, ms: number): Promise<WaitOutcome> {
   const closed = new Promise<'closed'>((resolve) => res.once('close', () => resolve('closed')));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
@@ -162,22 +162,18 @@ async function waitForJob(job: SyncJob, res: ServerResponse, ms: number): Promis
   }
 }
 
-/** The job's next progress or its end, the client leaving, or `ms` passing, whichever is first. */
-function nextJobEvent(job: SyncJob, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
+/** The job's next bytes or its end, the client leaving, or `ms` passing, whichever is first. */
+function nextJobEvent(job: DownloadView, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
   return new Promise((resolve) => {
     const finish = (outcome: 'progress' | 'settled' | 'closed' | 'timeout') => {
       clearTimeout(timer);
-      job.off('progress', onProgress);
-      job.off('settled', onSettled);
+      unsubscribe();
       res.off('close', onClose);
       resolve(outcome);
     };
-    const onProgress = () => finish('progress');
-    const onSettled = () => finish('settled');
     const onClose = () => finish('closed');
     const timer = setTimeout(() => finish('timeout'), ms);
-    job.on('progress', onProgress);
-    job.on('settled', onSettled);
+    const unsubscribe = job.subscribe({ bytes: () => finish('progress'), settled: () => finish('settled') });
     res.on('close', onClose);
     if (res.destroyed) finish('closed');
   });

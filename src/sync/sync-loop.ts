@@ -3,7 +3,8 @@ import type { Logger } from '../logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import type { SyncJob, SyncJobs } from './sync-jobs.ts';
+import type { DownloadView } from './download-view.ts';
+import type { SyncJobs } from './sync-jobs.ts';
 
 export interface PollRecord {
   at: number;
@@ -143,7 +144,7 @@ export class SyncLoop {
   }
 
   /** Starts (or joins) the download of an active meeting for a waiting tablet. */
-  requestSync(meetingId: string): SyncJob | undefined {
+  requestSync(meetingId: string): DownloadView | undefined {
     const meeting = this.activeMeeting(meetingId);
     if (!meeting || this.#paused) return this.#deps.jobs.inFlight(meetingId);
     return this.#deps.jobs.ensure({
