@@ -36,20 +36,25 @@ const rpc = serveRpc({
 
 /** Per job: when its first and its latest bytes reached the temp file. */
 const progress = new WeakMap<object, { first: number; last: number }>();
+/** Jobs already followed: 'started' comes once per attempt. */
+const followed = new WeakSet<object>();
 node.jobs.events.on('started', (job) => {
   rpc.emit('job', { type: 'started', meetingId: job.meetingId, attempt: job.attempt, at: Date.now() });
-  const onProgress = () => {
-    const now = Date.now();
-    const seen = progress.get(job);
-    if (seen) {
-      seen.last = now;
-      return;
-    }
-    progress.set(job, { first: now, last: now });
-    rpc.emit('job', { type: 'first-bytes', meetingId: job.meetingId, at: now });
-  };
-  job.on('progress', onProgress);
-  job.once('settled', () => job.off('progress', onProgress));
+  if (followed.has(job)) return;
+  followed.add(job);
+  const unsubscribe = job.subscribe({
+    bytes: () => {
+      const now = Date.now();
+      const seen = progress.get(job);
+      if (seen) {
+        seen.last = now;
+        return;
+      }
+      progress.set(job, { first: now, last: now });
+      rpc.emit('job', { type: 'first-bytes', meetingId: job.meetingId, at: now });
+    },
+    settled: () => unsubscribe(),
+  });
 });
 node.jobs.events.on('succeeded', (job, outcome) => {
   rpc.emit('job', {

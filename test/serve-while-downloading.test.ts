@@ -211,20 +211,23 @@ async function routeHarness(max: number): Promise<Harness> {
   };
 }
 
+/** Starts the job's first attempt, writing h.tempPath, as sync-jobs does. */
+async function startAttempt(h: Harness): Promise<void> {
+  h.job.beginAttempt();
+  h.job.running(h.tempPath, Date.now());
+  await writeFile(h.tempPath, '');
+}
+
 async function write(h: Harness, bytes: Buffer, total: number): Promise<void> {
   await appendFile(h.tempPath, bytes);
-  h.job.bytesWritten = total;
-  h.job.emit('progress', total, [bytes]);
+  h.job.wrote(total, [bytes], Date.now());
 }
 
 test('past the cap of tailing tablets: 503 with Retry-After; the others end cleanly only once the download succeeded', async (t) => {
   const h = await routeHarness(2);
   t.after(() => h.close());
   const content = randomBytes(300_000);
-  h.job.state = 'running';
-  h.job.attempt = 1;
-  h.job.tempPath = h.tempPath;
-  await writeFile(h.tempPath, '');
+  await startAttempt(h);
   await write(h, content.subarray(0, 100_000), 100_000);
 
   const first = fetchRaw(`${packageUrl(h.url, 'm1')}`);
@@ -250,19 +253,16 @@ test('past the cap of tailing tablets: 503 with Retry-After; the others end clea
 test('a tablet tailing an attempt that a retry replaces is cut off, never ended', async (t) => {
   const h = await routeHarness(10);
   t.after(() => h.close());
-  h.job.state = 'running';
-  h.job.attempt = 1;
-  h.job.tempPath = h.tempPath;
-  await writeFile(h.tempPath, '');
+  await startAttempt(h);
   await write(h, randomBytes(50_000), 50_000);
   const tailing = fetchRaw(packageUrl(h.url, 'm1'));
   await waitFor('the tablet tailing', () => h.limit.active === 1);
 
   // What sync-jobs does when an attempt fails and another starts: a new attempt, a new temp file.
-  h.job.attempt = 2;
-  h.job.tempPath = `${h.tempPath}-2`;
-  h.job.bytesWritten = 0;
-  h.job.emit('progress', 0, []);
+  h.job.endAttempt();
+  h.job.beginAttempt();
+  h.job.queued();
+  h.job.running(`${h.tempPath}-2`, Date.now());
   const res = await tailing;
   assert.equal(res.status, 200);
   assert.equal(res.complete, false);

@@ -2,9 +2,12 @@ import { serveStatic } from '@hono/node-server/serve-static';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
+import { getPath } from 'hono/utils/url';
 import path from 'node:path';
-import { isPublicApiPath, registerAdminRoutes, type AdminDeps } from './admin/index.ts';
+import { registerAdminRoutes, type AdminDeps } from './admin/index.ts';
+import type { AppEnv } from './app-env.ts';
 import { handleDownload, type DownloadDeps } from './download-route.ts';
+import { DOWNLOAD_CORS, DOWNLOAD_PREFLIGHT, DOWNLOAD_ROUTES, isDownloadPath } from './download-urls.ts';
 
 export interface AppDeps {
   downloads: DownloadDeps;
@@ -13,8 +16,6 @@ export interface AppDeps {
   /** Folder of the control panel, served under /static/. */
   publicDir: string;
 }
-
-export type AppEnv = { Bindings: HttpBindings };
 
 /** No inline script or style anywhere in the panel, so the policy can forbid both. */
 const CONTENT_SECURITY_POLICY = [
@@ -29,12 +30,6 @@ const CONTENT_SECURITY_POLICY = [
   "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
-
-/** Downloads may be fetched cross-origin (tablet web apps); admin routes may not. */
-export const DOWNLOAD_CORS: Record<string, string> = {
-  'access-control-allow-origin': '*',
-  'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Content-Disposition, Retry-After',
-};
 
 /**
  * The node's HTTP surface. Package downloads bypass Hono's Response path and write to the Node
@@ -55,24 +50,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     await next();
   });
 
+  // GET and HEAD of the download URLs are answered ahead of this app (createDownloadListener) when
+  // the target is spelled plainly. Spellings only the URL parser and router resolve to them (dot
+  // segments, percent-encoded letters, absolute-form targets) arrive here and are answered the same.
   const download = async (c: { req: { param: (name: 'id') => string }; env: HttpBindings }) => {
-    // Tablet apps may be web apps on another origin: downloads are public, so any origin may read them.
     for (const [name, value] of Object.entries(DOWNLOAD_CORS)) c.env.outgoing.setHeader(name, value);
     await handleDownload(deps.downloads, c.req.param('id'), c.env.incoming, c.env.outgoing);
     return RESPONSE_ALREADY_SENT;
   };
-  const preflight = () =>
-    new Response(null, {
-      status: 204,
-      headers: {
-        ...DOWNLOAD_CORS,
-        'access-control-allow-methods': 'GET, HEAD, OPTIONS',
-        'access-control-allow-headers': 'Range, If-Range, If-None-Match, If-Modified-Since',
-        'access-control-max-age': '600',
-      },
-    });
-  // The tablets' URL on the master (which redirects here) and the reference node's own alias.
-  for (const route of ['/api/v1/meetings/:id/download-package', '/api/meetings/:id/download'] as const) {
+  const preflight = () => new Response(null, { status: 204, headers: DOWNLOAD_PREFLIGHT });
+  for (const route of DOWNLOAD_ROUTES) {
     app.on(['GET', 'HEAD'], route, download);
     app.on('OPTIONS', route, preflight);
   }
@@ -93,10 +80,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // Hono answers HEAD by dispatching GET and copying the result into a new Response, which loses
   // the already-sent marker of a raw download answer: @hono/node-server then writes a second
   // answer (ERR_HTTP_HEADERS_SENT) on a socket that sendFile already answered. HEAD of a download
-  // path is dispatched as GET instead; handleDownload reads the real method from the request.
+  // path is dispatched as GET instead; handleDownload reads the real method from the request. The
+  // path is the one the router matches (getPath: percent-decoded as the routes see it).
   const dispatch = app.fetch;
   app.fetch = (request, env, executionCtx) => {
-    if (request.method === 'HEAD' && isPublicApiPath(pathOf(request.url))) {
+    if (request.method === 'HEAD' && isDownloadPath(getPath(request))) {
       return dispatch(new Request(request.url, { method: 'GET', headers: request.headers }), env, executionCtx);
     }
     return dispatch(request, env, executionCtx);
@@ -108,11 +96,4 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.json({ error: 'internal error' }, 500);
   });
   return app;
-}
-
-function pathOf(url: string): string {
-  const start = url.indexOf('/', url.indexOf('//') + 2);
-  if (start < 0) return '/';
-  const end = url.search(/[?#]/);
-  return end < 0 ? url.slice(start) : url.slice(start, end);
 }

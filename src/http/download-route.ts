@@ -2,9 +2,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
-import type { SyncJob } from '../sync/sync-jobs.ts';
+import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadStats } from './download-stats.ts';
+import { DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import type { SharedReadFiles } from './shared-files.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
@@ -121,7 +122,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  * a download slot, or waiting for the master's first byte) waits, at most waitForSyncMs. 'settled'
  * or 'timeout' without having served: the caller serves from storage or answers 503.
  */
-async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
+async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
@@ -148,7 +149,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, r
 }
 
 /** Waits for the job to finish (or the client to leave), at most `ms`. */
-async function waitForJob(job: SyncJob, res: ServerResponse, ms: number): Promise<WaitOutcome> {
+async function waitForJob(job: DownloadView, res: ServerResponse, ms: number): Promise<WaitOutcome> {
   const closed = new Promise<'closed'>((resolve) => res.once('close', () => resolve('closed')));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
@@ -161,41 +162,21 @@ async function waitForJob(job: SyncJob, res: ServerResponse, ms: number): Promis
   }
 }
 
-/** The job's next progress or its end, the client leaving, or `ms` passing, whichever is first. */
-function nextJobEvent(job: SyncJob, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
+/** The job's next bytes or its end, the client leaving, or `ms` passing, whichever is first. */
+function nextJobEvent(job: DownloadView, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
   return new Promise((resolve) => {
     const finish = (outcome: 'progress' | 'settled' | 'closed' | 'timeout') => {
       clearTimeout(timer);
-      job.off('progress', onProgress);
-      job.off('settled', onSettled);
+      unsubscribe();
       res.off('close', onClose);
       resolve(outcome);
     };
-    const onProgress = () => finish('progress');
-    const onSettled = () => finish('settled');
     const onClose = () => finish('closed');
     const timer = setTimeout(() => finish('timeout'), ms);
-    job.on('progress', onProgress);
-    job.on('settled', onSettled);
+    const unsubscribe = job.subscribe({ bytes: () => finish('progress'), settled: () => finish('settled') });
     res.on('close', onClose);
     if (res.destroyed) finish('closed');
   });
-}
-
-/** The tablets' URL on the master (which redirects here) and the reference node's alias. */
-const DOWNLOAD_PATH = /^\/api\/(?:v1\/meetings\/([^/?]+)\/download-package|meetings\/([^/?]+)\/download)(?:\?|$)/;
-
-/** The meeting id of a download URL (percent-decoded, not yet validated), or null for other URLs. */
-export function downloadPathId(url: string): string | null {
-  const match = DOWNLOAD_PATH.exec(url);
-  if (!match) return null;
-  const raw = match[1] ?? match[2] ?? '';
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    // Not decodable: handleDownload rejects it as an invalid id.
-    return raw;
-  }
 }
 
 /**
@@ -203,15 +184,15 @@ export function downloadPathId(url: string): string | null {
  * answers HEAD by re-dispatching it as GET and wrapping the result in a new web Response, which
  * measured 4x slower than this path (and GET about 25 % slower), and revalidation storms are what
  * tablets do at meeting start. Returns false, having done nothing, for any other request (the
- * caller hands it to the app, which still serves these URLs' OPTIONS preflight). `headers` are
- * set on every download response (CORS).
+ * caller hands it to the app, which serves these URLs' OPTIONS preflight). Every download response
+ * carries the CORS headers (tablet web apps may be on another origin).
  */
-export function createDownloadListener(deps: DownloadDeps, headers: Record<string, string> = {}): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || req.url === undefined) return false;
     const meetingId = downloadPathId(req.url);
     if (meetingId === null) return false;
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(DOWNLOAD_CORS)) res.setHeader(name, value);
     handleDownload(deps, meetingId, req, res).catch((error: Error) => {
       deps.logger.error(`http ${req.method} ${req.url}: ${error.message}`);
       if (res.headersSent) res.destroy();

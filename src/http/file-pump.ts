@@ -23,7 +23,6 @@
  */
 import { close, read, readSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import type { SendAbortReason, SendResult } from './send-file.ts';
 import { ERRNO, socketFd, touchSocket, type ZeroCopy } from './zero-copy.ts';
 
 export interface PumpOptions {
@@ -317,58 +316,8 @@ function readAt(fd: number, buffer: Buffer, length: number, position: number): P
   });
 }
 
-// ---- shared by sendFile and tailDownload ---------------------------------------------------
-
+/** Closes a read-only descriptor (a package or a download's temp file) once nothing reads it. */
 export function closeFd(fd: number): Promise<void> {
   // Close errors on a read-only descriptor carry no information the caller could act on.
   return new Promise((resolve) => close(fd, () => resolve()));
-}
-
-/** The outcome recorded by whichever failure happens first; later ones are consequences. */
-export class AbortState {
-  reason: SendAbortReason | undefined;
-  error: Error | undefined;
-
-  record(reason: SendAbortReason, error?: Error): void {
-    if (this.reason !== undefined) return;
-    this.reason = reason;
-    this.error = error;
-  }
-
-  result(status: number, bytesSent: number, completed: boolean): SendResult {
-    if (completed && this.reason === undefined) return { status, bytesSent, completed };
-    const result: SendResult = { status, bytesSent, completed: false, abortReason: this.reason ?? 'client-closed' };
-    if (this.error) result.error = this.error;
-    return result;
-  }
-}
-
-/**
- * res.setTimeout arms the socket's inactivity timer. While the client does not read, the kernel
- * buffers fill, the pending socket write never completes and no new write is issued (the pump
- * waits for it), so the timer runs out and we destroy the socket; without
- * this, Node 20 never times out a response that is stuck writing. A listener on the response also
- * stops Node from destroying the socket on its own, so the destroy must happen here.
- * The socket keeps the timeout after the response: on a keep-alive connection Node replaces it
- * with keepAliveTimeout when the response finishes; otherwise it bounds the idle connection too,
- * which suits dead tablets.
- */
-export function armIdleTimeout(res: ServerResponse, idleTimeoutMs: number, abort: AbortState): () => void {
-  const onIdle = (): void => {
-    abort.record('idle-timeout');
-    res.destroy();
-  };
-  res.setTimeout(idleTimeoutMs, onIdle);
-  return () => {
-    res.removeListener('timeout', onIdle);
-  };
-}
-
-export function responseSettled(res: ServerResponse): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (res.writableFinished) return resolve(true);
-    if (res.destroyed) return resolve(false);
-    res.once('finish', () => resolve(true));
-    res.once('close', () => resolve(res.writableFinished));
-  });
 }

@@ -12,7 +12,8 @@
  * package over the old one while tablets that already started keep receiving the old bytes.
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { AbortState, armIdleTimeout, closeFd, DEFAULT_MAX_CHUNK, FilePump, responseSettled, ShortFileError } from './file-pump.ts';
+import { closeFd, DEFAULT_MAX_CHUNK, FilePump, ShortFileError } from './file-pump.ts';
+import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
 import type { ZeroCopy } from './zero-copy.ts';
 
 export interface PackageFile {
@@ -47,23 +48,6 @@ export interface SendOptions {
   zeroCopy?: ZeroCopy | null;
 }
 
-/**
- * Why a response did not complete. `client-closed`: the tablet went away. `idle-timeout`: it
- * stopped taking bytes for idleTimeoutMs. `server-error`: reading the file failed, the file was
- * shorter than announced, or onBytes threw; `error` then says which.
- */
-export type SendAbortReason = 'client-closed' | 'idle-timeout' | 'server-error';
-
-export interface SendResult {
-  status: number;
-  /** Body bytes handed to the response (not counting headers). */
-  bytesSent: number;
-  /** True when the whole response was handed to the OS; false after any abort. */
-  completed: boolean;
-  abortReason?: SendAbortReason;
-  /** Only for abortReason `server-error`. */
-  error?: Error;
-}
 
 export type RangeRequest =
   | { kind: 'none' }

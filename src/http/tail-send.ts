@@ -13,10 +13,11 @@
  * failure) and the open descriptor keeps reading the same bytes either way.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { SyncJob } from '../sync/sync-jobs.ts';
-import { AbortState, armIdleTimeout, FilePump, responseSettled } from './file-pump.ts';
+import type { DownloadListener, DownloadView } from '../sync/download-view.ts';
+import { FilePump } from './file-pump.ts';
+import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
+import { contentDisposition } from './send-file.ts';
 import { SharedReadFiles } from './shared-files.ts';
-import { contentDisposition, type SendResult } from './send-file.ts';
 
 export interface TailOptions {
   /** Destroy the response if no byte could be written for this long (also while the master is silent). */
@@ -65,26 +66,8 @@ export class TailLimit {
   }
 }
 
-/** How often a waiting tablet re-checks the job: an attempt can end without emitting anything. */
+/** How often a waiting tablet re-checks the download: an attempt can end without notifying anyone. */
 const RECHECK_MS = 1_000;
-
-type AttemptState =
-  /** Our attempt is still writing: `available` bytes are in the file. */
-  | { kind: 'running'; available: number }
-  /** Our attempt's bytes became the package: send up to `size`, then end. */
-  | { kind: 'succeeded'; size: number }
-  /** The job failed, or our attempt did and a retry writes another file. */
-  | { kind: 'failed'; reason: string };
-
-function attemptState(job: SyncJob, tempPath: string, attempt: number): AttemptState {
-  if (job.settled) {
-    if (job.outcome && job.attempt === attempt) return { kind: 'succeeded', size: job.outcome.pkg.size };
-    return { kind: 'failed', reason: job.error ?? 'the download failed' };
-  }
-  if (job.attempt !== attempt) return { kind: 'failed', reason: `download attempt ${attempt} failed; attempt ${job.attempt} starts over` };
-  // Between the end of our attempt and the job settling there is nothing new to read.
-  return { kind: 'running', available: job.tempPath === tempPath ? job.bytesWritten : 0 };
-}
 
 /**
  * Whether a request may be answered from a download in progress: a plain GET over HTTP/1.1.
@@ -97,21 +80,22 @@ export function canTail(req: IncomingMessage): boolean {
 }
 
 /**
- * Streams the package `job` is downloading. Resolves null, having written nothing, when there is
- * nothing to tail (no attempt running or its temp file not there: not created yet, or already
- * renamed or removed) or the request cannot be tailed (canTail); the caller then falls back to
- * waiting for the job. Otherwise resolves once the response ended or was destroyed; rejects only
- * if the temp file cannot be opened for another reason than ENOENT.
+ * Streams the package `download` is downloading, from its current attempt: the response lives and
+ * dies with that attempt (download.attemptStatus). Resolves null, having written nothing, when
+ * there is nothing to tail (no attempt running or its temp file not there: not created yet, or
+ * already renamed or removed) or the request cannot be tailed (canTail); the caller then falls
+ * back to waiting for the download. Otherwise resolves once the response ended or was destroyed;
+ * rejects only if the temp file cannot be opened for another reason than ENOENT.
  */
-export async function tailDownload(req: IncomingMessage, res: ServerResponse, job: SyncJob, opts: TailOptions): Promise<SendResult | null> {
-  const tempPath = job.tempPath;
-  const attempt = job.attempt;
-  if (tempPath === null || job.settled || job.state !== 'running' || !canTail(req)) return null;
+export async function tailDownload(req: IncomingMessage, res: ServerResponse, download: DownloadView, opts: TailOptions): Promise<SendResult | null> {
+  const tempPath = download.tempPath;
+  const attempt = download.attempt;
+  if (tempPath === null || download.state !== 'running' || !canTail(req)) return null;
   // Null: the file is gone (renamed into place or removed since we looked). Without a shared
   // registry, a private one: this response's own descriptor.
   const file = await (opts.files ?? new SharedReadFiles()).acquire(tempPath);
   if (file === null) return null;
-  if (job.attempt !== attempt || res.destroyed || res.headersSent) {
+  if (download.attemptStatus(attempt).kind === 'failed' || res.destroyed || res.headersSent) {
     file.release();
     return null;
   }
@@ -139,30 +123,33 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
   };
   const pump = new FilePump(res, fd, 0, { maxChunk: opts.chunkSize, onBytes: opts.onBytes });
   let sharedError: unknown = null;
-  const onProgress = (total: number, written: readonly Buffer[]) => {
-    // A herd of tablets caught up with the download: each writes the bytes that just arrived, as
-    // they are, instead of each reading them back from the file (one buffer for all of them).
-    if (job.attempt === attempt && job.tempPath === tempPath && sharedError === null) {
-      let length = 0;
-      for (const buffer of written) length += buffer.length;
-      try {
-        pump.appendShared(total - length, written);
-      } catch (error) {
-        // onBytes threw: fail this response in the loop below, as a read error would.
-        sharedError = error;
+  const listener: DownloadListener = {
+    bytes(ofAttempt: number, total: number, written: readonly Buffer[]) {
+      // A herd of tablets caught up with the download: each writes the bytes that just arrived, as
+      // they are, instead of each reading them back from the file (one buffer for all of them).
+      if (ofAttempt === attempt && sharedError === null) {
+        let length = 0;
+        for (const buffer of written) length += buffer.length;
+        try {
+          pump.appendShared(total - length, written);
+        } catch (error) {
+          // onBytes threw: fail this response in the loop below, as a read error would.
+          sharedError = error;
+        }
       }
-    }
-    notify();
+      notify();
+    },
+    restarted: notify,
+    settled: notify,
   };
-  job.on('progress', onProgress);
-  job.on('settled', notify);
+  const unsubscribe = download.subscribe(listener);
   res.once('close', notify);
   const recheck = setInterval(notify, RECHECK_MS);
   let completed = false;
   try {
     for (;;) {
       if (sharedError !== null) throw sharedError;
-      const state = attemptState(job, tempPath, attempt);
+      const state = download.attemptStatus(attempt);
       if (state.kind === 'failed') {
         abort.record('server-error', new Error(state.reason));
         res.destroy();
@@ -188,8 +175,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, jo
     res.destroy();
   } finally {
     clearInterval(recheck);
-    job.off('progress', onProgress);
-    job.off('settled', notify);
+    unsubscribe();
     res.off('close', notify);
     file.release();
     disarm();

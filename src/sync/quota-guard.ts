@@ -2,6 +2,7 @@ import type { Logger } from '../log/logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { defaultFreeFloor, formatBytes, planEviction, type EvictionPlan, type QuotaPackage, type QuotaPolicy } from '../store/quota.ts';
+import type { DownloadView } from './download-view.ts';
 import { FetchError } from './fetch-package.ts';
 
 export interface QuotaSettings {
@@ -36,9 +37,7 @@ export interface QuotaGuardDeps {
 }
 
 /** What a download attempt is, as far as the guard cares. */
-export interface GuardedJob {
-  readonly meetingId: string;
-}
+export type GuardedJob = Pick<DownloadView, 'meetingId'>;
 
 export interface QuotaEviction {
   at: number;

@@ -1,5 +1,5 @@
 import type { ActiveMeeting } from '../master/master-client.ts';
-import type { FetchReason } from './sync-jobs.ts';
+import type { FetchReason } from './download-view.ts';
 
 /**
  * Reconciliation, Kubernetes-style: a pure function from (desired state = the master's active

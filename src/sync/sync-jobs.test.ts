@@ -8,8 +8,9 @@ import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { createLogger } from '../log/logger.ts';
 import { MasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
+import type { JobOutcome } from './download-view.ts';
 import { fetchPackage } from './fetch-package.ts';
-import { SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
+import { SyncJob, SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
 
@@ -74,6 +75,110 @@ async function until(what: string, check: () => boolean, timeoutMs = 5_000): Pro
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('SyncJob, as readers see it (DownloadView)', () => {
+  const request = { meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' as const };
+  const outcomeOf = (size: number) => ({ pkg: { size }, replaced: true }) as unknown as JobOutcome;
+
+  test('attemptStatus: running with the bytes of its attempt, failed once a retry replaces it, succeeded only for the attempt that became the package', () => {
+    const job = new SyncJob(request, 0);
+    assert.equal(job.beginAttempt(), 1);
+    assert.equal(job.state, 'queued');
+    job.running('/tmp/one.part', 1_000);
+    job.wrote(400, [Buffer.alloc(400)], 3_000);
+    assert.deepEqual(job.attemptStatus(1), { kind: 'running', available: 400 });
+    assert.equal(job.bytesWritten, 400);
+    assert.equal(job.rate, 200, 'bytes per second over the attempt');
+    job.endAttempt();
+    assert.deepEqual(job.attemptStatus(1), { kind: 'running', available: 0 }, 'its file is gone: nothing more to read');
+    assert.equal(job.tempPath, null);
+
+    assert.equal(job.beginAttempt(), 2);
+    assert.equal(job.state, 'backoff');
+    const replaced = job.attemptStatus(1);
+    assert.equal(replaced.kind, 'failed');
+    assert.match(replaced.kind === 'failed' ? replaced.reason : '', /attempt 1 failed; attempt 2 starts over/);
+    job.queued();
+    job.running('/tmp/two.part', 4_000);
+    assert.deepEqual(job.attemptStatus(2), { kind: 'running', available: 0 });
+    job.wrote(900, [Buffer.alloc(900)], 5_000);
+    job.endAttempt();
+    job.settle(outcomeOf(900));
+    assert.equal(job.settled, true);
+    assert.deepEqual(job.attemptStatus(2), { kind: 'succeeded', size: 900 });
+    assert.equal(job.attemptStatus(1).kind, 'failed', 'the replaced attempt never succeeds');
+  });
+
+  test('attemptStatus after the download failed: failed, with its error', async () => {
+    const job = new SyncJob(request, 0);
+    job.beginAttempt();
+    job.running('/tmp/one.part', 0);
+    job.settle(new Error('master gone'));
+    assert.deepEqual(job.attemptStatus(1), { kind: 'failed', reason: 'master gone' });
+    assert.equal(job.error, 'master gone');
+    await assert.rejects(job.done, /master gone/);
+  });
+
+  test('subscribe: bytes carry their attempt, restarted comes with each new attempt number, settled once; unsubscribed listeners hear nothing more', () => {
+    const job = new SyncJob(request, 0);
+    const heard: string[] = [];
+    const stop = job.subscribe({
+      bytes: (attempt, total, written) => heard.push(`bytes ${attempt} ${total} ${written.length}`),
+      restarted: (attempt) => heard.push(`restarted ${attempt}`),
+      settled: (outcome) => heard.push(`settled ${outcome instanceof Error ? outcome.message : outcome.pkg.size}`),
+    });
+    const other: string[] = [];
+    job.subscribe({ settled: () => other.push('settled') });
+    job.beginAttempt();
+    job.running('/tmp/one.part', 0);
+    job.wrote(10, [Buffer.alloc(4), Buffer.alloc(6)], 1);
+    job.endAttempt();
+    job.beginAttempt();
+    job.running('/tmp/two.part', 2);
+    job.wrote(5, [Buffer.alloc(5)], 3);
+    job.settle(outcomeOf(5));
+    assert.deepEqual(heard, ['bytes 1 10 2', 'restarted 2', 'bytes 2 5 1', 'settled 5']);
+    assert.deepEqual(other, ['settled'], 'a listener without bytes or restarted hears only what it asked for');
+
+    stop();
+    stop();
+    const after = new SyncJob(request, 0);
+    const late: string[] = [];
+    const unsubscribe = after.subscribe({ bytes: () => late.push('bytes') });
+    unsubscribe();
+    after.beginAttempt();
+    after.running('/tmp/three.part', 0);
+    after.wrote(1, [Buffer.alloc(1)], 1);
+    assert.deepEqual(late, []);
+  });
+
+  test('a listener leaving while the others are being told does not make them miss it', () => {
+    const job = new SyncJob(request, 0);
+    const heard: string[] = [];
+    const first = job.subscribe({
+      bytes: () => {
+        heard.push('first');
+        first();
+      },
+    });
+    job.subscribe({ bytes: () => heard.push('second') });
+    job.beginAttempt();
+    job.running('/tmp/one.part', 0);
+    job.wrote(1, [Buffer.alloc(1)], 1);
+    job.wrote(2, [Buffer.alloc(1)], 2);
+    assert.deepEqual(heard, ['first', 'second', 'second']);
+  });
+
+  test('a reader cannot change a download through its view', () => {
+    const job = new SyncJob(request, 0);
+    for (const field of ['state', 'attempt', 'bytesWritten', 'tempPath', 'outcome', 'error', 'urgent']) {
+      assert.throws(() => {
+        (job as unknown as Record<string, unknown>)[field] = 'x';
+      }, TypeError, field);
+    }
+    assert.equal(job.state, 'queued');
+  });
+});
 
 describe('SyncJobs', () => {
   let fixtures: string;
@@ -190,6 +295,36 @@ describe('SyncJobs', () => {
     assert.equal(outcome.pkg.size, zip.length);
     assert.equal(store.get('m1')?.size, zip.length);
     assert.deepEqual((await readdir(path.join(root, 'meeting_m1'))).sort(), ['manifest.json', 'package.zip']);
+  });
+
+  test('subscribers of a download hear every byte of each attempt, in order, and the retry that voids the first', async () => {
+    const { master, jobs } = await setup({ retryCount: 2 });
+    master.behaviour = (_id, call) => (call === 1 ? 'notZip' : 'hold');
+    const job = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' });
+    const heard: string[] = [];
+    let expectedStart = 0;
+    let contiguous = true;
+    job.subscribe({
+      bytes: (attempt, total, written) => {
+        let length = 0;
+        for (const buffer of written) length += buffer.length;
+        if (total - length !== expectedStart) contiguous = false;
+        expectedStart = total;
+        if (heard.at(-1) !== `bytes ${attempt}`) heard.push(`bytes ${attempt}`);
+      },
+      restarted: (attempt) => {
+        expectedStart = 0;
+        heard.push(`restarted ${attempt}`);
+      },
+      settled: (outcome) => heard.push(outcome instanceof Error ? 'failed' : 'settled'),
+    });
+    await until('the second attempt to start', () => master.opens.length === 2);
+    assert.equal(job.attempt, 2);
+    master.opens[1]?.release();
+    const outcome = await job.done;
+    assert.deepEqual(heard, ['bytes 1', 'restarted 2', 'bytes 2', 'settled']);
+    assert.equal(contiguous, true, 'each report ends where the next one starts');
+    assert.equal(expectedStart, outcome.pkg.size, 'the last report ends at the package size');
   });
 
   test('a 404 is not retried', async () => {

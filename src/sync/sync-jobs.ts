@@ -2,12 +2,10 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
-import type { PackageStore, StoredPackage } from '../store/package-store.ts';
+import type { PackageStore } from '../store/package-store.ts';
+import type { AttemptStatus, DownloadListener, DownloadView, FetchReason, JobOutcome, JobState } from './download-view.ts';
 import { FetchError, fetchPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
-
-export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested';
-export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';
 
 export interface JobRequest {
   meetingId: string;
@@ -37,12 +35,6 @@ export interface SyncFailure {
   retryAt: number;
 }
 
-export interface JobOutcome {
-  pkg: StoredPackage;
-  /** False when the fetched bytes equal the package already held (only the token was updated). */
-  replaced: boolean;
-}
-
 export interface SyncJobsDeps {
   store: PackageStore;
   master: () => MasterClient;
@@ -60,49 +52,48 @@ export interface SyncJobsDeps {
 /** Checks a download against the space it may use (implemented by QuotaGuard). */
 export interface DownloadGuard {
   /** Before an attempt opens its temp file: may make room; throws (a FetchError) to refuse the attempt. */
-  beforeAttempt(job: SyncJob): Promise<void>;
+  beforeAttempt(download: DownloadView): Promise<void>;
   /** As bytes reach the temp file; an error returned stops the attempt with that error. */
-  onProgress(job: SyncJob, bytesWritten: number): Error | null;
+  onProgress(download: DownloadView, bytesWritten: number): Error | null;
   /** The attempt's temp file is gone: promoted (succeeded) or discarded. */
-  attemptEnded(job: SyncJob, succeeded: boolean): void;
+  attemptEnded(download: DownloadView, succeeded: boolean): void;
 }
 
-/** One download of one meeting's package, shared by everyone who needs it. */
 /**
- * `progress`: the running total on disk and the buffers that just reached it (ending at that
- * total). Tablets served while downloading write those buffers on, instead of each reading them
- * back from the file.
+ * One download of one meeting's package, shared by everyone who needs it. Its state changes only
+ * through its own methods, called by SyncJobs (and by tests driving a download); everyone else
+ * holds it as a DownloadView.
  */
-export class SyncJob extends EventEmitter<{ progress: [number, readonly Buffer[]]; settled: [] }> {
+export class SyncJob implements DownloadView {
   readonly meetingId: string;
   readonly title: string;
   readonly reason: FetchReason;
-  token: string | null;
-  urgent: boolean;
-  state: JobState = 'queued';
-  attempt = 0;
-  bytesWritten = 0;
-  /** Bytes per second over the current attempt. */
-  rate = 0;
+  /** The master's token when the job was asked for; recorded in the manifest. */
+  readonly token: string | null;
   readonly createdAt: number;
-  attemptStartedAt = 0;
-  /** The temp file of the running attempt (readers may tail it); null between attempts. */
-  tempPath: string | null = null;
-  error: string | null = null;
-  outcome: JobOutcome | null = null;
   readonly done: Promise<JobOutcome>;
-  readonly controller = new AbortController();
+  #urgent: boolean;
+  #state: JobState = 'queued';
+  #attempt = 0;
+  #bytesWritten = 0;
+  #rate = 0;
+  #attemptStartedAt = 0;
+  #tempPath: string | null = null;
+  #error: string | null = null;
+  #outcome: JobOutcome | null = null;
+  #controller = new AbortController();
   #resolve!: (outcome: JobOutcome) => void;
   #reject!: (error: Error) => void;
+  #listeners = new Set<DownloadListener>();
+  /** #listeners as an array, rebuilt when membership changes: notifying allocates nothing. */
+  #notified: readonly DownloadListener[] = [];
 
   constructor(request: JobRequest, now: number) {
-    super();
-    this.setMaxListeners(0);
     this.meetingId = request.meetingId;
     this.title = request.title;
     this.token = request.token;
     this.reason = request.reason;
-    this.urgent = request.urgent ?? false;
+    this.#urgent = request.urgent ?? false;
     this.createdAt = now;
     this.done = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -112,25 +103,121 @@ export class SyncJob extends EventEmitter<{ progress: [number, readonly Buffer[]
     this.done.catch(() => {});
   }
 
+  get urgent(): boolean {
+    return this.#urgent;
+  }
+  get state(): JobState {
+    return this.#state;
+  }
+  get attempt(): number {
+    return this.#attempt;
+  }
+  get bytesWritten(): number {
+    return this.#bytesWritten;
+  }
+  get rate(): number {
+    return this.#rate;
+  }
+  get attemptStartedAt(): number {
+    return this.#attemptStartedAt;
+  }
+  get tempPath(): string | null {
+    return this.#tempPath;
+  }
+  get error(): string | null {
+    return this.#error;
+  }
+  get outcome(): JobOutcome | null {
+    return this.#outcome;
+  }
   get settled(): boolean {
-    return this.state === 'done' || this.state === 'failed';
+    return this.#state === 'done' || this.#state === 'failed';
+  }
+  /** Aborted when the job is cancelled. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  attemptStatus(attempt: number): AttemptStatus {
+    if (this.settled) {
+      if (this.#outcome && this.#attempt === attempt) return { kind: 'succeeded', size: this.#outcome.pkg.size };
+      return { kind: 'failed', reason: this.#error ?? 'the download failed' };
+    }
+    if (this.#attempt !== attempt) return { kind: 'failed', reason: `download attempt ${attempt} failed; attempt ${this.#attempt} starts over` };
+    // Between the end of the attempt and the job settling there is nothing new to read.
+    return { kind: 'running', available: this.#tempPath === null ? 0 : this.#bytesWritten };
+  }
+
+  subscribe(listener: DownloadListener): () => void {
+    this.#listeners.add(listener);
+    this.#notified = [...this.#listeners];
+    return () => {
+      if (this.#listeners.delete(listener)) this.#notified = [...this.#listeners];
+    };
+  }
+
+  /** A tablet is waiting now. */
+  markUrgent(): void {
+    this.#urgent = true;
+  }
+
+  /** The next attempt begins (waiting out its backoff first, after the first). */
+  beginAttempt(): number {
+    this.#attempt += 1;
+    this.#state = this.#attempt > 1 ? 'backoff' : 'queued';
+    if (this.#attempt > 1) {
+      const attempt = this.#attempt;
+      const listeners = this.#notified;
+      for (let i = 0; i < listeners.length; i++) listeners[i]!.restarted?.(attempt);
+    }
+    return this.#attempt;
+  }
+
+  /** The attempt waits for a download slot. */
+  queued(): void {
+    this.#state = 'queued';
+  }
+
+  /** The attempt writes `tempPath` from now on. */
+  running(tempPath: string, now: number): void {
+    this.#state = 'running';
+    this.#bytesWritten = 0;
+    this.#rate = 0;
+    this.#attemptStartedAt = now;
+    this.#tempPath = tempPath;
+  }
+
+  /** `written` just reached the temp file, ending at offset `total`. */
+  wrote(total: number, written: readonly Buffer[], now: number): void {
+    this.#bytesWritten = total;
+    const elapsed = (now - this.#attemptStartedAt) / 1000;
+    this.#rate = elapsed > 0 ? total / elapsed : 0;
+    const attempt = this.#attempt;
+    const listeners = this.#notified;
+    for (let i = 0; i < listeners.length; i++) listeners[i]!.bytes?.(attempt, total, written);
+  }
+
+  /** The attempt's temp file was promoted or discarded: nothing more to read from it. */
+  endAttempt(): void {
+    this.#tempPath = null;
   }
 
   cancel(reason: string): void {
-    if (!this.settled) this.controller.abort(new FetchError(`cancelled: ${reason}`, 'CANCELLED', false));
+    if (!this.settled) this.#controller.abort(new FetchError(`cancelled: ${reason}`, 'CANCELLED', false));
   }
 
   settle(outcome: JobOutcome | Error): void {
     if (outcome instanceof Error) {
-      this.state = 'failed';
-      this.error = outcome.message;
+      this.#state = 'failed';
+      this.#error = outcome.message;
       this.#reject(outcome);
     } else {
-      this.state = 'done';
-      this.outcome = outcome;
+      this.#state = 'done';
+      this.#outcome = outcome;
       this.#resolve(outcome);
     }
-    this.emit('settled');
+    const listeners = this.#notified;
+    for (let i = 0; i < listeners.length; i++) listeners[i]!.settled?.(outcome);
   }
 }
 
@@ -140,11 +227,12 @@ export class SyncJob extends EventEmitter<{ progress: [number, readonly Buffer[]
  * A failed job leaves the package already held (if any) untouched.
  */
 export class SyncJobs {
+  /** `progress` comes a few times a second at most, for status and admin consumers. */
   readonly events = new EventEmitter<{
-    started: [SyncJob];
-    progress: [SyncJob];
-    succeeded: [SyncJob, JobOutcome];
-    failed: [SyncJob, SyncFailure];
+    started: [DownloadView];
+    progress: [DownloadView];
+    succeeded: [DownloadView, JobOutcome];
+    failed: [DownloadView, SyncFailure];
   }>();
   #jobs = new Map<string, SyncJob>();
   #failures = new Map<string, SyncFailure>();
@@ -162,10 +250,10 @@ export class SyncJobs {
   }
 
   /** The running job for this meeting, or a new one. */
-  ensure(request: JobRequest): SyncJob {
+  ensure(request: JobRequest): DownloadView {
     const existing = this.#jobs.get(request.meetingId);
     if (existing && !existing.settled) {
-      if (request.urgent && !existing.urgent) existing.urgent = true;
+      if (request.urgent) existing.markUrgent();
       return existing;
     }
     const job = new SyncJob(request, this.#now());
@@ -175,7 +263,7 @@ export class SyncJobs {
   }
 
   /** The unsettled job for this meeting, if any. */
-  inFlight(meetingId: string): SyncJob | undefined {
+  inFlight(meetingId: string): DownloadView | undefined {
     const job = this.#jobs.get(meetingId);
     return job && !job.settled ? job : undefined;
   }
@@ -187,7 +275,7 @@ export class SyncJobs {
   }
 
   /** Every job still known (running or the last settled one per meeting). */
-  jobs(): SyncJob[] {
+  jobs(): DownloadView[] {
     return [...this.#jobs.values()];
   }
 
@@ -224,7 +312,7 @@ export class SyncJobs {
     }
     await new Promise<void>((resolve, reject) => {
       const grant = () => {
-        job.controller.signal.removeEventListener('abort', onAbort);
+        job.signal.removeEventListener('abort', onAbort);
         resolve();
       };
       const onAbort = () => {
@@ -232,9 +320,9 @@ export class SyncJobs {
           const index = queue.indexOf(grant);
           if (index >= 0) queue.splice(index, 1);
         }
-        reject(job.controller.signal.reason as Error);
+        reject(job.signal.reason as Error);
       };
-      job.controller.signal.addEventListener('abort', onAbort, { once: true });
+      job.signal.addEventListener('abort', onAbort, { once: true });
       (job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
     });
   }
@@ -252,20 +340,20 @@ export class SyncJobs {
     const { store, logger } = this.#deps;
     let lastError: FetchError | null = null;
     const settings = this.#deps.settings();
-    for (job.attempt = 1; job.attempt <= settings.retryCount; job.attempt++) {
-      if (job.attempt > 1) {
-        job.state = 'backoff';
-        const delay = backoffDelay(settings.retryDelayMs, job.attempt - 2, this.#random());
-        logger.info(`sync ${job.meetingId}: attempt ${job.attempt}/${settings.retryCount} in ${(delay / 1000).toFixed(1)} s`);
+    while (job.attempt < settings.retryCount) {
+      const attempt = job.beginAttempt();
+      if (attempt > 1) {
+        const delay = backoffDelay(settings.retryDelayMs, attempt - 2, this.#random());
+        logger.info(`sync ${job.meetingId}: attempt ${attempt}/${settings.retryCount} in ${(delay / 1000).toFixed(1)} s`);
         try {
-          await sleep(delay, undefined, { signal: job.controller.signal });
+          await sleep(delay, undefined, { signal: job.signal });
         } catch {
-          lastError = job.controller.signal.reason as FetchError;
+          lastError = job.signal.reason as FetchError;
           break;
         }
       }
       try {
-        job.state = 'queued';
+        job.queued();
         await this.#acquire(job);
       } catch (error) {
         lastError = asFetchError(error);
@@ -280,7 +368,7 @@ export class SyncJobs {
       } catch (error) {
         lastError = asFetchError(error);
         logger.warn(`sync ${job.meetingId}: attempt ${job.attempt}/${settings.retryCount} failed: ${lastError.message}`);
-        if (!lastError.retryable || job.controller.signal.aborted) break;
+        if (!lastError.retryable || job.signal.aborted) break;
       } finally {
         this.#release();
       }
@@ -311,11 +399,7 @@ export class SyncJobs {
     // controller would read as a cancellation (no failure recorded, no retry later).
     const attemptAbort = new AbortController();
     const tempPath = await store.createTempPath(job.meetingId);
-    job.state = 'running';
-    job.bytesWritten = 0;
-    job.rate = 0;
-    job.attemptStartedAt = this.#now();
-    job.tempPath = tempPath;
+    job.running(tempPath, this.#now());
     this.events.emit('started', job);
     let lastEmit = 0;
     try {
@@ -325,16 +409,13 @@ export class SyncJobs {
         tempPath,
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
-        signal: guard ? AbortSignal.any([job.controller.signal, attemptAbort.signal]) : job.controller.signal,
+        signal: guard ? AbortSignal.any([job.signal, attemptAbort.signal]) : job.signal,
         hash: this.#deps.hashes ? (path) => (this.#deps.hashes as HashThread).create(path) : undefined,
         onProgress: (bytes, written) => {
-          job.bytesWritten = bytes;
           const refusal = guard?.onProgress(job, bytes);
           if (refusal && !attemptAbort.signal.aborted) attemptAbort.abort(refusal);
           const now = this.#now();
-          const elapsed = (now - job.attemptStartedAt) / 1000;
-          job.rate = elapsed > 0 ? bytes / elapsed : 0;
-          job.emit('progress', bytes, written);
+          job.wrote(bytes, written, now);
           // Status/SSE consumers want a few updates a second, not one per chunk.
           if (now - lastEmit >= 250) {
             lastEmit = now;
@@ -342,7 +423,7 @@ export class SyncJobs {
           }
         },
       });
-      if (job.controller.signal.aborted) throw job.controller.signal.reason;
+      if (job.signal.aborted) throw job.signal.reason;
       if (attemptAbort.signal.aborted) throw attemptAbort.signal.reason;
       const seconds = Math.max(0.001, (this.#now() - job.attemptStartedAt) / 1000);
       const mbps = fetched.size / 1e6 / seconds;
@@ -367,7 +448,7 @@ export class SyncJobs {
       guard?.attemptEnded(job, false);
       throw error;
     } finally {
-      job.tempPath = null;
+      job.endAttempt();
     }
   }
 }

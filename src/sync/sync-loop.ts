@@ -4,7 +4,8 @@ import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus 
 import type { PackageStore } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import { backoffDelay, type SyncJob, type SyncJobs } from './sync-jobs.ts';
+import type { DownloadView } from './download-view.ts';
+import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
 
 export interface PollRecord {
   at: number;
@@ -179,7 +180,7 @@ export class SyncLoop {
   }
 
   /** Starts (or joins) the download of an active meeting for a waiting tablet. */
-  requestSync(meetingId: string): SyncJob | undefined {
+  requestSync(meetingId: string): DownloadView | undefined {
     const meeting = this.activeMeeting(meetingId);
     if (!meeting || this.#paused) return this.#deps.jobs.inFlight(meetingId);
     return this.#deps.jobs.ensure({

@@ -1,7 +1,7 @@
 import type { Context, Hono } from 'hono';
 import { describeFieldErrors } from '../../config/validate.ts';
 import type { NodeConfig } from '../../config/schema.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 
 export type ConfigApplyResult =
   | { ok: true; changed: string[]; restartRequired: string[]; config: NodeConfig }

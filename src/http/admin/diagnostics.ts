@@ -1,6 +1,6 @@
 import { ZipArchive } from 'archiver';
 import type { Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 
 export interface DiagnosticsInput {
   nodeId: string;

@@ -1,7 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { PackageStore } from '../../store/package-store.ts';
-import type { SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
+import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
+import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 
@@ -66,19 +67,19 @@ export class AdminEventHub {
     this.#sources = sources;
     this.#options = { flushIntervalMs: 250, keepAliveMs: 15_000, maxBufferedBytes: 1 << 20, now: Date.now, ...options };
     const { jobs, sync, store, logs, node } = sources;
-    this.#listen(jobs.events, 'started', (job: SyncJob) => {
+    this.#listen(jobs.events, 'started', (job: DownloadView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#push('sync', { id: job.meetingId, phase: 'started', attempt: job.attempt, reason: job.reason });
     });
-    this.#listen(jobs.events, 'progress', (job: SyncJob) => {
+    this.#listen(jobs.events, 'progress', (job: DownloadView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#schedule();
     });
-    this.#listen(jobs.events, 'succeeded', (job: SyncJob, outcome: { pkg: { size: number; sha256: string }; replaced: boolean }) => {
+    this.#listen(jobs.events, 'succeeded', (job: DownloadView, outcome: JobOutcome) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'succeeded', size: outcome.pkg.size, sha256: outcome.pkg.sha256, replaced: outcome.replaced });
     });
-    this.#listen(jobs.events, 'failed', (job: SyncJob, failure: { message: string; code: string }) => {
+    this.#listen(jobs.events, 'failed', (job: DownloadView, failure: SyncFailure) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'failed', error: failure.message, code: failure.code });
     });
@@ -196,7 +197,7 @@ export class AdminEventHub {
   }
 }
 
-function progressOf(job: SyncJob): Progress {
+function progressOf(job: DownloadView): Progress {
   return { id: job.meetingId, bytes: job.bytesWritten, rate: Math.round(job.rate), attempt: job.attempt, total: null };
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Hono } from 'hono';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 import { reject, type AdminAuth } from './auth.ts';
 import type { NodeMetrics } from './metrics.ts';
 

@@ -2,7 +2,8 @@ import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../log/logger.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
+import { isDownloadPath } from '../download-urls.ts';
 import { AdminAuth } from './auth.ts';
 import { registerConfigRoutes, type ConfigRoutesDeps } from './config-routes.ts';
 import { registerDiagnosticsRoutes, type DiagnosticsDeps } from './diagnostics.ts';
@@ -28,13 +29,8 @@ export interface AdminDeps {
   authLimit?: { maxFailures: number; windowMs: number };
 }
 
-/** Download paths stay public (tablets carry no token); everything else under /api/ needs it. */
-export function isPublicApiPath(path: string): boolean {
-  return /^\/api\/v1\/meetings\/[^/]+\/download-package$/.test(path) || /^\/api\/meetings\/[^/]+\/download$/.test(path);
-}
-
 /**
- * The operator's API: bearer auth on every /api/* route except downloads, a body-size limit on
+ * The operator's API: bearer auth on every /api/* route except downloads (public: tablets carry no token), a body-size limit on
  * writes, then config, service, status, sync, events, logs and diagnostics. /healthz, /readyz and
  * /metrics are registered here too (public; /metrics private if the config says so).
  */
@@ -42,7 +38,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
   const auth = new AdminAuth({ token: deps.token, logger: deps.logger, ...deps.authLimit });
   registerHealthRoutes(app, { ...deps.health, auth });
 
-  app.use('/api/*', auth.middleware(isPublicApiPath));
+  app.use('/api/*', auth.middleware(isDownloadPath));
   app.use('/api/*', async (c, next) => {
     // A default the route may override with its own c.header (see app.ts for why before next()).
     c.header('cache-control', 'no-store');
@@ -53,7 +49,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
     maxSize,
     onError: (c) => c.json({ error: `request body larger than ${maxSize} bytes`, fields: {} }, 413),
   });
-  app.on(['POST', 'PUT', 'PATCH', 'DELETE'], '/api/*', (c, next) => (isPublicApiPath(c.req.path) ? next() : limit(c, next)));
+  app.on(['POST', 'PUT', 'PATCH', 'DELETE'], '/api/*', (c, next) => (isDownloadPath(c.req.path) ? next() : limit(c, next)));
 
   registerConfigRoutes(app, deps.config);
   registerServiceRoutes(app, deps.service);

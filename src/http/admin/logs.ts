@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { LogRing } from '../../log/log-ring.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../app-env.ts';
 
 /** GET /api/logs?lines=N: the last N lines (1–1000, default 200), oldest first. */
 export function registerLogRoutes(app: Hono<AppEnv>, ring: LogRing): void {

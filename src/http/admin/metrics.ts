@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { MasterClient, type HeartbeatPayload, type MasterClientOptions, type MeetingStatus } from '../../master/master-client.ts';
+import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { PackageStore } from '../../store/package-store.ts';
-import type { JobOutcome, SyncFailure, SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
+import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
+import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
 
@@ -15,8 +16,6 @@ export interface MetricsSources {
   version: string;
   startedAt: number;
 }
-
-export type MasterCall = 'register' | 'heartbeat' | 'unregister' | 'status';
 
 /**
  * Prometheus metrics of one node, in a registry of its own (two nodes in one process, as in the
@@ -34,7 +33,7 @@ export class NodeMetrics {
   readonly #masterRequests: Counter<'call' | 'result'>;
   #unsubscribe: Array<() => void> = [];
   /** Bytes of each running job already counted (progress events report totals, not deltas). */
-  #counted = new WeakMap<SyncJob, number>();
+  #counted = new WeakMap<DownloadView, number>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -108,15 +107,15 @@ export class NodeMetrics {
     });
     new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
 
-    this.#on(jobs.events, 'started', (job: SyncJob) => this.#counted.set(job, 0));
-    this.#on(jobs.events, 'progress', (job: SyncJob) => this.#countBytes(job));
-    this.#on(jobs.events, 'succeeded', (job: SyncJob, outcome: JobOutcome) => {
+    this.#on(jobs.events, 'started', (job: DownloadView) => this.#counted.set(job, 0));
+    this.#on(jobs.events, 'progress', (job: DownloadView) => this.#countBytes(job));
+    this.#on(jobs.events, 'succeeded', (job: DownloadView, outcome: JobOutcome) => {
       this.#countBytes(job);
       const result = outcome.replaced ? 'success' : 'unchanged';
       this.#syncs.inc({ result });
       this.#duration.observe({ result }, (Date.now() - job.createdAt) / 1000);
     });
-    this.#on(jobs.events, 'failed', (job: SyncJob, failure: SyncFailure) => {
+    this.#on(jobs.events, 'failed', (job: DownloadView, failure: SyncFailure) => {
       this.#countBytes(job);
       const result = failure.code === 'CANCELLED' ? 'cancelled' : 'failure';
       this.#syncs.inc({ result });
@@ -144,7 +143,7 @@ export class NodeMetrics {
     this.#unsubscribe = [];
   }
 
-  #countBytes(job: SyncJob): void {
+  #countBytes(job: DownloadView): void {
     // A new attempt starts from zero bytes; the 'started' event resets the baseline.
     const seen = this.#counted.get(job) ?? 0;
     if (job.bytesWritten > seen) this.#bytesFetched.inc(job.bytesWritten - seen);
@@ -156,45 +155,5 @@ export class NodeMetrics {
     const wrapped = listener as (...args: unknown[]) => void;
     target.on(event, wrapped);
     this.#unsubscribe.push(() => target.off(event, wrapped));
-  }
-}
-
-/**
- * A MasterClient that reports the outcome of each registry and status call, so heartbeat failures
- * are counted once per request on the wire (the announcer coalesces callers onto one request).
- */
-export class InstrumentedMasterClient extends MasterClient {
-  #record: (call: MasterCall, ok: boolean) => void;
-
-  constructor(options: MasterClientOptions, record: (call: MasterCall, ok: boolean) => void) {
-    super(options);
-    this.#record = record;
-  }
-
-  override async register(nodeId: string, address: string): Promise<void> {
-    return this.#observe('register', super.register(nodeId, address));
-  }
-
-  override async heartbeat(payload: HeartbeatPayload): Promise<void> {
-    return this.#observe('heartbeat', super.heartbeat(payload));
-  }
-
-  override async unregister(nodeId: string): Promise<void> {
-    return this.#observe('unregister', super.unregister(nodeId));
-  }
-
-  override async getMeetingStatus(signal?: AbortSignal): Promise<MeetingStatus> {
-    return this.#observe('status', super.getMeetingStatus(signal));
-  }
-
-  async #observe<T>(call: MasterCall, pending: Promise<T>): Promise<T> {
-    try {
-      const value = await pending;
-      this.#record(call, true);
-      return value;
-    } catch (error) {
-      this.#record(call, false);
-      throw error;
-    }
   }
 }

@@ -1,0 +1,54 @@
+/**
+ * The download URLs, declared once: the tablets' URL on the master (which redirects here) and the
+ * reference node's alias. The raw download listener, the Hono routes (preflight, and the odd
+ * spellings the raw matcher leaves to Hono) and the admin auth's public-path check all read them
+ * from here.
+ */
+
+/** Route patterns in Hono's syntax; `:id` is the meeting id. */
+export const DOWNLOAD_ROUTES = ['/api/v1/meetings/:id/download-package', '/api/meetings/:id/download'] as const;
+
+const ID = '([^/?]+)';
+const ALTERNATIVES = DOWNLOAD_ROUTES.map((route) => route.replace(':id', ID)).join('|');
+/** A request target as it arrives (may carry a query). */
+const DOWNLOAD_URL = new RegExp(`^(?:${ALTERNATIVES})(?:\\?|$)`);
+/** A path (no query), as routers see it. */
+const DOWNLOAD_PATH = new RegExp(`^(?:${ALTERNATIVES.replaceAll(ID, '[^/]+')})$`);
+
+/** The meeting id of a download URL (percent-decoded, not yet validated), or null for other URLs. */
+export function downloadPathId(url: string): string | null {
+  const match = DOWNLOAD_URL.exec(url);
+  if (!match) return null;
+  let raw = '';
+  for (let i = 1; i < match.length; i++) {
+    if (match[i] !== undefined) {
+      raw = match[i] as string;
+      break;
+    }
+  }
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    // Not decodable: handleDownload rejects it as an invalid id.
+    return raw;
+  }
+}
+
+/** Whether a path (no query) is a download URL: public, while everything else under /api/ needs the admin token. */
+export function isDownloadPath(path: string): boolean {
+  return DOWNLOAD_PATH.test(path);
+}
+
+/** Downloads may be fetched cross-origin (tablet web apps); admin routes may not. */
+export const DOWNLOAD_CORS: Record<string, string> = {
+  'access-control-allow-origin': '*',
+  'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, Content-Disposition, Retry-After',
+};
+
+/** The answer to a CORS preflight of a download URL. */
+export const DOWNLOAD_PREFLIGHT: Record<string, string> = {
+  ...DOWNLOAD_CORS,
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+  'access-control-allow-headers': 'Range, If-Range, If-None-Match, If-Modified-Since',
+  'access-control-max-age': '600',
+};

@@ -1,0 +1,75 @@
+/**
+ * A package download as everyone but the sync sees it: read-only. The sync (SyncJobs) hands out
+ * only this view; tablets served while it downloads, the download route, status, admin events,
+ * metrics and the quota guard read a download through it and nothing else.
+ */
+import type { StoredPackage } from '../store/package-store.ts';
+
+export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested';
+export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';
+
+export interface JobOutcome {
+  pkg: StoredPackage;
+  /** False when the fetched bytes equal the package already held (only the token was updated). */
+  replaced: boolean;
+}
+
+/** What became of one attempt of a download: see DownloadView.attemptStatus. */
+export type AttemptStatus =
+  /** The attempt is still the current one: `available` bytes of it are in its temp file. */
+  | { readonly kind: 'running'; readonly available: number }
+  /** The attempt's bytes became the package: `size` bytes in all. */
+  | { readonly kind: 'succeeded'; readonly size: number }
+  /** The download failed, or this attempt did and a later one writes another file. */
+  | { readonly kind: 'failed'; readonly reason: string };
+
+/**
+ * Called synchronously by the download; must not throw. Every callback is optional.
+ */
+export interface DownloadListener {
+  /**
+   * Bytes of attempt `attempt` just reached its temp file: `written`, ending at offset `total`.
+   * Tablets caught up with the download write these buffers on instead of reading them back.
+   */
+  bytes?(attempt: number, total: number, written: readonly Buffer[]): void;
+  /** A retry began: the attempt number is now `attempt`, and bytes of earlier attempts are void. */
+  restarted?(attempt: number): void;
+  /** The download ended: its outcome, or the error it failed with. */
+  settled?(outcome: JobOutcome | Error): void;
+}
+
+export interface DownloadView {
+  readonly meetingId: string;
+  readonly reason: FetchReason;
+  /** A tablet is waiting for it: it jumps the queue for a download slot. */
+  readonly urgent: boolean;
+  readonly state: JobState;
+  /** The current attempt, from 1 (0 before the first). */
+  readonly attempt: number;
+  /** Bytes of the current attempt on disk. */
+  readonly bytesWritten: number;
+  /** Bytes per second over the current attempt. */
+  readonly rate: number;
+  /** Epoch ms the download was asked for. */
+  readonly createdAt: number;
+  /** Epoch ms the current attempt opened its temp file (0 before). */
+  readonly attemptStartedAt: number;
+  /** The temp file of the running attempt (readers may tail it); null between attempts. */
+  readonly tempPath: string | null;
+  /** Why it failed, once it has. */
+  readonly error: string | null;
+  /** What it stored, once it succeeded. */
+  readonly outcome: JobOutcome | null;
+  /** Settles with the download; rejects when it fails. */
+  readonly done: Promise<JobOutcome>;
+  /** Done or failed. */
+  readonly settled: boolean;
+  /**
+   * The one answer to "is attempt `attempt` still the one whose bytes count?": running (with the
+   * bytes of it available), succeeded (its bytes are the package), or failed (the download did,
+   * or a retry replaced it).
+   */
+  attemptStatus(attempt: number): AttemptStatus;
+  /** Calls `listener` as the download progresses until the returned function is called. */
+  subscribe(listener: DownloadListener): () => void;
+}
