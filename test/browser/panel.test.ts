@@ -239,8 +239,15 @@ test('control panel at 390 px, English and Chinese: re-sync percent and time lef
   const row = page.locator('tr[data-meeting-id="r1"]');
   await row.locator('[data-testid="meeting-state"]', { hasText: 'Synced' }).waitFor({ timeout: 15_000 });
 
-  // --- a re-sync (the master's token changed: the held package is fetched again to compare) ----
+  // --- a re-sync (the meeting restarted between two polls: its token change shows a new build) ----
   await waitFor('the master\'s token change', () => m.master.stats().tokenChanges >= 1, 20_000);
+  await n.node.syncNow();
+  // No quick check between polls, so the node sees the restart only as the next token change.
+  await n.node.updateConfig({ watchInterval: 0 });
+  const changes = m.master.stats().tokenChanges;
+  await m.master.endMeeting('r1');
+  await m.master.startMeeting('r1');
+  await waitFor('the restart\'s token change', () => m.master.stats().tokenChanges > changes, 20_000);
   void n.node.syncNow();
   await row.locator('[data-testid="serving-previous"]', { hasText: 'The previous package is still served meanwhile.' }).waitFor({ timeout: 15_000 });
   const resyncText = row.locator('.progress-text', { hasText: /^≈ \d+(\.\d)?% · .+ of ~.+ \(previous size\) · .+\/s · ~\d+ s left/ });
