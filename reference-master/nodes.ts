@@ -3,19 +3,8 @@
 import { isPlainObject } from './request-body.ts';
 import type { NodeView } from './types.ts';
 
-interface NodeRecord {
-  nodeId: string;
-  address: string;
-  status: string;
-  registeredAt: number;
-  lastSeen: number;
-  activeMeetings: unknown[];
-  syncedMeetings: string[];
-  reportedSyncedMeetings: string[];
-  breaksList: boolean;
-  heartbeats: number;
-  lastHeartbeat: unknown;
-  load: unknown;
+/** What the registry keeps per node: its view (online is computed) plus how redirects were spread. */
+interface NodeRecord extends Omit<NodeView, 'online'> {
   /** Redirects handed out since the node last reported its load: spreads a burst of tablets. */
   redirectsSinceLoad: number;
   lastPicked: number;
