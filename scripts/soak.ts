@@ -4,7 +4,7 @@
  *   npx tsx scripts/soak.ts [--minutes 10] [--clients 24] [--package-kb 2048]
  *
  * Runs the reference master in this process and an edge node as a child process
- * (test/fixtures/run-node.ts), then for the given time mixes: tablets downloading (whole, ranged,
+ * (scripts/lib/run-node.ts), then for the given time mixes: tablets downloading (whole, ranged,
  * aborted mid-body, HEAD), meetings restarting and ending on the master, manual syncs and status
  * reads through the admin API, and config changes through POST /api/config. Every 10 s it prints
  * the node's open fds and RSS; at the end, the figures and a verdict (flat or growing). Exit code 1
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       2,
     ),
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/fixtures/run-node.ts'), configPath], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), configPath], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,6 +1,6 @@
 /**
  * Crash safety under SIGKILL at random moments of a sync, many times in one run: the node runs as
- * a child process (test/fixtures/run-node.ts) against a throttled master and is killed when its
+ * a child process (scripts/lib/run-node.ts) against a throttled master and is killed when its
  * temp file reaches a random byte offset, or a random moment after the last byte (the
  * fsync / manifest / rename window). After every kill and restart:
  *   - a package.zip on disk is always a complete version the master served (never partial);

@@ -283,11 +283,11 @@ export interface NodeProcess {
 }
 
 /**
- * Starts an edge node in a child process (test/fixtures/run-node.ts) with the given config file and
+ * Starts an edge node in a child process (scripts/lib/run-node.ts) with the given config file and
  * resolves once it prints `READY <port>`.
  */
 export async function spawnNodeProcess(configPath: string, timeoutMs = 20_000): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/fixtures/run-node.ts'), configPath], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), configPath], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

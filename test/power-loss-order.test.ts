@@ -66,7 +66,7 @@ test('a package counts as synced only after fsync of the file, the manifest, the
   const log = path.join(dir, 'strace.log');
   const child = spawn(
     'strace',
-    ['-f', '-ttt', '-y', '-s', '300', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,write,writev', '-o', log, process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'test/fixtures/run-node.ts'), configPath],
+    ['-f', '-ttt', '-y', '-s', '300', '-e', 'trace=fsync,fdatasync,rename,renameat,renameat2,write,writev', '-o', log, process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), configPath],
     { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'ignore'] },
   );
   const exited = new Promise((resolve) => child.once('exit', resolve));
