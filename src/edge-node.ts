@@ -29,7 +29,7 @@ import { MasterLink, masterClientOptions } from './node/master-link.ts';
 import { DEFAULT_POLICY, type NodePolicy } from './node/policy.ts';
 import { buildStatus } from './node/status.ts';
 import { readPackageVersion } from './node/version.ts';
-import { DiskSpaceProbe, diskSpaceReader } from './store/disk-space.ts';
+import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
@@ -148,11 +148,15 @@ export class EdgeNode {
     const current = () => this.config.current;
     const serving = () => this.#lifecycle.serving;
     this.stats = new DownloadStats();
-    this.#disk = new DiskSpaceProbe(store.root);
+    // check-disk-space, cached: the quota guard, /api/status and /metrics read the cache.
+    this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
     /** sha256 of downloads, on a worker thread (hash-thread.ts). */
     const hashes = new HashThread();
+    // Started now, not at the first sync: the worker's own start-up memory then lands before the
+    // first 1 GiB sync of the node's life, not during it (issue 12).
+    hashes.start();
 
     this.quota = new QuotaGuard({
       store,
@@ -161,7 +165,7 @@ export class EdgeNode {
         // freeFloorBytes null: the guard's own floor (a share of the volume, capped).
         return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
       },
-      disk: diskSpaceReader(store.root),
+      disk: () => this.#disk.read(),
       // null before the first successful poll: nothing is evicted on an unknown active set.
       activeIds: () => (this.sync.lastSuccess ? new Set(this.sync.activeMeetings().map((m) => m.id)) : null),
       inFlightIds: () => this.jobs.inFlightIds(),
@@ -198,6 +202,11 @@ export class EdgeNode {
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
+      storage: {
+        usedBytes: () => store.usedBytes() + this.quota.state.inFlightBytes,
+        quotaBytes: () => current().storage.maxSize,
+        disk: () => this.#disk.read(),
+      },
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
 

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { MasterClient, type HeartbeatPayload, type MasterClientOptions, type MeetingStatus } from '../../master/master-client.ts';
+import type { DiskSpace } from '../../store/disk-space.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { JobOutcome, SyncFailure, SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
@@ -14,6 +15,18 @@ export interface MetricsSources {
   nodeId: () => string;
   version: string;
   startedAt: number;
+  /** Storage figures for the alerting gauges; absent: those gauges are not exported. */
+  storage?: StorageGauges;
+}
+
+/** What the storage gauges read at scrape time. */
+export interface StorageGauges {
+  /** Bytes held: complete packages plus temp files of downloads in flight. */
+  usedBytes: () => number;
+  /** storage.maxSize (0: no quota). */
+  quotaBytes: () => number;
+  /** The storage volume's figures (a cached reading; null: unknown). */
+  disk: () => Promise<DiskSpace | null>;
 }
 
 export type MasterCall = 'register' | 'heartbeat' | 'unregister' | 'status';
@@ -106,6 +119,7 @@ export class NodeMetrics {
         this.set({ node_id: sources.nodeId(), version: sources.version }, 1);
       },
     });
+    if (sources.storage) this.#storageGauges(sources.storage, registers);
     new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
 
     this.#on(jobs.events, 'started', (job: SyncJob) => this.#counted.set(job, 0));
@@ -142,6 +156,43 @@ export class NodeMetrics {
   close(): void {
     for (const off of this.#unsubscribe) off();
     this.#unsubscribe = [];
+  }
+
+  /** The figures alerts are written on: storage used against the quota, and the disk left. */
+  #storageGauges(storage: StorageGauges, registers: Registry[]): void {
+    new Gauge({
+      name: 'meeting_edge_storage_used_bytes',
+      help: 'Bytes held in storage: complete packages plus downloads in flight (what the quota counts).',
+      registers,
+      collect() {
+        this.set(storage.usedBytes());
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_storage_quota_bytes',
+      help: 'storage.maxSize: the most the packages may take (0: no quota).',
+      registers,
+      collect() {
+        this.set(storage.quotaBytes());
+      },
+    });
+    // Unknown figures are NaN, not 0: an alert on "free < x" must not fire on a failed reading.
+    new Gauge({
+      name: 'meeting_edge_disk_free_bytes',
+      help: 'Free bytes on the storage volume, available to the node (NaN: could not be read).',
+      registers,
+      async collect() {
+        this.set((await storage.disk())?.available ?? Number.NaN);
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_disk_total_bytes',
+      help: 'Size of the storage volume in bytes (NaN: could not be read).',
+      registers,
+      async collect() {
+        this.set((await storage.disk())?.total ?? Number.NaN);
+      },
+    });
   }
 
   #countBytes(job: SyncJob): void {
