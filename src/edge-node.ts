@@ -28,6 +28,7 @@ import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
 import { DEFAULT_POLICY, type NodePolicy } from './node/policy.ts';
 import { buildStatus } from './node/status.ts';
+import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
@@ -101,11 +102,16 @@ export class EdgeNode {
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
     const config = ConfigStore.open(options.configPath);
     const { logging, storage } = config.current;
+    const storageRoot = config.resolvePath(storage.path);
+    const logFile = logging.fileEnabled && !options.logger ? config.resolvePath(logging.filePath) : null;
+    // Before winston or the store touch them: an unusable path is a refused start naming the key.
+    refuseUnusable('storage.path', await unusableDirectory(storageRoot));
+    if (logFile) refuseUnusable('logging.filePath', await unusableFile(logFile));
     const baseLogger =
       options.logger ??
       createLogger({
         level: logging.level,
-        filePath: logging.fileEnabled ? config.resolvePath(logging.filePath) : null,
+        filePath: logFile,
         maxFileSize: logging.maxFileSize,
         backupCount: logging.backupCount,
       });
@@ -121,7 +127,13 @@ export class EdgeNode {
       },
       logger,
     );
-    const store = await PackageStore.open(config.resolvePath(storage.path), logger);
+    let store: PackageStore;
+    try {
+      store = await PackageStore.open(storageRoot, logger);
+    } catch (error) {
+      if (!options.logger) await logger.close();
+      throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
+    }
     const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
     node.#lifecycle.startBackground();
@@ -402,6 +414,11 @@ export class EdgeNode {
   stop(): Promise<void> {
     return this.#lifecycle.stop();
   }
+}
+
+/** A path the node cannot use: the start is refused like an invalid config, naming the key. */
+function refuseUnusable(key: string, reason: string | null): void {
+  if (reason !== null) throw new UnusablePathError(key, reason);
 }
 
 export function syncSettings(config: NodeConfig): SyncSettings {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { test } from 'node:test';
-import { DiskSpaceProbe, readDiskSpace, type DiskReader } from './disk-space.ts';
+import { DiskSpaceProbe, readDiskSpace, type DiskReader, type DiskSpace } from './disk-space.ts';
 
 test('the volume is measured through check-disk-space: real figures of the temp folder', async () => {
   const disk = await readDiskSpace(os.tmpdir());
@@ -21,7 +21,8 @@ test('disk figures are answered from the cache; stale ones refresh in the backgr
     return { size: 1000, free };
   };
   const probe = new DiskSpaceProbe('/storage', { ttlMs: 100, reader, now: () => now });
-  assert.equal(probe.cached, null);
+  const cached = (): DiskSpace | null => probe.cached;
+  assert.equal(cached(), null);
   assert.deepEqual(await probe.read(), { total: 1000, free: 500, available: 500 }, 'the first read waits for an answer');
   assert.equal(calls, 1);
   now += 50;
@@ -36,7 +37,7 @@ test('disk figures are answered from the cache; stale ones refresh in the backgr
   assert.equal(calls, 2, 'concurrent readers share one refresh');
   (release as unknown as () => void)();
   await probe.refresh();
-  assert.equal(probe.cached?.available, 400, 'the refreshed figures are cached');
+  assert.equal(cached()?.available, 400, 'the refreshed figures are cached');
 });
 
 test('a volume that cannot be read is null, not a crash', async () => {
