@@ -12,6 +12,7 @@ import { InstrumentedMasterClient, NodeMetrics } from './http/admin/metrics.ts';
 import { createApp, DOWNLOAD_CORS } from './http/app.ts';
 import { BurstAccept, loadAcceptor } from './http/burst-accept.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
+import { logDownloads } from './http/access-log.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { loadNetAddon } from './http/net-addon.ts';
 import { SharedReadFiles } from './http/shared-files.ts';
@@ -114,6 +115,7 @@ export class EdgeNode {
         filePath: logFile,
         maxFileSize: logging.maxFileSize,
         backupCount: logging.backupCount,
+        format: logging.format,
       });
     const policy: NodePolicy = { ...DEFAULT_POLICY, ...options.policy };
     const logs = new LogRing(policy.logRingLines);
@@ -160,6 +162,7 @@ export class EdgeNode {
     const current = () => this.config.current;
     const serving = () => this.#lifecycle.serving;
     this.stats = new DownloadStats();
+    logDownloads(this.stats, logger);
     // check-disk-space, cached: the quota guard, /api/status and /metrics read the cache.
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);

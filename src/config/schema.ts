@@ -115,6 +115,12 @@ export const configSchema = {
         filePath: { type: 'string', minLength: 1, maxLength: 4096, default: './logs/node.log' },
         maxFileSize: { type: 'integer', minimum: 1024, default: 10485760 },
         backupCount: { type: 'integer', minimum: 0, maximum: 100, default: 5 },
+        format: {
+          type: 'string',
+          enum: ['text', 'json'],
+          default: 'text',
+          description: 'text: one readable line per entry; json: one JSON object per line (log shippers).',
+        },
       },
     },
     heartbeat: {
@@ -162,7 +168,7 @@ export interface NodeConfig {
     retryCount: number;
     retryDelay: number;
   };
-  logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number };
+  logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number; format: 'text' | 'json' };
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
   /** Unknown top-level keys are kept as they are (forward compatibility with other node versions). */

@@ -4,8 +4,8 @@ import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { SyncJob } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
-import type { DownloadStats } from './download-stats.ts';
-import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
+import type { DownloadRecord, DownloadStats } from './download-stats.ts';
+import { sendFile, sendFromMetadata, type PackageMeta, type SendResult } from './send-file.ts';
 import type { SharedReadFiles } from './shared-files.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
@@ -104,10 +104,15 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   }
   const { pkg, fd } = opened;
   const counted = req.method !== 'HEAD';
+  const startedAt = Date.now();
   if (counted) deps.stats.started(meetingId);
   const result = await sendFile(req, res, { fd, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206));
+  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(req, result, startedAt, false));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
+}
+
+function downloadRecord(req: IncomingMessage, result: SendResult, startedAt: number, whileSyncing: boolean): DownloadRecord {
+  return { client: req.socket.remoteAddress ?? null, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing };
 }
 
 function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
@@ -125,15 +130,19 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, r
   const deadline = Date.now() + deps.settings().waitForSyncMs;
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
+      let startedAt = Date.now();
       const result = await tailDownload(req, res, job, {
         idleTimeoutMs: deps.settings().idleTimeoutMs,
         filename: `meeting_${meetingId}.zip`,
         files: deps.tailFiles,
-        onStart: () => deps.stats.started(meetingId),
+        onStart: () => {
+          startedAt = Date.now();
+          deps.stats.started(meetingId);
+        },
         onBytes: (n) => deps.stats.bytes(meetingId, n),
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed);
+        deps.stats.finished(meetingId, result.completed, downloadRecord(req, result, startedAt, true));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';

@@ -9,7 +9,7 @@ import type { NodeLifecycle } from './lifecycle.ts';
 import type { MasterLink } from './master-link.ts';
 
 /** Changing these saves the file but takes effect only at the next start. */
-export const RESTART_KEYS = ['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount'] as const;
+export const RESTART_KEYS = ['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount', 'logging.format'] as const;
 
 export interface ConfigApplierDeps {
   config: ConfigStore;
