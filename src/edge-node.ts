@@ -24,6 +24,7 @@ import { Announcer } from './master/announcer.ts';
 import type { MasterClient } from './master/master-client.ts';
 import { printAdminToken, resolveAdminToken } from './node/admin-token.ts';
 import { ConfigApplier } from './node/config-applier.ts';
+import { Maintenance } from './node/maintenance.ts';
 import { collectDiagnostics } from './node/diagnostics.ts';
 import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
@@ -34,6 +35,7 @@ import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
+import { Scrubber } from './sync/scrub.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -98,6 +100,7 @@ export class EdgeNode {
   readonly #applier: ConfigApplier;
   readonly #adminToken: () => string;
   readonly #disk: DiskSpaceProbe;
+  readonly #maintenance: Maintenance;
 
   /** Loads the config, opens storage, listens, registers and starts polling and heartbeats. */
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
@@ -139,6 +142,7 @@ export class EdgeNode {
     const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
     node.#lifecycle.startBackground();
+    node.#maintenance.start();
     return node;
   }
 
@@ -199,6 +203,18 @@ export class EdgeNode {
       quota: this.quota,
       logger,
     });
+    // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
+    // a quarantined package of an active meeting is fetched again by the poll it triggers.
+    const scrubber = new Scrubber({
+      store,
+      hash: (file, size, options) => hashes.hashStored(file, size, options),
+      busy: () => this.stats.activeDownloads > 0 || this.jobs.inFlightIds().size > 0,
+      onQuarantined: () => {
+        if (this.serving) void this.syncNow();
+      },
+      logger,
+    });
+    this.#maintenance = new Maintenance({ scrubber, schedule: () => current().maintenance.scrubSchedule, logger });
     this.announcer = new Announcer({
       master,
       nodeId: () => current().nodeId ?? 'node-unknown',
@@ -221,6 +237,14 @@ export class EdgeNode {
         usedBytes: () => store.usedBytes() + this.quota.state.inFlightBytes,
         quotaBytes: () => current().storage.maxSize,
         disk: () => this.#disk.read(),
+      },
+      scrub: () => {
+        const last = scrubber.last;
+        return {
+          totals: scrubber.totals,
+          running: scrubber.current !== null,
+          last: last?.finishedAt ? { finishedAt: last.finishedAt, findings: last.findings.length } : null,
+        };
       },
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
@@ -287,6 +311,11 @@ export class EdgeNode {
           metrics: this.metrics,
           metricsPublic: () => current().metricsPublic,
         },
+        maintenance: {
+          scrubNow: () => this.#maintenance.scrubNow(),
+          scrubbing: () => scrubber.current !== null,
+          scrubStatus: () => this.#maintenance.scrubStatus(),
+        },
       },
       publicDir,
     });
@@ -311,14 +340,26 @@ export class EdgeNode {
       jobs: this.jobs,
       announcer: this.announcer,
       master: this.#master,
-      closeAtStop: () => eventHub.close(),
-      closeAfterDrain: [() => this.metrics.close(), () => hashes.close()],
+      closeAtStop: () => {
+        eventHub.close();
+        // No scrub while the node stops: it would only compete with the drain.
+        void this.#maintenance.stop();
+      },
+      closeAfterDrain: [() => this.#maintenance.stop(), () => this.metrics.close(), () => hashes.close()],
       events: this.events,
       logger,
       ownsLogger: options.logger === undefined,
       configSettled: () => this.#applier.settled(),
     });
-    this.#applier = new ConfigApplier({ config, logger, master: this.#master, announcer: this.announcer, lifecycle: this.#lifecycle, events: this.events });
+    this.#applier = new ConfigApplier({
+      config,
+      logger,
+      master: this.#master,
+      announcer: this.announcer,
+      lifecycle: this.#lifecycle,
+      events: this.events,
+      maintenance: this.#maintenance,
+    });
   }
 
   get port(): number {
@@ -371,6 +412,7 @@ export class EdgeNode {
         stats: this.stats,
         quota: this.quota,
         announcer: this.announcer,
+        maintenance: () => ({ scrub: this.#maintenance.scrubStatus() }),
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,
@@ -384,6 +426,11 @@ export class EdgeNode {
       },
       disk,
     );
+  }
+
+  /** Scrubs storage now (or joins the scrub running): every package re-hashed against its manifest. */
+  scrubNow() {
+    return this.#maintenance.scrubNow();
   }
 
   /** Polls the master and reconciles now (also what the poll schedule runs). */

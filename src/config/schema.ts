@@ -142,6 +142,21 @@ export const configSchema = {
         cleanEndedMeetings: { type: 'boolean', default: true },
       },
     },
+    maintenance: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // A cron expression; validate.ts checks it with node-cron (the schema cannot).
+        scrubSchedule: {
+          type: 'string',
+          minLength: 1,
+          maxLength: 200,
+          default: '30 3 * * *',
+          description: 'Cron schedule (local time) of the scrub: every stored package re-hashed against its manifest.',
+        },
+      },
+    },
   },
 } as const;
 
@@ -171,6 +186,7 @@ export interface NodeConfig {
   logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number; format: 'text' | 'json' };
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
+  maintenance: { scrubSchedule: string };
   /** Unknown top-level keys are kept as they are (forward compatibility with other node versions). */
   [extra: string]: unknown;
 }

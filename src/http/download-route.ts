@@ -105,14 +105,16 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   const { pkg, fd } = opened;
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
+  // Read now: once the socket is closed it no longer knows its peer.
+  const client = req.socket.remoteAddress ?? null;
   if (counted) deps.stats.started(meetingId);
   const result = await sendFile(req, res, { fd, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(req, result, startedAt, false));
+  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, result, startedAt, false));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
 }
 
-function downloadRecord(req: IncomingMessage, result: SendResult, startedAt: number, whileSyncing: boolean): DownloadRecord {
-  return { client: req.socket.remoteAddress ?? null, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing };
+function downloadRecord(client: string | null, result: SendResult, startedAt: number, whileSyncing: boolean): DownloadRecord {
+  return { client, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing };
 }
 
 function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
@@ -128,6 +130,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  */
 async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
+  const client = req.socket.remoteAddress ?? null;
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
       let startedAt = Date.now();
@@ -142,7 +145,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: SyncJob, r
         onBytes: (n) => deps.stats.bytes(meetingId, n),
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed, downloadRecord(req, result, startedAt, true));
+        deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';

@@ -18,6 +18,8 @@ export interface ConfigApplierDeps {
   announcer: Pick<Announcer, 'register'>;
   lifecycle: Pick<NodeLifecycle, 'serving' | 'beatsSettled' | 'refreshAddress' | 'runNow' | 'reschedule'>;
   events: EventEmitter<NodeEventMap>;
+  /** Storage upkeep (the scrub's schedule). */
+  maintenance?: { reschedule(): void };
 }
 
 /**
@@ -100,6 +102,7 @@ export class ConfigApplier {
     if (touched('syncInterval')) lifecycle.reschedule('poll');
     if (touched('watchInterval')) lifecycle.reschedule('watch');
     if (touched('heartbeat.interval')) lifecycle.reschedule('heartbeat');
+    if (touched('maintenance.scrubSchedule')) this.#deps.maintenance?.reschedule();
     const restartRequired = restartKeysIn(changed);
     if (restartRequired.length > 0) logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
     events.emit('config', { changed, restartRequired });

@@ -3,6 +3,7 @@ import { MasterClient, type HeartbeatPayload, type MasterClientOptions, type Mee
 import type { DiskSpace } from '../../store/disk-space.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { JobOutcome, SyncFailure, SyncJob, SyncJobs } from '../../sync/sync-jobs.ts';
+import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
 
@@ -17,6 +18,16 @@ export interface MetricsSources {
   startedAt: number;
   /** Storage figures for the alerting gauges; absent: those gauges are not exported. */
   storage?: StorageGauges;
+  /** The scrub's figures; absent: no scrub metrics. */
+  scrub?: () => ScrubFigures;
+}
+
+/** What the scrub metrics read at scrape time. */
+export interface ScrubFigures {
+  totals: ScrubTotals;
+  running: boolean;
+  /** The last finished scrub: when it ended and how many packages it quarantined. */
+  last: { finishedAt: number; findings: number } | null;
 }
 
 /** What the storage gauges read at scrape time. */
@@ -120,6 +131,7 @@ export class NodeMetrics {
       },
     });
     if (sources.storage) this.#storageGauges(sources.storage, registers);
+    if (sources.scrub) this.#scrubMetrics(sources.scrub, registers);
     new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
 
     this.#on(jobs.events, 'started', (job: SyncJob) => this.#counted.set(job, 0));
@@ -191,6 +203,44 @@ export class NodeMetrics {
       registers,
       async collect() {
         this.set((await storage.disk())?.total ?? Number.NaN);
+      },
+    });
+  }
+
+  /** The scrub: how much it checked, what it quarantined, and when it last finished. */
+  #scrubMetrics(figures: () => ScrubFigures, registers: Registry[]): void {
+    const totalCounter = (name: string, help: string, read: (totals: ScrubTotals) => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const total = read(figures().totals);
+          if (total > seen) this.inc(total - seen);
+          seen = total;
+        },
+      });
+    };
+    totalCounter('meeting_edge_scrub_runs_total', 'Scrubs finished (every stored package re-hashed against its manifest).', (t) => t.runs);
+    totalCounter('meeting_edge_scrub_packages_checked_total', 'Packages the scrub hashed to the end.', (t) => t.packagesChecked);
+    totalCounter('meeting_edge_scrub_bytes_checked_total', 'Bytes the scrub hashed.', (t) => t.bytesChecked);
+    totalCounter('meeting_edge_scrub_quarantined_total', 'Packages the scrub found not matching their manifest and quarantined.', (t) => t.packagesQuarantined);
+    new Gauge({ name: 'meeting_edge_scrub_running', help: '1 while a scrub runs.', registers, collect() { this.set(figures().running ? 1 : 0); } });
+    new Gauge({
+      name: 'meeting_edge_scrub_last_finished_timestamp_seconds',
+      help: 'Unix time the last scrub finished (0: none yet).',
+      registers,
+      collect() {
+        this.set((figures().last?.finishedAt ?? 0) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_scrub_last_findings',
+      help: 'Packages the last scrub quarantined.',
+      registers,
+      collect() {
+        this.set(figures().last?.findings ?? 0);
       },
     });
   }
