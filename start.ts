@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from './src/config/config-store.ts';
 import { parseCliOptions, readEnvironment, USAGE, UsageError } from './src/config/cli-options.ts';
 import { EdgeNode } from './src/edge-node.ts';
+import { UnusablePathError } from './src/node/usable-path.ts';
 import { readPackageVersion } from './src/node/version.ts';
 
 const programDir = path.dirname(fileURLToPath(import.meta.url));
@@ -39,6 +40,10 @@ async function main(): Promise<number> {
       environment: readEnvironment(process.env),
     });
   } catch (error) {
+    if (error instanceof UnusablePathError) {
+      console.error(`meeting-edge: refusing to start: ${error.message}`);
+      return 78; // EX_CONFIG
+    }
     if (error instanceof ConfigError) {
       console.error(`meeting-edge: refusing to start: invalid configuration\n  ${error.message}`);
       return 78; // EX_CONFIG

@@ -12,6 +12,7 @@ import { NodeMetrics } from './http/admin/metrics.ts';
 import { createApp } from './http/app.ts';
 import { BurstAccept, loadAcceptor } from './http/burst-accept.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
+import { logDownloads } from './http/access-log.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { loadNetAddon } from './http/net-addon.ts';
 import { SharedReadFiles } from './http/shared-files.ts';
@@ -24,15 +25,18 @@ import { InstrumentedMasterClient } from './master/instrumented-master-client.ts
 import type { MasterClient } from './master/master-client.ts';
 import { printAdminToken, resolveAdminToken } from './node/admin-token.ts';
 import { ConfigApplier } from './node/config-applier.ts';
+import { Maintenance } from './node/maintenance.ts';
 import { collectDiagnostics } from './node/diagnostics.ts';
 import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
 import { DEFAULT_POLICY, type NodePolicy } from './node/policy.ts';
 import { buildStatus } from './node/status.ts';
+import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
-import { DiskSpaceProbe, diskSpaceReader } from './store/disk-space.ts';
+import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
+import { Scrubber } from './sync/scrub.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -97,18 +101,25 @@ export class EdgeNode {
   readonly #applier: ConfigApplier;
   readonly #adminToken: () => string;
   readonly #disk: DiskSpaceProbe;
+  readonly #maintenance: Maintenance;
 
   /** Loads the config, opens storage, listens, registers and starts polling and heartbeats. */
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
     const config = ConfigStore.open(options.configPath);
     const { logging, storage } = config.current;
+    const storageRoot = config.resolvePath(storage.path);
+    const logFile = logging.fileEnabled && !options.logger ? config.resolvePath(logging.filePath) : null;
+    // Before winston or the store touch them: an unusable path is a refused start naming the key.
+    refuseUnusable('storage.path', await unusableDirectory(storageRoot));
+    if (logFile) refuseUnusable('logging.filePath', await unusableFile(logFile));
     const baseLogger =
       options.logger ??
       createLogger({
         level: logging.level,
-        filePath: logging.fileEnabled ? config.resolvePath(logging.filePath) : null,
+        filePath: logFile,
         maxFileSize: logging.maxFileSize,
         backupCount: logging.backupCount,
+        format: logging.format,
       });
     const policy: NodePolicy = { ...DEFAULT_POLICY, ...options.policy };
     const logs = new LogRing(policy.logRingLines);
@@ -122,10 +133,17 @@ export class EdgeNode {
       },
       logger,
     );
-    const store = await PackageStore.open(config.resolvePath(storage.path), logger);
+    let store: PackageStore;
+    try {
+      store = await PackageStore.open(storageRoot, logger);
+    } catch (error) {
+      if (!options.logger) await logger.close();
+      throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
+    }
     const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
     node.#lifecycle.startBackground();
+    node.#maintenance.start();
     return node;
   }
 
@@ -149,11 +167,16 @@ export class EdgeNode {
     const current = () => this.config.current;
     const serving = () => this.#lifecycle.serving;
     this.stats = new DownloadStats();
-    this.#disk = new DiskSpaceProbe(store.root);
+    logDownloads(this.stats, logger);
+    // check-disk-space, cached: the quota guard, /api/status and /metrics read the cache.
+    this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
     /** sha256 of downloads, on a worker thread (hash-thread.ts). */
     const hashes = new HashThread();
+    // Started now, not at the first sync: the worker's own start-up memory then lands before the
+    // first 1 GiB sync of the node's life, not during it (issue 12).
+    hashes.start();
 
     this.quota = new QuotaGuard({
       store,
@@ -162,7 +185,7 @@ export class EdgeNode {
         // freeFloorBytes null: the guard's own floor (a share of the volume, capped).
         return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
       },
-      disk: diskSpaceReader(store.root),
+      disk: () => this.#disk.read(),
       // null before the first successful poll: nothing is evicted on an unknown active set.
       activeIds: () => (this.sync.lastSuccess ? new Set(this.sync.activeMeetings().map((m) => m.id)) : null),
       inFlightIds: () => this.jobs.inFlightIds(),
@@ -181,6 +204,18 @@ export class EdgeNode {
       quota: this.quota,
       logger,
     });
+    // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
+    // a quarantined package of an active meeting is fetched again by the poll it triggers.
+    const scrubber = new Scrubber({
+      store,
+      hash: (file, size, options) => hashes.hashStored(file, size, options),
+      busy: () => this.stats.activeDownloads > 0 || this.jobs.inFlightIds().size > 0,
+      onQuarantined: () => {
+        if (this.serving) void this.syncNow();
+      },
+      logger,
+    });
+    this.#maintenance = new Maintenance({ scrubber, schedule: () => current().maintenance.scrubSchedule, logger });
     this.announcer = new Announcer({
       master,
       nodeId: () => current().nodeId ?? 'node-unknown',
@@ -199,6 +234,19 @@ export class EdgeNode {
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
+      storage: {
+        usedBytes: () => store.usedBytes() + this.quota.state.inFlightBytes,
+        quotaBytes: () => current().storage.maxSize,
+        disk: () => this.#disk.read(),
+      },
+      scrub: () => {
+        const last = scrubber.last;
+        return {
+          totals: scrubber.totals,
+          running: scrubber.current !== null,
+          last: last?.finishedAt ? { finishedAt: last.finishedAt, findings: last.findings.length } : null,
+        };
+      },
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
 
@@ -264,6 +312,11 @@ export class EdgeNode {
           metrics: this.metrics,
           metricsPublic: () => current().metricsPublic,
         },
+        maintenance: {
+          scrubNow: () => this.#maintenance.scrubNow(),
+          scrubbing: () => scrubber.current !== null,
+          scrubStatus: () => this.#maintenance.scrubStatus(),
+        },
       },
       publicDir,
     });
@@ -288,14 +341,26 @@ export class EdgeNode {
       jobs: this.jobs,
       announcer: this.announcer,
       master: this.#master,
-      closeAtStop: () => eventHub.close(),
-      closeAfterDrain: [() => this.metrics.close(), () => hashes.close()],
+      closeAtStop: () => {
+        eventHub.close();
+        // No scrub while the node stops: it would only compete with the drain.
+        void this.#maintenance.stop();
+      },
+      closeAfterDrain: [() => this.#maintenance.stop(), () => this.metrics.close(), () => hashes.close()],
       events: this.events,
       logger,
       ownsLogger: options.logger === undefined,
       configSettled: () => this.#applier.settled(),
     });
-    this.#applier = new ConfigApplier({ config, logger, master: this.#master, announcer: this.announcer, lifecycle: this.#lifecycle, events: this.events });
+    this.#applier = new ConfigApplier({
+      config,
+      logger,
+      master: this.#master,
+      announcer: this.announcer,
+      lifecycle: this.#lifecycle,
+      events: this.events,
+      maintenance: this.#maintenance,
+    });
   }
 
   get port(): number {
@@ -348,6 +413,7 @@ export class EdgeNode {
         stats: this.stats,
         quota: this.quota,
         announcer: this.announcer,
+        maintenance: () => ({ scrub: this.#maintenance.scrubStatus() }),
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,
@@ -361,6 +427,11 @@ export class EdgeNode {
       },
       disk,
     );
+  }
+
+  /** Scrubs storage now (or joins the scrub running): every package re-hashed against its manifest. */
+  scrubNow() {
+    return this.#maintenance.scrubNow();
   }
 
   /** Polls the master and reconciles now (also what the poll schedule runs). */
@@ -394,6 +465,11 @@ export class EdgeNode {
   stop(): Promise<void> {
     return this.#lifecycle.stop();
   }
+}
+
+/** A path the node cannot use: the start is refused like an invalid config, naming the key. */
+function refuseUnusable(key: string, reason: string | null): void {
+  if (reason !== null) throw new UnusablePathError(key, reason);
 }
 
 export function syncSettings(config: NodeConfig): SyncSettings {

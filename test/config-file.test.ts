@@ -209,6 +209,34 @@ describe('the CLI (node start.js)', () => {
     });
   }
 
+  test('an unusable storage.path or logging.filePath (under /proc, under a regular file) exits 78 within seconds, in one line naming the key', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const aFile = path.join(dir, 'a-file');
+    await writeFile(aFile, 'not a folder');
+    const cases = [
+      { key: 'storage.path', config: { storage: { path: '/proc/edge-storage' } }, reason: /cannot create the folder \/proc\/edge-storage/ },
+      { key: 'logging.filePath', config: { logging: { filePath: '/proc/edge-logs/node.log' } }, reason: /cannot create the folder \/proc\/edge-logs/ },
+      { key: 'storage.path', config: { storage: { path: path.join(aFile, 'storage') } }, reason: /a-file is a file/ },
+      { key: 'logging.filePath', config: { logging: { filePath: dir } }, reason: /is not a regular file/ },
+    ];
+    for (const { key, config, reason } of cases) {
+      const file = path.join(dir, 'node_config.json');
+      // A master nobody listens on: the node must never get as far as polling it.
+      await writeFile(file, JSON.stringify({ mainServerPort: 9, ...config }));
+      const started = Date.now();
+      const result = await run(['--config', file, '--port', '8001', '--host', '127.0.0.1'], { cwd: dir });
+      assert.equal(result.code, 78, `${key}: ${result.stderr}`);
+      assert.ok(Date.now() - started < 10_000, 'within seconds, not a hang');
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+      assert.match(lines[0] ?? '', new RegExp(`^meeting-edge: refusing to start: ${key.replace('.', '\\.')}: `));
+      assert.match(lines[0] ?? '', reason);
+      assert.doesNotMatch(result.stderr, /\bat .*\(/, 'no stack trace');
+    }
+  });
+
   test('--help prints the usage and exits 0; a bad flag exits 2', async (t) => {
     const defer = cleanupStack(t);
     const dir = await tempDir();

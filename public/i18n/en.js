@@ -56,6 +56,12 @@ export default {
   'storage.usedOfQuota': '{used} of {quota} quota ({percent})',
   'storage.usedNoQuota': '{used} used (no quota)',
   'storage.unknown': 'unknown',
+  'storage.scrub': 'Last scrub',
+  'storage.scrubRunning': 'running ({checked} packages checked so far)',
+  'storage.scrubNever': 'not run yet; next {next}',
+  'storage.scrubLast': '{ago}: {checked} packages, {bytes}',
+  'storage.scrubClean': 'all intact',
+  'storage.scrubFindings': '{count} damaged, quarantined and fetched again: {ids}',
 
   'meetings.title': 'Meetings',
   'meetings.syncNow': 'Sync now',
@@ -142,6 +148,9 @@ export default {
   'field.cleanup.enabled': 'Cleanup enabled',
   'field.cleanup.cleanOnStartup': 'Clean at start-up',
   'field.cleanup.cleanEndedMeetings': 'Remove ended meetings',
+  'group.maintenance': 'Maintenance',
+  'field.maintenance.scrubSchedule': 'Scrub schedule (cron, local time)',
+  'field.logging.format': 'Log format (text or json)',
 
   'logs.title': 'Recent log',
   'logs.refresh': 'Refresh',

@@ -56,6 +56,12 @@ export default {
   'storage.usedOfQuota': '已用 {used}，配额 {quota}（{percent}）',
   'storage.usedNoQuota': '已用 {used}（无配额）',
   'storage.unknown': '未知',
+  'storage.scrub': '最近校验',
+  'storage.scrubRunning': '校验中（已检查 {checked} 个会议包）',
+  'storage.scrubNever': '尚未校验；下次 {next}',
+  'storage.scrubLast': '{ago}：{checked} 个会议包，{bytes}',
+  'storage.scrubClean': '全部完好',
+  'storage.scrubFindings': '{count} 个损坏，已隔离并重新同步：{ids}',
 
   'meetings.title': '会议',
   'meetings.syncNow': '立即同步',
@@ -142,6 +148,9 @@ export default {
   'field.cleanup.enabled': '启用清理',
   'field.cleanup.cleanOnStartup': '启动时清理',
   'field.cleanup.cleanEndedMeetings': '删除已结束会议',
+  'group.maintenance': '维护',
+  'field.maintenance.scrubSchedule': '校验计划（cron，本地时间）',
+  'field.logging.format': '日志格式（text 或 json）',
 
   'logs.title': '最近日志',
   'logs.refresh': '刷新',

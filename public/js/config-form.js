@@ -7,11 +7,11 @@ const GROUPS = [
   ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'watchInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
   ['security', ['adminToken', 'metricsPublic']],
 ];
-const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup'];
+const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance'];
 const READ_ONLY = new Set(['nodeId']);
 const SECRET = new Set(['adminToken']);
 /** Saved at once but used only after a restart (the node reports the same list). */
-const RESTART = new Set(['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount']);
+const RESTART = new Set(['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount', 'logging.format']);
 const LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'];
 /** Byte counts typed as a number and a unit (KiB/MiB/GiB); the node still gets bytes. */
 const SIZE_FIELDS = new Set(['storage.maxSize', 'logging.maxFileSize']);

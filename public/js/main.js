@@ -308,6 +308,7 @@ class Panel {
     );
     setText('storagePackages', String(storage.packages ?? s.meeting_count ?? 0));
     setText('storageDiskFree', storage.disk_free === null || storage.disk_free === undefined ? t('storage.unknown') : formatBytes(storage.disk_free, lang));
+    setText('storageScrub', scrubText(s.maintenance?.scrub, t, lang));
 
     this.renderMeetings();
   }
@@ -497,3 +498,14 @@ function logClass(line) {
 
 const panel = new Panel();
 void panel.start();
+
+/** The storage card's scrub line: running, never run, or the last result and what it found. */
+function scrubText(scrub, t, lang) {
+  if (!scrub) return '—';
+  if (scrub.running) return t('storage.scrubRunning', { checked: String(scrub.running.packages_checked) });
+  const last = scrub.last;
+  if (!last) return scrub.next_at ? t('storage.scrubNever', { next: new Date(scrub.next_at).toLocaleString(lang) }) : '—';
+  const summary = t('storage.scrubLast', { ago: formatAgo(last.finished_at, t), checked: String(last.packages_checked), bytes: formatBytes(last.bytes_checked, lang) });
+  const found = last.findings.length === 0 ? t('storage.scrubClean') : t('storage.scrubFindings', { count: String(last.findings.length), ids: last.findings.map((f) => f.meeting_id).join(', ') });
+  return `${summary} · ${found}`;
+}

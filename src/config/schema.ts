@@ -121,6 +121,12 @@ export const configSchema = {
         filePath: { type: 'string', minLength: 1, maxLength: 4096, default: './logs/node.log' },
         maxFileSize: { type: 'integer', minimum: 1024, default: 10485760 },
         backupCount: { type: 'integer', minimum: 0, maximum: 100, default: 5 },
+        format: {
+          type: 'string',
+          enum: ['text', 'json'],
+          default: 'text',
+          description: 'text: one readable line per entry; json: one JSON object per line (log shippers).',
+        },
       },
     },
     heartbeat: {
@@ -140,6 +146,21 @@ export const configSchema = {
         enabled: { type: 'boolean', default: true },
         cleanOnStartup: { type: 'boolean', default: true },
         cleanEndedMeetings: { type: 'boolean', default: true },
+      },
+    },
+    maintenance: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // A cron expression; validate.ts checks it with node-cron (the schema cannot).
+        scrubSchedule: {
+          type: 'string',
+          minLength: 1,
+          maxLength: 200,
+          default: '30 3 * * *',
+          description: 'Cron schedule (local time) of the scrub: every stored package re-hashed against its manifest.',
+        },
       },
     },
   },
@@ -168,7 +189,8 @@ export interface NodeConfig {
     retryCount: number;
     retryDelay: number;
   };
-  logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number };
+  logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number; format: 'text' | 'json' };
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
+  maintenance: { scrubSchedule: string };
 }

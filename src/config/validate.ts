@@ -1,5 +1,6 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import ajvFormats from 'ajv-formats';
+import { validate as isCronExpression } from 'node-cron';
 import { configSchema, HOST_RULE, type NodeConfig } from './schema.ts';
 
 export type ValidationResult =
@@ -23,7 +24,14 @@ export function createConfigValidator(): ConfigValidator {
         return { ok: false, fields: { '': 'must be a JSON object' } };
       }
       const copy = structuredClone(input) as Record<string, unknown>;
-      if (check(copy)) return { ok: true, value: copy as unknown as NodeConfig };
+      if (check(copy)) {
+        const value = copy as unknown as NodeConfig;
+        const schedule = value.maintenance.scrubSchedule;
+        if (!isCronExpression(schedule)) {
+          return { ok: false, fields: { 'maintenance.scrubSchedule': `must be a cron expression (5 fields, or 6 with seconds), e.g. "30 3 * * *"; got ${JSON.stringify(schedule)}` } };
+        }
+        return { ok: true, value };
+      }
       const fields: Record<string, string> = {};
       for (const error of check.errors ?? []) {
         let key = error.instancePath.slice(1).replaceAll('/', '.');

@@ -4,9 +4,10 @@ import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
-import type { DownloadStats } from './download-stats.ts';
+import type { DownloadRecord, DownloadStats } from './download-stats.ts';
 import { DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
+import type { SendResult } from './response-outcome.ts';
 import type { SharedReadFiles } from './shared-files.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
@@ -105,10 +106,17 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   }
   const { pkg, fd } = opened;
   const counted = req.method !== 'HEAD';
+  const startedAt = Date.now();
+  // Read now: once the socket is closed it no longer knows its peer.
+  const client = req.socket.remoteAddress ?? null;
   if (counted) deps.stats.started(meetingId);
   const result = await sendFile(req, res, { fd, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206));
+  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, result, startedAt, false));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
+}
+
+function downloadRecord(client: string | null, result: SendResult, startedAt: number, whileSyncing: boolean): DownloadRecord {
+  return { client, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing };
 }
 
 function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
@@ -124,17 +132,22 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  */
 async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
+  const client = req.socket.remoteAddress ?? null;
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
+      let startedAt = Date.now();
       const result = await tailDownload(req, res, job, {
         idleTimeoutMs: deps.settings().idleTimeoutMs,
         filename: `meeting_${meetingId}.zip`,
         files: deps.tailFiles,
-        onStart: () => deps.stats.started(meetingId),
+        onStart: () => {
+          startedAt = Date.now();
+          deps.stats.started(meetingId);
+        },
         onBytes: (n) => deps.stats.bytes(meetingId, n),
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed);
+        deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';

@@ -1,3 +1,5 @@
+import { EventEmitter } from 'node:events';
+
 /** Per-meeting serving figures, kept in memory for status, metrics and least-recently-served eviction. */
 export interface MeetingServeStats {
   downloadsStarted: number;
@@ -8,7 +10,28 @@ export interface MeetingServeStats {
   lastServedAt: number | null;
 }
 
+/** How one tablet download went, as the access log writes it. */
+export interface DownloadRecord {
+  /** The tablet's address (null when the socket was already gone). */
+  client: string | null;
+  /** HTTP status sent. */
+  status: number;
+  /** Body bytes handed to the tablet. */
+  bytes: number;
+  durationMs: number;
+  /** Streamed from a package still syncing. */
+  whileSyncing: boolean;
+}
+
+export interface FinishedDownload extends DownloadRecord {
+  meetingId: string;
+  /** False: aborted (client gone, idle timeout, read error). */
+  completed: boolean;
+}
+
 export class DownloadStats {
+  /** One `finished` per download that ended with a record (the access log listens). */
+  readonly events = new EventEmitter<{ finished: [FinishedDownload] }>();
   #byMeeting = new Map<string, MeetingServeStats>();
   #now: () => number;
   totalBytesServed = 0;
@@ -44,7 +67,8 @@ export class DownloadStats {
     this.totalBytesServed += n;
   }
 
-  finished(meetingId: string, completed: boolean): void {
+  finished(meetingId: string, completed: boolean, record?: DownloadRecord): void {
+    if (record) this.events.emit('finished', { meetingId, completed, ...record });
     const stats = this.get(meetingId);
     stats.activeDownloads--;
     this.activeDownloads--;

@@ -80,9 +80,9 @@ export function tapLogger(logger: Logger, ring: LogRing): Logger {
       record('warn', message);
       logger.warn(message);
     },
-    info(message) {
+    info(message, fields) {
       record('info', message);
-      logger.info(message);
+      logger.info(message, fields);
     },
     debug(message) {
       record('debug', message);

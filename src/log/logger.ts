@@ -2,6 +2,12 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import winston from 'winston';
 
+/** Structured facts of a log line (JSON-serializable values). */
+export type LogFields = Record<string, string | number | boolean | null>;
+
+/** How lines are written: `text` for people, `json` (one object per line) for log shippers. */
+export type LogFormat = 'text' | 'json';
+
 /** winston's npm names of the levels the node writes, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -15,7 +21,11 @@ const SEVERITY: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 
 export interface Logger {
   error(message: string): void;
   warn(message: string): void;
-  info(message: string): void;
+  /**
+   * `fields`: the line's facts as data (the access log's client, status, bytes...): written as
+   * keys of the JSON object with logging.format json; the text line is `message` alone.
+   */
+  info(message: string, fields?: LogFields): void;
   debug(message: string): void;
   /** Lines below this level are dropped. */
   level: LogLevel;
@@ -36,6 +46,8 @@ export interface LoggerOptions {
   maxFileSize: number;
   backupCount: number;
   console?: boolean;
+  /** logging.format; default text. */
+  format?: LogFormat;
 }
 
 /** Maps the reference node's Python level names onto winston's npm levels. */
@@ -54,10 +66,18 @@ export function toLogLevel(level: string): LogLevel {
   }
 }
 
-const lineFormat = winston.format.printf(({ timestamp, level, message, ...meta }) => {
+// Structured fields travel under this key, so the text line can leave them out.
+const FIELDS = 'fields';
+
+const lineFormat = winston.format.printf(({ timestamp, level, message, [FIELDS]: _fields, ...meta }) => {
   const rest = Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : '';
   return `${timestamp} ${level.toUpperCase().padEnd(5)} ${message}${rest}`;
 });
+
+/** One JSON object per line: time, level, message, then the line's fields as keys. */
+const jsonFormat = winston.format.printf(({ timestamp, level, message, [FIELDS]: fields, ...meta }) =>
+  JSON.stringify({ time: timestamp, level, message, ...meta, ...(fields as LogFields | undefined) }),
+);
 
 /** The production logger: console and a size-rotated file, through winston. */
 class WinstonLogger implements Logger {
@@ -73,8 +93,9 @@ class WinstonLogger implements Logger {
   warn(message: string): void {
     this.#winston.warn(message);
   }
-  info(message: string): void {
-    this.#winston.info(message);
+  info(message: string, fields?: LogFields): void {
+    if (fields) this.#winston.info(message, { [FIELDS]: fields });
+    else this.#winston.info(message);
   }
   debug(message: string): void {
     this.#winston.debug(message);
@@ -117,7 +138,7 @@ export function createLogger(options: LoggerOptions): Logger {
   return new WinstonLogger(
     winston.createLogger({
       level: toLogLevel(options.level),
-      format: winston.format.combine(winston.format.timestamp(), lineFormat),
+      format: winston.format.combine(winston.format.timestamp(), options.format === 'json' ? jsonFormat : lineFormat),
       transports,
       // A test or embedded node may run with no transport at all; winston warns otherwise.
       silent: transports.length === 0,

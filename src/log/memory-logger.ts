@@ -1,4 +1,4 @@
-import type { Logger, LogLevel } from './logger.ts';
+import type { LogFields, Logger, LogLevel } from './logger.ts';
 
 /**
  * A logger that keeps its lines in memory ("info registered with master"), for tests that assert
@@ -6,6 +6,8 @@ import type { Logger, LogLevel } from './logger.ts';
  */
 export class MemoryLogger implements Logger {
   readonly lines: string[] = [];
+  /** The fields of the info lines that had some, in order. */
+  readonly fields: LogFields[] = [];
   level: LogLevel = 'debug';
   readonly #echo: ((line: string) => void) | null;
 
@@ -20,8 +22,9 @@ export class MemoryLogger implements Logger {
   warn(message: string): void {
     this.#record('warn', message);
   }
-  info(message: string): void {
+  info(message: string, fields?: LogFields): void {
     this.#record('info', message);
+    if (fields) this.fields.push(fields);
   }
   debug(message: string): void {
     this.#record('debug', message);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, test } from 'node:test';
-import { resolveNodeAddress } from './node-address.ts';
+import { addressMismatch, resolveNodeAddress } from './node-address.ts';
 
 // Documentation ranges only (RFC 5737 / RFC 3849): nothing here is a real network.
 function v4(address: string, internal = false): NetworkInterfaceInfo {
@@ -63,5 +63,27 @@ describe('resolveNodeAddress', () => {
     const resolved = resolveNodeAddress(NO_PUBLIC, 8001);
     assert.match(resolved.address, /^\d+\.\d+\.\d+\.\d+:8001$/);
     assert.doesNotMatch(resolved.address, /^127\.0\.1\.1:/);
+  });
+});
+
+describe('the address of a node bound to one address', () => {
+  const interfaces = { ...LOOPBACK, eth0: [v4('192.0.2.2')] };
+
+  test('listening on one specific address registers that address, not the first interface', () => {
+    assert.deepEqual(resolveNodeAddress(NO_PUBLIC, 8001, interfaces, '127.0.0.1'), { address: '127.0.0.1:8001', source: 'listen' });
+    assert.deepEqual(resolveNodeAddress(NO_PUBLIC, 8001, interfaces, '198.51.100.7'), { address: '198.51.100.7:8001', source: 'listen' });
+    assert.equal(resolveNodeAddress(NO_PUBLIC, 8001, interfaces, '2001:db8::7').address, '[2001:db8::7]:8001');
+    assert.equal(resolveNodeAddress(NO_PUBLIC, 8001, interfaces, '0.0.0.0').address, '192.0.2.2:8001', 'a wildcard listen: the interface');
+    assert.equal(resolveNodeAddress(NO_PUBLIC, 8001, interfaces, '::').address, '192.0.2.2:8001');
+    assert.equal(resolveNodeAddress({ usePublicAddress: true, publicIp: '203.0.113.5', publicPort: null }, 8001, interfaces, '127.0.0.1').address, '203.0.113.5:8001', 'publicIp still wins');
+  });
+
+  test('a registered address the node does not listen on is reported; a wildcard listens on every address', () => {
+    assert.equal(addressMismatch('192.0.2.2:8001', '0.0.0.0', 8001), null);
+    assert.equal(addressMismatch('[2001:db8::7]:8001', '::', 8001), null);
+    assert.equal(addressMismatch('127.0.0.1:8001', '127.0.0.1', 8001), null);
+    assert.equal(addressMismatch('[2001:db8::7]:8001', '2001:db8::7', 8001), null);
+    assert.match(addressMismatch('192.0.2.2:8001', '127.0.0.1', 8001) ?? '', /192\.0\.2\.2:8001, is not one this node listens on \(127\.0\.0\.1 port 8001\)/);
+    assert.match(addressMismatch('203.0.113.5:9000', '0.0.0.0', 8001) ?? '', /not one this node listens on \(every address port 8001\).*NAT or proxy/, 'another port: forwarded at best');
   });
 });

@@ -6,19 +6,28 @@ export interface AddressSettings {
   publicPort: number | null;
 }
 
+/** Listening on every address of the machine (IPv4, or IPv4 and IPv6). */
+export function isWildcardHost(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
 /**
- * The address the master hands to tablets: publicIp:publicPort when configured, else the first
- * non-internal IPv4 of this machine with the port actually listened on. Never a hostname lookup,
- * which on Debian-like systems gives 127.0.1.1 and sends every tablet to itself.
+ * The address the master hands to tablets: publicIp:publicPort when configured; else, when the
+ * node listens on one specific address (--host), that address; else the first non-internal IPv4
+ * of this machine, with the port actually listened on. Never a hostname lookup, which on
+ * Debian-like systems gives 127.0.1.1 and sends every tablet to itself.
  */
 export function resolveNodeAddress(
   settings: AddressSettings,
   listenPort: number,
   interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces(),
-): { address: string; source: 'public' | 'interface' | 'loopback' } {
+  listenHost = '0.0.0.0',
+): { address: string; source: 'public' | 'listen' | 'interface' | 'loopback' } {
   if (settings.usePublicAddress && settings.publicIp) {
     return { address: `${formatHost(settings.publicIp)}:${settings.publicPort ?? listenPort}`, source: 'public' };
   }
+  // Bound to one address: any other would send tablets where nothing answers.
+  if (!isWildcardHost(listenHost)) return { address: `${formatHost(unbracket(listenHost))}:${listenPort}`, source: 'listen' };
   for (const name of Object.keys(interfaces)) {
     for (const info of interfaces[name] ?? []) {
       // `internal` alone is not enough: loopback aliases such as 127.0.1.1 can sit on an interface
@@ -30,6 +39,26 @@ export function resolveNodeAddress(
   }
   // A machine with no network but loopback: tablets cannot reach it anyway; say so in the log.
   return { address: `127.0.0.1:${listenPort}`, source: 'loopback' };
+}
+
+/**
+ * Why tablets may not reach the registered `address` (host:port) on a node listening on
+ * `listenHost`:`listenPort`; null when the node listens there (a wildcard listens everywhere).
+ * A NAT or proxy forwarding the address is the one good reason for a mismatch.
+ */
+export function addressMismatch(address: string, listenHost: string, listenPort: number): string | null {
+  const match = /^(.*):(\d+)$/.exec(address);
+  if (!match) return null;
+  const host = unbracket(match[1] ?? '');
+  const port = Number(match[2]);
+  const hostOk = isWildcardHost(listenHost) || host.toLowerCase() === unbracket(listenHost).toLowerCase();
+  if (hostOk && port === listenPort) return null;
+  const listening = `${isWildcardHost(listenHost) ? 'every address' : formatHost(unbracket(listenHost))} port ${listenPort}`;
+  return `the address registered for tablets, ${address}, is not one this node listens on (${listening}); tablets reach it only if a NAT or proxy forwards it here`;
+}
+
+function unbracket(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
 function formatHost(host: string): string {

@@ -9,7 +9,7 @@ import type { NodeLifecycle } from './lifecycle.ts';
 import type { MasterLink } from './master-link.ts';
 
 /** Changing these saves the file but takes effect only at the next start. */
-export const RESTART_KEYS = ['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount'] as const;
+export const RESTART_KEYS = ['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount', 'logging.format'] as const;
 
 export interface ConfigApplierDeps {
   config: ConfigStore;
@@ -18,6 +18,8 @@ export interface ConfigApplierDeps {
   announcer: Pick<Announcer, 'register'>;
   lifecycle: Pick<NodeLifecycle, 'serving' | 'beatsSettled' | 'refreshAddress' | 'runNow' | 'reschedule'>;
   events: EventEmitter<NodeEventMap>;
+  /** Storage upkeep (the scrub's schedule). */
+  maintenance?: { reschedule(): void };
 }
 
 /**
@@ -106,6 +108,7 @@ export class ConfigApplier {
     if (touched('syncInterval')) lifecycle.reschedule('poll');
     if (touched('watchInterval')) lifecycle.reschedule('watch');
     if (touched('heartbeat.interval')) lifecycle.reschedule('heartbeat');
+    if (touched('maintenance.scrubSchedule')) this.#deps.maintenance?.reschedule();
     const restartRequired = this.#restartKeysIn(changed);
     if (restartRequired.length > 0) logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
     events.emit('config', { changed, restartRequired });

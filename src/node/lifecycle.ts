@@ -6,7 +6,7 @@ import type { NodeEventMap } from '../http/admin/events.ts';
 import type { BurstAccept } from '../http/burst-accept.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';
-import { resolveNodeAddress } from '../master/node-address.ts';
+import { addressMismatch, resolveNodeAddress } from '../master/node-address.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
@@ -137,19 +137,25 @@ export class NodeLifecycle {
       });
     });
     this.#port = (server.address() as AddressInfo).port;
-    const resolved = resolveNodeAddress(config(), this.#port);
+    const resolved = resolveNodeAddress(config(), this.#port, undefined, host);
     this.#address = resolved.address;
     logger.info(`listening on ${host}:${this.#port}; node ${config().nodeId}`);
-    logger.info(
-      `address for tablets: ${this.#address} (${resolved.source === 'public' ? 'publicIp from config' : resolved.source === 'interface' ? 'first non-internal IPv4' : 'no network interface found, loopback only'})`,
-    );
+    const why = { public: 'publicIp from config', listen: 'the address listened on', interface: 'first non-internal IPv4', loopback: 'no network interface found, loopback only' };
+    logger.info(`address for tablets: ${this.#address} (${why[resolved.source]})`);
+    this.#warnUnreachable();
     logger.info(`master: ${master.client.baseUrl}; storage: ${store.root} (${store.list().length} package(s))`);
   }
 
   /** The address settings changed: works out the address to register again. */
   refreshAddress(): string {
-    this.#address = resolveNodeAddress(this.#deps.config(), this.#port).address;
+    this.#address = resolveNodeAddress(this.#deps.config(), this.#port, undefined, this.#deps.host).address;
+    this.#warnUnreachable();
     return this.#address;
+  }
+
+  #warnUnreachable(): void {
+    const mismatch = addressMismatch(this.#address, this.#deps.host, this.#port);
+    if (mismatch) this.#deps.logger.warn(mismatch);
   }
 
   /** Registers, then heartbeats; polls and quick checks start at once. */

@@ -29,6 +29,8 @@ export interface NodePolicy {
   logRingLines: number;
   /** Quick checks switched off (watchInterval 0) still wake this often, so switching them on applies soon. */
   watchIdleSeconds: number;
+  /** How old the cached disk figures (check-disk-space runs df) may get before a read refreshes them. */
+  diskSpaceTtlMs: number;
   /** Failed admin logins allowed per client address and window; undefined: the admin API's own default. */
   authLimit?: { maxFailures: number; windowMs: number };
 }
@@ -43,4 +45,5 @@ export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   closeGraceMs: 1_000,
   logRingLines: 1_000,
   watchIdleSeconds: 60,
+  diskSpaceTtlMs: 2_000,
 });

@@ -7,6 +7,7 @@ import type { QuotaGuard } from '../sync/quota-guard.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { ScheduleInfo } from './lifecycle.ts';
+import type { ScrubStatus } from './maintenance.ts';
 
 /** What the running process is, beyond its rooms' own state. */
 export interface NodeRuntime {
@@ -31,6 +32,8 @@ export interface StatusSources {
   quota: Pick<QuotaGuard, 'state'>;
   announcer: { readonly state: AnnouncerState };
   runtime(): NodeRuntime;
+  /** Storage upkeep (the scrub: schedule, progress, last result); absent: null in the document. */
+  maintenance?: () => { scrub: ScrubStatus };
 }
 
 const seconds = (ms: number) => ms / 1000;
@@ -167,5 +170,6 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
     },
     downloads: { active: node.stats.activeDownloads, bytes_served: node.stats.totalBytesServed },
     restart_required: runtime.restartRequired,
+    maintenance: node.maintenance?.() ?? null,
   };
 }

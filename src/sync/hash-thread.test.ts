@@ -146,3 +146,44 @@ test('workers that keep failing make hashes inline: a broken worker does not fai
   inline.appended(3, [Buffer.from('abc')]);
   assert.equal(await inline.digest(), sha256(Buffer.from('abc')));
 });
+
+test('start() runs the worker at once, before any hash (the node starts it at boot)', async (t) => {
+  const thread = new HashThread();
+  t.after(() => thread.close());
+  assert.equal(thread.started, false);
+  thread.start();
+  assert.equal(thread.started, true, 'the worker runs before the first download');
+  const dir = await tempDir(t);
+  const data = randomBytes(2 * 1024 * 1024 + 3);
+  await fsp.writeFile(path.join(dir, 'f'), data);
+  assert.equal(await thread.hashStored(path.join(dir, 'f'), data.length), sha256(data), 'the started worker hashes');
+  await thread.close();
+  assert.equal(thread.started, false);
+  thread.start();
+  assert.equal(thread.started, false, 'a closed thread does not start again');
+});
+
+test('hashStored hashes a stored file slice by slice, waiting for beforeSlice between slices', async (t) => {
+  const dir = await tempDir(t);
+  const thread = new HashThread();
+  t.after(() => thread.close());
+  const data = randomBytes(5 * 1024 * 1024 + 11);
+  const file = path.join(dir, 'package.zip');
+  await fsp.writeFile(file, data);
+  let slices = 0;
+  const digest = await thread.hashStored(file, data.length, {
+    sliceBytes: 1024 * 1024,
+    beforeSlice: async () => {
+      slices++;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    },
+  });
+  assert.equal(digest, sha256(data));
+  assert.equal(slices, 6, 'one wait per 1 MiB slice, the last slice included');
+  assert.equal(thread.inProgress, 0, 'nothing left on the thread');
+
+  // Fewer bytes on disk than the manifest says: rejected, never a digest of fewer bytes.
+  await assert.rejects(thread.hashStored(file, data.length + 1), /ends at/);
+  await assert.rejects(thread.hashStored(path.join(dir, 'missing.zip'), 10), /ENOENT/);
+  assert.equal(await thread.hashStored(file, data.length), sha256(data), 'a failure does not break the next hash');
+});

@@ -50,8 +50,12 @@ const READ_BYTES = 1024 * 1024;
 /** Workers that failed to start or died before hashes go inline (a broken install, not a bad file). */
 const MAX_WORKER_FAILURES = 3;
 
-type ToWorker = { type: 'hash' | 'digest'; id: number; path: string; end: number } | { type: 'drop'; id: number };
-type FromWorker = { type: 'digest'; id: number; hex: string } | { type: 'error'; id: number; message: string };
+/** `ack`: the worker answers `hashed` once it has read up to `end` (the scrub's pacing). */
+type ToWorker = { type: 'hash' | 'digest'; id: number; path: string; end: number; ack?: boolean } | { type: 'drop'; id: number };
+type FromWorker =
+  | { type: 'digest'; id: number; hex: string }
+  | { type: 'hashed'; id: number; end: number }
+  | { type: 'error'; id: number; message: string };
 
 // CommonJS source run with `eval`: no separate file to locate from src/ and from the bundle.
 // A file is opened at its first message (the writer has created it by then: it reports bytes only
@@ -91,7 +95,10 @@ parentPort.on('message', (message) => {
   }
   try {
     hashTo(file, message.end);
-    if (message.type !== 'digest') return;
+    if (message.type !== 'digest') {
+      if (message.ack) parentPort.postMessage({ type: 'hashed', id: message.id, end: message.end });
+      return;
+    }
     close(file);
     files.delete(message.id);
     parentPort.postMessage({ type: 'digest', id: message.id, hex: file.hash.digest('hex') });
@@ -105,13 +112,13 @@ parentPort.on('message', (message) => {
 `;
 
 /**
- * The worker and the hashes running on it. Started at the first message, stopped by close();
- * it does not keep the process alive on its own.
+ * The worker and the hashes running on it. Started by start() (the node does at boot) or at the
+ * first message, stopped by close(); it does not keep the process alive on its own.
  */
 export class HashThread {
   readonly #source: string;
   #worker: Worker | null = null;
-  readonly #hashes = new Map<number, ThreadFileHash>();
+  readonly #hashes = new Map<number, WorkerHash>();
   #nextId = 1;
   #closed = false;
   #workerFailures = 0;
@@ -136,6 +143,56 @@ export class HashThread {
     const hash = new ThreadFileHash(id, path, this);
     this.#hashes.set(id, hash);
     return hash;
+  }
+
+  /**
+   * Starts the worker now rather than at the first hash, so its start-up cost is paid at boot
+   * (not in the middle of the node's first sync). A worker that cannot start is left to the
+   * first hash, which then counts the failure as always.
+   */
+  start(): void {
+    if (this.#closed || this.#worker) return;
+    try {
+      this.#ensureWorker();
+    } catch {
+      // Counted when a hash needs the worker.
+    }
+  }
+
+  /** Whether the worker is running. */
+  get started(): boolean {
+    return this.#worker !== null;
+  }
+
+  /**
+   * sha256 of the first `size` bytes of a file already on disk (the scrub), read on the worker one
+   * slice at a time: the next slice is asked for only once the worker has read the last, after
+   * `beforeSlice` resolves, so a node busy serving can hold the scrub back and a download's hash
+   * never waits behind more than one slice. Rejects when the file is shorter than `size` or
+   * cannot be read, when the worker fails, and once the thread is closed.
+   */
+  async hashStored(path: string, size: number, options: { sliceBytes?: number; beforeSlice?: () => Promise<void> } = {}): Promise<string> {
+    const slice = Math.max(READ_BYTES, options.sliceBytes ?? 16 * READ_BYTES);
+    if (this.#closed) throw new Error('hash thread closed');
+    const id = this.#nextId++;
+    const hash = new StoredFileHash();
+    this.#hashes.set(id, hash);
+    try {
+      for (let end = Math.min(size, slice); ; end = Math.min(size, end + slice)) {
+        await options.beforeSlice?.();
+        if (end >= size) {
+          const digest = hash.next();
+          this.post({ type: 'digest', id, path, end: size });
+          return (await digest) as string;
+        }
+        const hashed = hash.next();
+        this.post({ type: 'hash', id, path, end, ack: true });
+        await hashed;
+      }
+    } catch (error) {
+      this.forget(id, true);
+      throw error;
+    }
   }
 
   async close(): Promise<void> {
@@ -177,7 +234,9 @@ export class HashThread {
     worker.unref();
     worker.on('message', (message: FromWorker) => {
       const hash = this.#hashes.get(message.id);
-      if (message.type === 'digest') {
+      if (message.type === 'hashed') {
+        hash?.hashed?.();
+      } else if (message.type === 'digest') {
         this.#hashes.delete(message.id);
         hash?.digested(message.hex);
       } else {
@@ -203,6 +262,46 @@ export class HashThread {
     const hashes = [...this.#hashes.values()];
     this.#hashes.clear();
     for (const hash of hashes) hash.failed(error);
+  }
+}
+
+/** A hash the worker is running, as the thread reports back to it. */
+interface WorkerHash {
+  digested(hex: string): void;
+  failed(error: Error): void;
+  /** The worker read up to the end asked for (stored-file hashes only). */
+  hashed?(): void;
+}
+
+/** The main thread's side of hashStored: one answer awaited at a time (a slice read, or the digest). */
+class StoredFileHash implements WorkerHash {
+  #waiting: { resolve: (hex?: string) => void; reject: (error: Error) => void } | null = null;
+  #error: Error | null = null;
+
+  next(): Promise<string | undefined> {
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+    });
+  }
+
+  hashed(): void {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.resolve();
+  }
+
+  digested(hex: string): void {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.resolve(hex);
+  }
+
+  failed(error: Error): void {
+    this.#error ??= error;
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.reject(error);
   }
 }
 

@@ -11,6 +11,7 @@ import type { AdminEventHub } from './events.ts';
 import { registerHealthRoutes, type HealthDeps } from './health.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 import { registerLogRoutes } from './logs.ts';
+import { registerMaintenanceRoutes, type MaintenanceRoutesDeps } from './maintenance-routes.ts';
 import { registerServiceRoutes, type ServiceRoutesDeps } from './service-routes.ts';
 
 export interface AdminDeps {
@@ -23,6 +24,8 @@ export interface AdminDeps {
   logs: LogRing;
   diagnostics: DiagnosticsDeps;
   health: Omit<HealthDeps, 'auth'>;
+  /** Storage upkeep on demand (the scrub); absent: no such routes. */
+  maintenance?: MaintenanceRoutesDeps;
   /** Request bodies above this answer 413 (admin bodies are small JSON documents). */
   maxBodyBytes?: number;
   /** Failed-auth limit per client address and window (tests shorten the window). */
@@ -55,6 +58,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
   registerServiceRoutes(app, deps.service);
   registerLogRoutes(app, deps.logs);
   registerDiagnosticsRoutes(app, deps.diagnostics);
+  if (deps.maintenance) registerMaintenanceRoutes(app, deps.maintenance);
   app.get('/api/events', (c) => {
     deps.events.attach(c.env.outgoing);
     return RESPONSE_ALREADY_SENT;

@@ -1,8 +1,10 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MasterCall } from '../../master/instrumented-master-client.ts';
+import type { DiskSpace } from '../../store/disk-space.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
+import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
 
@@ -15,6 +17,28 @@ export interface MetricsSources {
   nodeId: () => string;
   version: string;
   startedAt: number;
+  /** Storage figures for the alerting gauges; absent: those gauges are not exported. */
+  storage?: StorageGauges;
+  /** The scrub's figures; absent: no scrub metrics. */
+  scrub?: () => ScrubFigures;
+}
+
+/** What the scrub metrics read at scrape time. */
+export interface ScrubFigures {
+  totals: ScrubTotals;
+  running: boolean;
+  /** The last finished scrub: when it ended and how many packages it quarantined. */
+  last: { finishedAt: number; findings: number } | null;
+}
+
+/** What the storage gauges read at scrape time. */
+export interface StorageGauges {
+  /** Bytes held: complete packages plus temp files of downloads in flight. */
+  usedBytes: () => number;
+  /** storage.maxSize (0: no quota). */
+  quotaBytes: () => number;
+  /** The storage volume's figures (a cached reading; null: unknown). */
+  disk: () => Promise<DiskSpace | null>;
 }
 
 /**
@@ -105,6 +129,8 @@ export class NodeMetrics {
         this.set({ node_id: sources.nodeId(), version: sources.version }, 1);
       },
     });
+    if (sources.storage) this.#storageGauges(sources.storage, registers);
+    if (sources.scrub) this.#scrubMetrics(sources.scrub, registers);
     new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
 
     this.#on(jobs.events, 'started', (job: DownloadView) => this.#counted.set(job, 0));
@@ -141,6 +167,81 @@ export class NodeMetrics {
   close(): void {
     for (const off of this.#unsubscribe) off();
     this.#unsubscribe = [];
+  }
+
+  /** The figures alerts are written on: storage used against the quota, and the disk left. */
+  #storageGauges(storage: StorageGauges, registers: Registry[]): void {
+    new Gauge({
+      name: 'meeting_edge_storage_used_bytes',
+      help: 'Bytes held in storage: complete packages plus downloads in flight (what the quota counts).',
+      registers,
+      collect() {
+        this.set(storage.usedBytes());
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_storage_quota_bytes',
+      help: 'storage.maxSize: the most the packages may take (0: no quota).',
+      registers,
+      collect() {
+        this.set(storage.quotaBytes());
+      },
+    });
+    // Unknown figures are NaN, not 0: an alert on "free < x" must not fire on a failed reading.
+    new Gauge({
+      name: 'meeting_edge_disk_free_bytes',
+      help: 'Free bytes on the storage volume, available to the node (NaN: could not be read).',
+      registers,
+      async collect() {
+        this.set((await storage.disk())?.available ?? Number.NaN);
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_disk_total_bytes',
+      help: 'Size of the storage volume in bytes (NaN: could not be read).',
+      registers,
+      async collect() {
+        this.set((await storage.disk())?.total ?? Number.NaN);
+      },
+    });
+  }
+
+  /** The scrub: how much it checked, what it quarantined, and when it last finished. */
+  #scrubMetrics(figures: () => ScrubFigures, registers: Registry[]): void {
+    const totalCounter = (name: string, help: string, read: (totals: ScrubTotals) => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const total = read(figures().totals);
+          if (total > seen) this.inc(total - seen);
+          seen = total;
+        },
+      });
+    };
+    totalCounter('meeting_edge_scrub_runs_total', 'Scrubs finished (every stored package re-hashed against its manifest).', (t) => t.runs);
+    totalCounter('meeting_edge_scrub_packages_checked_total', 'Packages the scrub hashed to the end.', (t) => t.packagesChecked);
+    totalCounter('meeting_edge_scrub_bytes_checked_total', 'Bytes the scrub hashed.', (t) => t.bytesChecked);
+    totalCounter('meeting_edge_scrub_quarantined_total', 'Packages the scrub found not matching their manifest and quarantined.', (t) => t.packagesQuarantined);
+    new Gauge({ name: 'meeting_edge_scrub_running', help: '1 while a scrub runs.', registers, collect() { this.set(figures().running ? 1 : 0); } });
+    new Gauge({
+      name: 'meeting_edge_scrub_last_finished_timestamp_seconds',
+      help: 'Unix time the last scrub finished (0: none yet).',
+      registers,
+      collect() {
+        this.set((figures().last?.finishedAt ?? 0) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'meeting_edge_scrub_last_findings',
+      help: 'Packages the last scrub quarantined.',
+      registers,
+      collect() {
+        this.set(figures().last?.findings ?? 0);
+      },
+    });
   }
 
   #countBytes(job: DownloadView): void {
