@@ -58,6 +58,7 @@ export class SyncLoop {
   #lastAttemptAt: number | null = null;
   #lastError: { message: string; at: number } | null = null;
   #polling: Promise<boolean> | null = null;
+  #nextPoll: Promise<boolean> | null = null;
   #lastUnknownRefresh = 0;
   #paused = false;
   #probes = new ProbeQueue();
@@ -132,9 +133,20 @@ export class SyncLoop {
       .map((m) => m.id);
   }
 
-  /** Polls and reconciles; concurrent callers share one poll. Resolves false if the poll failed. */
+  /**
+   * Polls and reconciles, in a poll that starts after this call: one already running may have
+   * read storage before what made the caller ask (a package quarantined, say), so the caller gets
+   * the next one. Callers while that one waits share it. Resolves false if the poll failed.
+   */
   pollNow(): Promise<boolean> {
-    this.#polling ??= this.#pollAndReconcile().finally(() => {
+    if (this.#polling) {
+      this.#nextPoll ??= this.#polling.then(() => {
+        this.#nextPoll = null;
+        return this.pollNow();
+      });
+      return this.#nextPoll;
+    }
+    this.#polling = this.#pollAndReconcile().finally(() => {
       this.#polling = null;
     });
     return this.#polling;
