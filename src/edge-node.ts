@@ -32,7 +32,11 @@ import { buildStatus } from './node/status.ts';
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe, diskSpaceReader } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
+import { probeMasterBuild } from './sync/build-probe.ts';
 import { HashThread } from './sync/hash-thread.ts';
+import { SiteMembers } from './sync/site-members.ts';
+import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
+import { PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -63,6 +67,8 @@ export interface EdgeNodeOptions {
   announceAdminToken?: (token: string, configPath: string) => void;
   /** Overrides of the operating policy (node/policy.ts): tests and benchmarks run shorter. */
   policy?: Partial<NodePolicy>;
+  /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
+  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
 }
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
@@ -81,6 +87,10 @@ export class EdgeNode {
   readonly sync: SyncLoop;
   readonly announcer: Announcer;
   readonly stats: DownloadStats;
+  /** The site tier (issue 12): which sibling seeds which package, fetches from it, its counters. */
+  readonly site: SiteTier;
+  /** Bytes and requests served to sibling nodes. */
+  readonly peerStats = new PeerServeStats();
   /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
   readonly quota: QuotaGuard;
   readonly server: Server;
@@ -169,7 +179,19 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
-    this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes });
+    this.site = new SiteTier({
+      members: new SiteMembers({
+        listNodes: () => master().listNodes(),
+        self: () => this.#lifecycle.address,
+        staticPeers: () => current().peers.static,
+      }),
+      self: () => this.#lifecycle.address,
+      nodeId: () => current().nodeId ?? 'node-unknown',
+      settings: () => ({ enabled: current().peers.enabled, connectTimeoutMs: current().peers.connectTimeout * 1000 }),
+      logger,
+      ...options.site,
+    });
+    this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
     this.sync = new SyncLoop({
       store,
       jobs: this.jobs,
@@ -179,7 +201,13 @@ export class EdgeNode {
         return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
       },
       quota: this.quota,
+      // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
+      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 })),
       logger,
+    });
+    // The membership is read again with every poll, so seeds are picked from a fresh view.
+    this.sync.events.on('polled', () => {
+      if (this.site.enabled) void this.site.members.refresh();
     });
     this.announcer = new Announcer({
       master,
@@ -220,6 +248,7 @@ export class EdgeNode {
       tailing: new TailLimit(policy.maxTailingClients),
       tailFiles: new SharedReadFiles(),
       zeroCopy: zeroCopy.zeroCopy,
+      peers: this.peerStats,
       settings: () => ({
         waitForSyncMs: policy.waitForSyncMs,
         idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, current().network.downloadTimeout * 1000),
@@ -348,6 +377,8 @@ export class EdgeNode {
         stats: this.stats,
         quota: this.quota,
         announcer: this.announcer,
+        site: this.site,
+        peers: this.peerStats,
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,
