@@ -224,6 +224,7 @@ export class EdgeNode {
       store,
       stats: this.stats,
       running: serving,
+      site: { tier: this.site, peers: this.peerStats },
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
