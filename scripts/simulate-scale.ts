@@ -11,6 +11,8 @@
  * the tablets received: the offload the nodes give, and how it grows with N and T.
  *
  * Everything runs in this process on loopback; only bytes are measured, not speed.
+ *
+ * `npm run simulate -- --site` runs the site-tier measurement instead (scripts/simulate-site.ts).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,6 +23,12 @@ import { createReferenceMaster, type ReferenceMaster } from '../reference-master
 import { runTablet, type TabletResult } from '../bench/herd-client.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { createLogger } from '../src/log/logger.ts';
+
+// `--site`: the site-tier measurement (issue 12 §3) instead, in simulate-site.ts.
+if (process.argv.includes('--site')) {
+  await import('./simulate-site.ts');
+  process.exit(0);
+}
 
 const { values } = parseArgs({
   options: {

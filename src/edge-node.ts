@@ -35,8 +35,12 @@ import { unusableDirectory, unusableFile, UnusablePathError } from './node/usabl
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
+import { probeMasterBuild } from './sync/build-probe.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { Scrubber } from './sync/scrub.ts';
+import { SiteMembers } from './sync/site-members.ts';
+import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
+import { PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -67,6 +71,8 @@ export interface EdgeNodeOptions {
   announceAdminToken?: (token: string, configPath: string) => void;
   /** Overrides of the operating policy (node/policy.ts): tests and benchmarks run shorter. */
   policy?: Partial<NodePolicy>;
+  /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
+  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
 }
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
@@ -85,6 +91,10 @@ export class EdgeNode {
   readonly sync: SyncLoop;
   readonly announcer: Announcer;
   readonly stats: DownloadStats;
+  /** The site tier (issue 12): which sibling seeds which package, fetches from it, its counters. */
+  readonly site: SiteTier;
+  /** Bytes and requests served to sibling nodes. */
+  readonly peerStats = new PeerServeStats();
   /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
   readonly quota: QuotaGuard;
   readonly server: Server;
@@ -192,7 +202,19 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
-    this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes });
+    this.site = new SiteTier({
+      members: new SiteMembers({
+        listNodes: () => master().listNodes(),
+        self: () => this.#lifecycle.address,
+        staticPeers: () => current().peers.static,
+      }),
+      self: () => this.#lifecycle.address,
+      nodeId: () => current().nodeId ?? 'node-unknown',
+      settings: () => ({ enabled: current().peers.enabled, connectTimeoutMs: current().peers.connectTimeout * 1000 }),
+      logger,
+      ...options.site,
+    });
+    this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
     this.sync = new SyncLoop({
       store,
       jobs: this.jobs,
@@ -202,6 +224,8 @@ export class EdgeNode {
         return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
       },
       quota: this.quota,
+      // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
+      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 })),
       logger,
     });
     // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
@@ -216,6 +240,10 @@ export class EdgeNode {
       logger,
     });
     this.#maintenance = new Maintenance({ scrubber, schedule: () => current().maintenance.scrubSchedule, logger });
+    // The membership is read again with every poll, so seeds are picked from a fresh view.
+    this.sync.events.on('polled', () => {
+      if (this.site.enabled) void this.site.members.refresh();
+    });
     this.announcer = new Announcer({
       master,
       nodeId: () => current().nodeId ?? 'node-unknown',
@@ -231,6 +259,7 @@ export class EdgeNode {
       store,
       stats: this.stats,
       running: serving,
+      site: { tier: this.site, peers: this.peerStats },
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
@@ -268,6 +297,7 @@ export class EdgeNode {
       tailing: new TailLimit(policy.maxTailingClients),
       tailFiles: new SharedReadFiles(),
       zeroCopy: zeroCopy.zeroCopy,
+      peers: this.peerStats,
       settings: () => ({
         waitForSyncMs: policy.waitForSyncMs,
         idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, current().network.downloadTimeout * 1000),
@@ -414,6 +444,8 @@ export class EdgeNode {
         quota: this.quota,
         announcer: this.announcer,
         maintenance: () => ({ scrub: this.#maintenance.scrubStatus() }),
+        site: this.site,
+        peers: this.peerStats,
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,

@@ -163,6 +163,35 @@ export const configSchema = {
         },
       },
     },
+    // Not in the reference: the site tier (issue 12). Nodes sharing a master fetch each package
+    // from the master once: the meeting's seed does, the others fetch from the seed.
+    peers: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: {
+          type: 'boolean',
+          default: true,
+          description: 'Fetch packages from a sibling node of the site (the meeting\'s seed) instead of each node from the master.',
+        },
+        static: {
+          type: 'array',
+          maxItems: 64,
+          uniqueItems: true,
+          items: { type: 'string', maxLength: 260, pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' },
+          default: [],
+          description: 'Siblings as host:port, in addition to the master\'s node list (for sites where that list is not usable).',
+        },
+        connectTimeout: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 60,
+          default: 2,
+          description: 'Seconds to connect to a sibling before fetching from the master instead.',
+        },
+      },
+    },
   },
 } as const;
 
@@ -193,4 +222,5 @@ export interface NodeConfig {
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
   maintenance: { scrubSchedule: string };
+  peers: { enabled: boolean; static: string[]; connectTimeout: number };
 }

@@ -5,7 +5,8 @@ import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { DownloadRecord, DownloadStats } from './download-stats.ts';
-import { DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
+import { buildPathId, DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
+import { handleBuildIdentity, holdsWanted, peerRequest, type PeerRequest, type PeerServeStats } from './peer-serving.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import type { SendResult } from './response-outcome.ts';
 import type { SharedReadFiles } from './shared-files.ts';
@@ -31,6 +32,11 @@ export interface DownloadDeps {
   tailFiles?: SharedReadFiles;
   /** sendfile(2) for complete packages (zero-copy.ts); null or absent: copy through Buffers. */
   zeroCopy?: ZeroCopy | null;
+  /**
+   * The site tier's serving side: bytes served to sibling nodes counted apart. Absent: a
+   * sibling's request (X-Edge-Peer) is still answered by the tier's rules, uncounted.
+   */
+  peers?: PeerServeStats;
 }
 
 export interface DownloadSettings {
@@ -39,6 +45,8 @@ export interface DownloadSettings {
   /** Destroy a response whose client took no bytes for this long. */
   idleTimeoutMs: number;
   retryAfterSeconds: number;
+  /** How long the build-identity route waits for a probe of the master before 503 (default 10 s). */
+  buildAnswerWaitMs?: number;
 }
 
 /**
@@ -54,6 +62,11 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
   if (!deps.isServing()) {
     return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.settings().retryAfterSeconds) });
   }
+  const peer = peerRequest(req);
+  if (peer) {
+    deps.peers && deps.peers.requests++;
+    if (await answeredForPeer(deps, meetingId, peer, req, res)) return;
+  }
   if (!deps.sync.isServable(meetingId)) {
     const active = deps.sync.activeMeeting(meetingId);
     if (!active) {
@@ -62,7 +75,9 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
       void deps.sync.refreshForUnknownId().catch(() => {});
       return sendJson(res, 404, { error: `meeting ${meetingId} is not available on this node`, field: 'id' });
     }
-    const job = deps.sync.requestSync(meetingId);
+    // A download started for a sibling comes from the master (never from another sibling).
+    const job = deps.sync.requestSync(meetingId, { forPeer: peer !== null });
+    if (peer && job && job.source.kind === 'peer') return refuseAsNotSeed(deps, res);
     const settings = deps.settings();
     if (job) {
       const limit = deps.tailing;
@@ -75,7 +90,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
         );
       }
       try {
-        const outcome = limit && canTail(req) ? await tailOrWait(deps, meetingId, job, req, res) : await waitForJob(job, res, settings.waitForSyncMs);
+        const outcome = limit && canTail(req) ? await tailOrWait(deps, meetingId, job, req, res, peer) : await waitForJob(job, res, settings.waitForSyncMs);
         if (outcome === 'closed' || outcome === 'served') return;
       } finally {
         limit?.release();
@@ -91,12 +106,57 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
       );
     }
   }
-  await serveStored(deps, meetingId, req, res);
+  await serveStored(deps, meetingId, req, res, peer);
 }
 
-async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * The site tier's rules for a sibling's request, before it is served like a tablet's. True when
+ * answered here: 409 when this node's own download of the package comes from a sibling (it is
+ * not the seed: no loops), or when it holds another build than the one asked for, its running
+ * download streamed (the asker checks the build) or, with none running, 503 + Retry-After while
+ * it probes the master (then fetches if the build is new). False: serve it like a tablet.
+ */
+async function answeredForPeer(deps: DownloadDeps, meetingId: string, peer: PeerRequest, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  const running = deps.sync.inFlight(meetingId);
+  if (running && running.source.kind === 'peer') {
+    refuseAsNotSeed(deps, res);
+    return true;
+  }
   const held = deps.store.get(meetingId);
-  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: (n: number) => deps.stats.bytes(meetingId, n), zeroCopy: deps.zeroCopy ?? null };
+  if (!held || !deps.sync.isServable(meetingId) || holdsWanted(held, peer)) return false;
+  if (running && canTail(req)) {
+    const outcome = await tailOrWait(deps, meetingId, running, req, res, peer);
+    if (outcome === 'closed' || outcome === 'served') return true;
+    // The download ended meanwhile: what is held now may be what was asked for.
+    const now = deps.store.get(meetingId);
+    if (now && holdsWanted(now, peer)) return false;
+  } else if (!running) {
+    void deps.sync.probeForPeer(meetingId).catch(() => {});
+    if (peer.token !== null && peer.token !== deps.sync.lastSuccess?.token) void deps.sync.refreshForUnknownId().catch(() => {});
+  }
+  if (deps.peers) deps.peers.busy++;
+  sendJson(res, 503, { error: 'bringing this package up to date for the build asked for, retry shortly' }, { 'retry-after': '1' });
+  return true;
+}
+
+function refuseAsNotSeed(deps: DownloadDeps, res: ServerResponse): void {
+  if (deps.peers) deps.peers.refused++;
+  sendJson(res, 409, { error: 'not the seed: this node fetches this package from a sibling itself' });
+}
+
+/** Counts bytes served: every byte in the meeting's figures, a sibling's also in the peers' own. */
+function countBytes(deps: DownloadDeps, meetingId: string, peer: PeerRequest | null): (n: number) => void {
+  const peers = peer ? deps.peers : undefined;
+  if (!peers) return (n) => deps.stats.bytes(meetingId, n);
+  return (n) => {
+    deps.stats.bytes(meetingId, n);
+    peers.served(meetingId, n);
+  };
+}
+
+async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<void> {
+  const held = deps.store.get(meetingId);
+  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: countBytes(deps, meetingId, peer), zeroCopy: deps.zeroCopy ?? null };
   // HEAD and revalidations (304) need no byte of the file: answered from the in-memory manifest.
   if (held && (await sendFromMetadata(req, res, packageMeta(held, meetingId), options))) return;
 
@@ -130,7 +190,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  * a download slot, or waiting for the master's first byte) waits, at most waitForSyncMs. 'settled'
  * or 'timeout' without having served: the caller serves from storage or answers 503.
  */
-async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse): Promise<WaitOutcome> {
+async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
   const client = req.socket.remoteAddress ?? null;
   for (;;) {
@@ -144,7 +204,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadVi
           startedAt = Date.now();
           deps.stats.started(meetingId);
         },
-        onBytes: (n) => deps.stats.bytes(meetingId, n),
+        onBytes: countBytes(deps, meetingId, peer),
       });
       if (result) {
         deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true));
@@ -204,7 +264,18 @@ export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessag
   return (req, res) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || req.url === undefined) return false;
     const meetingId = downloadPathId(req.url);
-    if (meetingId === null) return false;
+    if (meetingId === null) {
+      const buildId = req.method === 'GET' ? buildPathId(req.url) : null;
+      if (buildId === null) return false;
+      const url = req.url;
+      const settings = deps.settings();
+      handleBuildIdentity({ ...deps, retryAfterSeconds: settings.retryAfterSeconds, waitMs: settings.buildAnswerWaitMs ?? 10_000 }, buildId, url, res).catch((error: Error) => {
+        deps.logger.error(`http GET ${url}: ${error.message}`);
+        if (res.headersSent) res.destroy();
+        else sendJson(res, 500, { error: 'internal error' });
+      });
+      return true;
+    }
     for (const [name, value] of Object.entries(DOWNLOAD_CORS)) res.setHeader(name, value);
     handleDownload(deps, meetingId, req, res).catch((error: Error) => {
       deps.logger.error(`http ${req.method} ${req.url}: ${error.message}`);

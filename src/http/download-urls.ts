@@ -34,9 +34,33 @@ export function downloadPathId(url: string): string | null {
   }
 }
 
-/** Whether a path (no query) is a download URL: public, while everything else under /api/ needs the admin token. */
+/** Whether a path (no query) is a download URL. */
 export function isDownloadPath(path: string): boolean {
   return DOWNLOAD_PATH.test(path);
+}
+
+/**
+ * The build-identity route of the site tier (http/peer-serving.ts): a sibling node asks which
+ * build of a meeting's package is current. Public like the downloads (nodes carry no admin token).
+ */
+export const BUILD_ROUTE = '/api/edge/v1/meetings/:id/build';
+const BUILD_URL = new RegExp(`^${BUILD_ROUTE.replace(':id', ID)}(?:\\?|$)`);
+const BUILD_PATH = new RegExp(`^${BUILD_ROUTE.replace(':id', '[^/]+')}$`);
+
+/** The meeting id of a build-identity URL (percent-decoded, not yet validated), or null. */
+export function buildPathId(url: string): string | null {
+  const match = BUILD_URL.exec(url);
+  if (!match) return null;
+  try {
+    return decodeURIComponent(match[1] as string);
+  } catch {
+    return match[1] as string;
+  }
+}
+
+/** Whether a path (no query) is public: the downloads and the build-identity route; everything else under /api/ needs the admin token. */
+export function isPublicPath(path: string): boolean {
+  return DOWNLOAD_PATH.test(path) || BUILD_PATH.test(path);
 }
 
 /** Downloads may be fetched cross-origin (tablet web apps); admin routes may not. */

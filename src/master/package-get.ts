@@ -28,6 +28,8 @@ export interface PackageGetOptions {
   /** Path and query, already encoded. */
   path: string;
   headers?: Record<string, string>;
+  /** Default GET. A HEAD's answer has no body, whatever its headers say. */
+  method?: 'GET' | 'HEAD';
   signal: AbortSignal;
   connectTimeoutMs: number;
   /** From the request being sent to the end of the response headers. */
@@ -199,7 +201,7 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
         headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
       }
       const transferEncoding = headers['transfer-encoding']?.toLowerCase();
-      if (statusCode === 204 || statusCode === 304 || (statusCode >= 100 && statusCode < 200)) framing = { kind: 'none' };
+      if (options.method === 'HEAD' || statusCode === 204 || statusCode === 304 || (statusCode >= 100 && statusCode < 200)) framing = { kind: 'none' };
       else if (transferEncoding !== undefined) {
         if (transferEncoding !== 'chunked') return fail(new PackageGetError(`unsupported transfer-encoding "${transferEncoding}"`, 'BAD_RESPONSE')), false;
         framing = { kind: 'chunked' };
@@ -240,7 +242,7 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
       const extra = Object.entries(options.headers ?? {})
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join('');
-      socket.write(`GET ${options.path} HTTP/1.1\r\nHost: ${host}:${options.port}\r\nConnection: close\r\n${extra}\r\n`);
+      socket.write(`${options.method ?? 'GET'} ${options.path} HTTP/1.1\r\nHost: ${host}:${options.port}\r\nConnection: close\r\n${extra}\r\n`);
     });
     socket.on('error', (error) => fail(error));
     socket.on('end', () => {

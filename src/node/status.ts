@@ -3,7 +3,9 @@ import type { DownloadStats } from '../http/download-stats.ts';
 import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import type { PackageStore } from '../store/package-store.ts';
+import type { PeerServeStats } from '../http/peer-serving.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
+import type { SiteTier } from '../sync/site-tier.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { ScheduleInfo } from './lifecycle.ts';
@@ -26,11 +28,14 @@ export interface NodeRuntime {
 export interface StatusSources {
   config(): NodeConfig;
   sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'>;
-  jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure'>;
+  jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure' | 'fetchedBytes'>;
   store: Pick<PackageStore, 'root' | 'list' | 'usedBytes'>;
   stats: Pick<DownloadStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
   quota: Pick<QuotaGuard, 'state'>;
   announcer: { readonly state: AnnouncerState };
+  /** The site tier and what it served to siblings (issue 12). */
+  site: Pick<SiteTier, 'enabled' | 'seedNow' | 'counters' | 'lastFailure' | 'members'>;
+  peers: Pick<PeerServeStats, 'bytes' | 'requests' | 'refused' | 'busy' | 'bytesFor'>;
   runtime(): NodeRuntime;
   /** Storage upkeep (the scrub: schedule, progress, last result); absent: null in the document. */
   maintenance?: () => { scrub: ScrubStatus };
@@ -95,6 +100,10 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
             }
           : null,
       last_error: failure ? { message: failure.message, code: failure.code, at: iso(failure.at), retry_at: iso(failure.retryAt) } : null,
+      // Where the last (or running) download's bytes came from; the seed the site picks for it.
+      source: job ? job.source : null,
+      seed: node.site.enabled ? (node.site.seedNow(id) ?? runtime.address) : null,
+      bytes_served_to_peers: node.peers.bytesFor(id),
       downloads_completed: serve?.downloadsCompleted ?? 0,
       downloads_aborted: serve?.downloadsAborted ?? 0,
       active_downloads: serve?.activeDownloads ?? 0,
@@ -169,7 +178,50 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
       heartbeat: { interval_seconds: config.heartbeat.interval, next_at: iso(schedule.nextHeartbeatAt) },
     },
     downloads: { active: node.stats.activeDownloads, bytes_served: node.stats.totalBytesServed },
+    site: siteStatus(node, runtime, active.map((m) => m.id)),
     restart_required: runtime.restartRequired,
     maintenance: node.maintenance?.() ?? null,
+  };
+}
+
+/** The site tier: members, the master's node list with who seeds what, bytes by source. */
+function siteStatus(node: StatusSources, runtime: NodeRuntime, activeIds: string[]) {
+  const view = node.site.members.view();
+  const counters = node.site.counters;
+  const fetched = node.jobs.fetchedBytes;
+  const seedOf = (id: string) => node.site.seedNow(id) ?? runtime.address;
+  const seeds = (address: string) => (node.site.enabled ? activeIds.filter((id) => seedOf(id) === address) : []);
+  const listed = new Set(view.nodes.map((n) => n.address));
+  const lastFailure = node.site.lastFailure;
+  return {
+    enabled: node.site.enabled,
+    self: runtime.address,
+    members: view.members,
+    listed_at: iso(view.listedAt),
+    list_error: view.listError,
+    held_out: view.heldOut.map((h) => ({ address: h.address, until: iso(h.until) })),
+    nodes: [
+      ...view.nodes.map((n) => ({
+        node_id: n.nodeId,
+        address: n.address,
+        self: n.address === runtime.address,
+        last_seen: n.lastSeen === null ? null : new Date(n.lastSeen * 1000).toISOString(),
+        meetings: n.activeMeetings,
+        seeds: seeds(n.address),
+      })),
+      // Static peers the master does not list (and this node, before the list was read).
+      ...view.members
+        .filter((address) => !listed.has(address))
+        .map((address) => ({ node_id: null, address, self: address === runtime.address, last_seen: null, meetings: [], seeds: seeds(address) })),
+    ],
+    fetched_bytes: { master: fetched.master, peer: fetched.peer },
+    served_bytes: { tablet: Math.max(0, node.stats.totalBytesServed - node.peers.bytes), peer: node.peers.bytes },
+    peer_fetches: counters.peerFetches,
+    fallbacks: counters.fallbacks,
+    builds_from_seed: counters.buildsFromSeed,
+    peer_requests: node.peers.requests,
+    peer_refused: node.peers.refused,
+    peer_busy: node.peers.busy,
+    last_fallback: lastFailure ? { node: lastFailure.node, reason: lastFailure.reason, at: iso(lastFailure.at) } : null,
   };
 }

@@ -13,7 +13,8 @@ import type { MasterClient } from '../master/master-client.ts';
 import { buildIdentity, LEAD_CAP_BYTES, type BuildIdentity } from '../store/zip-lead.ts';
 
 export type ProbeResult =
-  | { kind: 'identified'; identity: BuildIdentity; bytesRead: number }
+  /** `seed`: the build was learnt from the site's seed (that address), not from the master. */
+  | { kind: 'identified'; identity: BuildIdentity; bytesRead: number; seed?: string }
   /** The master answered nothing usable in time (closed early, stalled, errored): keep what is held, ask again later. */
   | { kind: 'unknown'; reason: string; bytesRead: number };
 

@@ -6,6 +6,8 @@
 import type { StoredPackage } from '../store/package-store.ts';
 
 export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested';
+/** Where a download's bytes come from: the master, or a sibling node of the site (its address). */
+export type FetchSource = { readonly kind: 'master' } | { readonly kind: 'peer'; readonly node: string };
 export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';
 
 export interface JobOutcome {
@@ -41,6 +43,10 @@ export interface DownloadListener {
 export interface DownloadView {
   readonly meetingId: string;
   readonly reason: FetchReason;
+  /** Where the current attempt's bytes come from. */
+  readonly source: FetchSource;
+  /** Started for a sibling node (it fetches from the master, never from another sibling). */
+  readonly forPeer: boolean;
   /** A tablet is waiting for it: it jumps the queue for a download slot. */
   readonly urgent: boolean;
   readonly state: JobState;

@@ -1,11 +1,16 @@
 import { pipeline } from 'node:stream/promises';
-import { MasterError, toMasterError, type MasterClient } from '../master/master-client.ts';
+import { MasterError, toMasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
 import { checkZipFile } from '../store/zip-check.ts';
 import type { PackageHash } from './hash-thread.ts';
 import { PackageFileWriter } from './package-file-writer.ts';
 
+/** Opens a package's stream: the master's (MasterClient.openPackage) or a sibling node's (site-tier.ts). */
+export type OpenPackage = (options: { signal: AbortSignal; headersTimeoutMs: number; idleTimeoutMs: number }) => Promise<PackageResponse>;
+
 export interface FetchPackageOptions {
   master: MasterClient;
+  /** Where the bytes come from instead of the master (a sibling node); default: master.openPackage. */
+  open?: OpenPackage;
   meetingId: string;
   tempPath: string;
   /** Abort after this long without a byte (the master is slow; a total timeout would cap size). */
@@ -21,6 +26,8 @@ export interface FetchPackageOptions {
 export interface FetchedPackage {
   sha256: string;
   size: number;
+  /** The response's headers (a sibling's ETag is checked against the sha256). */
+  headers: Record<string, string>;
 }
 
 /** A download that must not be promoted; `retryable` is false for ones that will fail the same way. */
@@ -57,11 +64,8 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
   arm();
   let hash: PackageHash | undefined;
   try {
-    const response = await options.master.openPackage(options.meetingId, {
-      signal,
-      headersTimeoutMs: options.headersTimeoutMs,
-      idleTimeoutMs: options.idleTimeoutMs,
-    });
+    const openOptions = { signal, headersTimeoutMs: options.headersTimeoutMs, idleTimeoutMs: options.idleTimeoutMs };
+    const response = await (options.open ? options.open(openOptions) : options.master.openPackage(options.meetingId, openOptions));
     arm();
     hash = options.hash?.(options.tempPath);
     const writer = new PackageFileWriter(
@@ -87,7 +91,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     if (!zip.ok) {
       throw new FetchError(`downloaded ${received} bytes but it is not a complete zip: ${zip.reason}`, 'NOT_A_ZIP');
     }
-    return { sha256: await sha256, size: received };
+    return { sha256: await sha256, size: received, headers: response.headers };
   } catch (error) {
     // The writer gives its hash up when destroyed early, not when the pipeline fails after it
     // finished (or the zip check fails): without this the hash thread would keep the temp file

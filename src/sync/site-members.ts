@@ -52,7 +52,9 @@ export class SiteMembers {
    * agreeing on seeds while the master blinks.
    */
   async members(maxAgeMs: number): Promise<string[]> {
-    if (this.#attemptAt === null || this.#now() - this.#attemptAt >= maxAgeMs) await this.refresh();
+    // A read in progress is newer than any finished one: wait for it.
+    if (this.#refreshing) await this.#refreshing;
+    else if (this.#attemptAt === null || this.#now() - this.#attemptAt >= maxAgeMs) await this.refresh();
     return this.view().members;
   }
 

@@ -3,9 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import type { AttemptStatus, DownloadListener, DownloadView, FetchReason, JobOutcome, JobState } from './download-view.ts';
-import { FetchError, fetchPackage } from './fetch-package.ts';
+import type { AttemptStatus, DownloadListener, DownloadView, FetchReason, FetchSource, JobOutcome, JobState } from './download-view.ts';
+import { FetchError, fetchPackage, type OpenPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
+import type { SiteTier } from './site-tier.ts';
 
 export interface JobRequest {
   meetingId: string;
@@ -15,6 +16,10 @@ export interface JobRequest {
   reason: FetchReason;
   /** A tablet is waiting: jump the queue of jobs waiting for a download slot. */
   urgent?: boolean;
+  /** Asked for by a sibling node: fetched from the master, never from a sibling (no loops). */
+  forPeer?: boolean;
+  /** The build (zip-lead.ts buildId) a probe found current: a sibling's bytes must be it. */
+  build?: string | null;
 }
 
 export interface SyncSettings {
@@ -44,6 +49,8 @@ export interface SyncJobsDeps {
   guard?: DownloadGuard;
   /** Computes each download's sha256 off the main thread; absent: on it. */
   hashes?: HashThread;
+  /** The site tier: a package is fetched from its seed when that is another node; absent: always the master. */
+  site?: SiteTier;
   /** Injectable for tests: jitter source and clock. */
   random?: () => number;
   now?: () => number;
@@ -70,9 +77,14 @@ export class SyncJob implements DownloadView {
   readonly reason: FetchReason;
   /** The master's token when the job was asked for; recorded in the manifest. */
   readonly token: string | null;
+  readonly forPeer: boolean;
+  readonly build: string | null;
   readonly createdAt: number;
   readonly done: Promise<JobOutcome>;
   #urgent: boolean;
+  #source: FetchSource = MASTER;
+  /** A sibling failed this download: the attempts left go to the master. */
+  #peerFailed = false;
   #state: JobState = 'queued';
   #attempt = 0;
   #bytesWritten = 0;
@@ -93,6 +105,8 @@ export class SyncJob implements DownloadView {
     this.title = request.title;
     this.token = request.token;
     this.reason = request.reason;
+    this.forPeer = request.forPeer ?? false;
+    this.build = request.build ?? null;
     this.#urgent = request.urgent ?? false;
     this.createdAt = now;
     this.done = new Promise((resolve, reject) => {
@@ -105,6 +119,12 @@ export class SyncJob implements DownloadView {
 
   get urgent(): boolean {
     return this.#urgent;
+  }
+  get source(): FetchSource {
+    return this.#source;
+  }
+  get peerFailed(): boolean {
+    return this.#peerFailed;
   }
   get state(): JobState {
     return this.#state;
@@ -173,6 +193,16 @@ export class SyncJob implements DownloadView {
     return this.#attempt;
   }
 
+  /** The next attempt fetches from `source`. */
+  fetchFrom(source: FetchSource): void {
+    this.#source = source;
+  }
+
+  /** The sibling this download came from failed it: no more attempts from siblings. */
+  markPeerFailed(): void {
+    this.#peerFailed = true;
+  }
+
   /** The attempt waits for a download slot. */
   queued(): void {
     this.#state = 'queued';
@@ -239,6 +269,8 @@ export class SyncJobs {
   #waiting: Array<() => void> = [];
   #urgentWaiting: Array<() => void> = [];
   #running = 0;
+  /** Package bytes received, by where they came from (failed attempts included). */
+  #fetchedBytes = { master: 0, peer: 0 };
   #deps: SyncJobsDeps;
   #random: () => number;
   #now: () => number;
@@ -260,6 +292,11 @@ export class SyncJobs {
     this.#jobs.set(request.meetingId, job);
     void this.#run(job);
     return job;
+  }
+
+  /** Package bytes received from the master and from siblings since start, failed attempts included. */
+  get fetchedBytes(): { master: number; peer: number } {
+    return { ...this.#fetchedBytes };
   }
 
   /** The unsettled job for this meeting, if any. */
@@ -340,9 +377,13 @@ export class SyncJobs {
     const { store, logger } = this.#deps;
     let lastError: FetchError | null = null;
     const settings = this.#deps.settings();
-    while (job.attempt < settings.retryCount) {
+    // A sibling failing a download costs no attempt of the master's, nor a backoff: the master is
+    // asked at once, with every attempt it would have had.
+    let attempts = settings.retryCount;
+    let fallback = false;
+    while (job.attempt < attempts) {
       const attempt = job.beginAttempt();
-      if (attempt > 1) {
+      if (attempt > 1 && !fallback) {
         const delay = backoffDelay(settings.retryDelayMs, attempt - 2, this.#random());
         logger.info(`sync ${job.meetingId}: attempt ${attempt}/${settings.retryCount} in ${(delay / 1000).toFixed(1)} s`);
         try {
@@ -367,8 +408,14 @@ export class SyncJobs {
         return;
       } catch (error) {
         lastError = asFetchError(error);
+        if (job.signal.aborted) break;
+        fallback = error instanceof PeerFetchError;
+        if (fallback) {
+          attempts += 1;
+          continue;
+        }
         logger.warn(`sync ${job.meetingId}: attempt ${job.attempt}/${settings.retryCount} failed: ${lastError.message}`);
-        if (!lastError.retryable || job.signal.aborted) break;
+        if (!lastError.retryable) break;
       } finally {
         this.#release();
       }
@@ -392,8 +439,26 @@ export class SyncJobs {
     this.events.emit('failed', job, failure);
   }
 
+  /** Where this attempt fetches from: the meeting's seed when that is another node, else the master. */
+  async #pickSource(job: SyncJob): Promise<FetchSource> {
+    const site = this.#deps.site;
+    if (!site || job.forPeer || job.peerFailed) return MASTER;
+    try {
+      const seed = await site.seedFor(job.meetingId);
+      return seed === null ? MASTER : { kind: 'peer', node: seed };
+    } catch {
+      return MASTER;
+    }
+  }
+
   async #attempt(job: SyncJob, settings: SyncSettings): Promise<JobOutcome> {
     const { store, logger, guard } = this.#deps;
+    const source = await this.#pickSource(job);
+    job.fetchFrom(source);
+    const site = this.#deps.site;
+    const seed = source.kind === 'peer' ? source.node : null;
+    const open: OpenPackage | undefined =
+      seed !== null && site ? (options) => site.openFromSeed(seed, job.meetingId, { token: job.token, build: job.build }, options) : undefined;
     await guard?.beforeAttempt(job);
     // The guard stops an attempt that runs out of room through its own signal: aborting the job's
     // controller would read as a cancellation (no failure recorded, no retry later).
@@ -402,9 +467,11 @@ export class SyncJobs {
     job.running(tempPath, this.#now());
     this.events.emit('started', job);
     let lastEmit = 0;
+    let counted = 0;
     try {
       const fetched = await fetchPackage({
         master: this.#deps.master(),
+        open,
         meetingId: job.meetingId,
         tempPath,
         idleTimeoutMs: settings.idleTimeoutMs,
@@ -415,6 +482,8 @@ export class SyncJobs {
           const refusal = guard?.onProgress(job, bytes);
           if (refusal && !attemptAbort.signal.aborted) attemptAbort.abort(refusal);
           const now = this.#now();
+          this.#fetchedBytes[source.kind] += bytes - counted;
+          counted = bytes;
           job.wrote(bytes, written, now);
           // Status/SSE consumers want a few updates a second, not one per chunk.
           if (now - lastEmit >= 250) {
@@ -425,6 +494,7 @@ export class SyncJobs {
       });
       if (job.signal.aborted) throw job.signal.reason;
       if (attemptAbort.signal.aborted) throw attemptAbort.signal.reason;
+      if (seed !== null && site) await site.verify(seed, job.meetingId, fetched, tempPath, job.build, job.signal);
       const seconds = Math.max(0.001, (this.#now() - job.attemptStartedAt) / 1000);
       const mbps = fetched.size / 1e6 / seconds;
       const held = store.get(job.meetingId);
@@ -437,8 +507,9 @@ export class SyncJobs {
         const pkg = await store.promote(job.meetingId, tempPath, { sha256: fetched.sha256, size: fetched.size, token: job.token, title: job.title });
         outcome = { pkg, replaced: true };
       }
+      if (seed !== null) site?.peerFetched();
       logger.info(
-        `sync ${job.meetingId}: ${fetched.size} bytes in ${seconds.toFixed(1)} s (${mbps.toFixed(2)} MB/s)` +
+        `sync ${job.meetingId}: ${fetched.size} bytes${seed === null ? '' : ` from ${seed}`} in ${seconds.toFixed(1)} s (${mbps.toFixed(2)} MB/s)` +
           `${outcome.replaced ? '' : ', unchanged'}, sha256 ${fetched.sha256.slice(0, 12)}…`,
       );
       guard?.attemptEnded(job, true);
@@ -446,10 +517,26 @@ export class SyncJobs {
     } catch (error) {
       await store.discardTemp(tempPath).catch(() => {});
       guard?.attemptEnded(job, false);
+      // A sibling's failure of any kind (not a cancel or a full disk): the master is asked next.
+      if (seed !== null && site && !job.signal.aborted && !attemptAbort.signal.aborted) {
+        const reason = asFetchError(error).message;
+        site.fellBack(seed, job.meetingId, reason);
+        job.markPeerFailed();
+        throw new PeerFetchError(reason);
+      }
       throw error;
     } finally {
       job.endAttempt();
     }
+  }
+}
+
+const MASTER: FetchSource = Object.freeze({ kind: 'master' });
+
+/** A sibling failed an attempt: the next one goes to the master at once. */
+class PeerFetchError extends FetchError {
+  constructor(message: string) {
+    super(message, 'PEER_FAILED', true);
   }
 }
 

@@ -25,10 +25,10 @@ export interface SyncLoopDeps {
   /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
   quota?: { enforce(): Promise<unknown> };
   /**
-   * Which build of a meeting's package is current (default: a probe of the master's stream,
-   * build-probe.ts). Called one meeting at a time.
+   * Which build of a meeting's package is current under the poll's token (default: a probe of the
+   * master's stream, build-probe.ts; with the site tier, the seed's answer). Called one meeting at a time.
    */
-  probe?: (meetingId: string) => Promise<ProbeResult>;
+  probe?: (meetingId: string, token: string | null) => Promise<ProbeResult>;
   /** Timeout of a default probe. */
   probeTimeoutMs?: number;
   /** First wait before probing again after an unanswered probe (doubles per failure, at most 5 min). */
@@ -43,6 +43,8 @@ export interface ProbeCounters {
   sameBuild: number;
   newBuild: number;
   unknown: number;
+  /** Answers that came from the site's seed (no byte from the master). */
+  fromSeed: number;
 }
 
 /**
@@ -67,7 +69,7 @@ export class SyncLoop {
    * under which token (a newer token is news: it is probed at once).
    */
   #probeRetry = new Map<string, { at: number; failures: number; token: string | null }>();
-  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0 };
+  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0 };
 
   constructor(deps: SyncLoopDeps) {
     this.#deps = deps;
@@ -191,8 +193,16 @@ export class SyncLoop {
     await this.pollNow();
   }
 
-  /** Starts (or joins) the download of an active meeting for a waiting tablet. */
-  requestSync(meetingId: string): DownloadView | undefined {
+  /** The meeting's download running or waiting, if any. */
+  inFlight(meetingId: string): DownloadView | undefined {
+    return this.#deps.jobs.inFlight(meetingId);
+  }
+
+  /**
+   * Starts (or joins) the download of an active meeting for a waiting tablet, or for a sibling
+   * node (`forPeer`: a download started for it comes from the master, never from another sibling).
+   */
+  requestSync(meetingId: string, options: { forPeer?: boolean } = {}): DownloadView | undefined {
     const meeting = this.activeMeeting(meetingId);
     if (!meeting || this.#paused) return this.#deps.jobs.inFlight(meetingId);
     return this.#deps.jobs.ensure({
@@ -201,6 +211,25 @@ export class SyncLoop {
       token: this.#lastSuccess?.token ?? null,
       reason: 'requested',
       urgent: true,
+      forPeer: options.forPeer,
+    });
+  }
+
+  /**
+   * A sibling asks which build is current (it takes this node for the seed): probes the master,
+   * in the one probe queue (joining a probe already waiting), and acts on the answer as after a
+   * poll (same build: recorded under the token; new build: fetched). Never asks another sibling.
+   */
+  probeForPeer(meetingId: string): Promise<ProbeResult> {
+    const poll = this.#lastSuccess;
+    if (!poll || this.#paused || !this.#deps.store.get(meetingId) || !this.activeMeeting(meetingId)) {
+      return Promise.resolve({ kind: 'unknown', reason: 'not held or not active here', bytesRead: 0 });
+    }
+    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
+    return this.#probes.run(meetingId, async () => {
+      const result = await probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs });
+      await this.#probed(meetingId, this.#lastSuccess ?? poll, result);
+      return result;
     });
   }
 
@@ -298,7 +327,7 @@ export class SyncLoop {
     // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
     // no job) between a probe that found a new build and the job that fetches it.
     await this.#probes.run(meetingId, async () => {
-      const result = await (this.#deps.probe ? this.#deps.probe(meetingId) : probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs }));
+      const result = await (this.#deps.probe ? this.#deps.probe(meetingId, poll.token) : probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs }));
       await this.#probed(meetingId, poll, result);
       return result;
     });
@@ -308,6 +337,7 @@ export class SyncLoop {
     const { jobs, store, logger } = this.#deps;
     this.#probeCounters.probes++;
     this.#probeCounters.bytes += result.bytesRead;
+    if (result.kind === 'identified' && result.seed !== undefined) this.#probeCounters.fromSeed++;
     const held = store.get(meetingId);
     const meeting = this.activeMeeting(meetingId);
     if (!held || !meeting || this.#paused) return;
@@ -320,15 +350,16 @@ export class SyncLoop {
       return;
     }
     this.#probeRetry.delete(meetingId);
+    const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
     if (result.identity.buildId === held.buildId) {
       this.#probeCounters.sameBuild++;
       await store.retag(meetingId, poll.token);
-      logger.info(`probe ${meetingId}: the master's build is the one held (${result.bytesRead} bytes read); recorded under token ${poll.token}`);
+      logger.info(`probe ${meetingId}: the master's build is the one held (${from}); recorded under token ${poll.token}`);
       return;
     }
     this.#probeCounters.newBuild++;
-    logger.info(`probe ${meetingId}: the master has a new build; fetching it (the held package is served meanwhile)`);
-    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed' });
+    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
+    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId });
   }
 }
 

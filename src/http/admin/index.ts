@@ -3,7 +3,7 @@ import type { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../log/logger.ts';
 import type { AppEnv } from '../app-env.ts';
-import { isDownloadPath } from '../download-urls.ts';
+import { isDownloadPath, isPublicPath } from '../download-urls.ts';
 import { AdminAuth } from './auth.ts';
 import { registerConfigRoutes, type ConfigRoutesDeps } from './config-routes.ts';
 import { registerDiagnosticsRoutes, type DiagnosticsDeps } from './diagnostics.ts';
@@ -33,7 +33,7 @@ export interface AdminDeps {
 }
 
 /**
- * The operator's API: bearer auth on every /api/* route except downloads (public: tablets carry no token), a body-size limit on
+ * The operator's API: bearer auth on every /api/* route except downloads and the build-identity route (public: tablets and sibling nodes carry no token), a body-size limit on
  * writes, then config, service, status, sync, events, logs and diagnostics. /healthz, /readyz and
  * /metrics are registered here too (public; /metrics private if the config says so).
  */
@@ -41,7 +41,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
   const auth = new AdminAuth({ token: deps.token, logger: deps.logger, ...deps.authLimit });
   registerHealthRoutes(app, { ...deps.health, auth });
 
-  app.use('/api/*', auth.middleware(isDownloadPath));
+  app.use('/api/*', auth.middleware(isPublicPath));
   app.use('/api/*', async (c, next) => {
     // A default the route may override with its own c.header (see app.ts for why before next()).
     c.header('cache-control', 'no-store');

@@ -7,6 +7,8 @@ import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
+import type { PeerServeStats } from '../peer-serving.ts';
+import type { SiteTier } from '../../sync/site-tier.ts';
 
 export interface MetricsSources {
   jobs: SyncJobs;
@@ -14,6 +16,8 @@ export interface MetricsSources {
   store: PackageStore;
   stats: DownloadStats;
   running: () => boolean;
+  /** The site tier (issue 12); absent: no site metrics. */
+  site?: { tier: Pick<SiteTier, 'counters'>; peers: Pick<PeerServeStats, 'bytes' | 'refused'> };
   nodeId: () => string;
   version: string;
   startedAt: number;
@@ -131,6 +135,58 @@ export class NodeMetrics {
     });
     if (sources.storage) this.#storageGauges(sources.storage, registers);
     if (sources.scrub) this.#scrubMetrics(sources.scrub, registers);
+    const site = sources.site;
+    if (site) {
+      // Totals kept by the sync and the download route, turned into counters when scraped.
+      const fetchedSeen = { master: 0, peer: 0 };
+      new Counter({
+        name: 'meeting_edge_fetched_bytes_total',
+        help: 'Package bytes received, by source: the master, or a sibling node of the site (failed attempts included).',
+        labelNames: ['source'],
+        registers,
+        collect() {
+          const now = jobs.fetchedBytes;
+          for (const source of ['master', 'peer'] as const) {
+            if (now[source] > fetchedSeen[source]) this.inc({ source }, now[source] - fetchedSeen[source]);
+            fetchedSeen[source] = now[source];
+          }
+        },
+      });
+      const servedSeen = { tablet: 0, peer: 0 };
+      new Counter({
+        name: 'meeting_edge_served_bytes_total',
+        help: 'Package bytes sent, by client: tablets, or sibling nodes fetching from this node as their seed.',
+        labelNames: ['client'],
+        registers,
+        collect() {
+          const now = { tablet: Math.max(0, stats.totalBytesServed - site.peers.bytes), peer: site.peers.bytes };
+          for (const client of ['tablet', 'peer'] as const) {
+            if (now[client] > servedSeen[client]) this.inc({ client }, now[client] - servedSeen[client]);
+            servedSeen[client] = now[client];
+          }
+        },
+      });
+      /** A counter over a running total kept elsewhere: increased by what it grew since the last scrape. */
+      const countedFrom = (name: string, help: string, read: () => number) => {
+        let seen = 0;
+        return new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const now = read();
+            if (now > seen) this.inc(now - seen);
+            seen = now;
+          },
+        });
+      };
+      countedFrom('meeting_edge_peer_fetches_total', 'Packages fetched from a sibling node and promoted.', () => site.tier.counters.peerFetches);
+      countedFrom('meeting_edge_peer_fallbacks_total', 'Downloads from a sibling that failed and went to the master.', () => site.tier.counters.fallbacks);
+      countedFrom('meeting_edge_peer_refused_total', 'Sibling requests refused because this node fetches that package from a sibling itself.', () => site.peers.refused);
+      countedFrom('meeting_edge_probes_total', 'Checks of the current build of a held package.', () => sync.probeCounters.probes);
+      countedFrom('meeting_edge_probe_bytes_total', 'Bytes read from the master by probes.', () => sync.probeCounters.bytes);
+      countedFrom('meeting_edge_probes_from_seed_total', 'Builds learnt from the site\'s seed instead of probing the master.', () => sync.probeCounters.fromSeed);
+    }
     new Gauge({ name: 'process_resident_memory_bytes', help: 'Resident memory size in bytes.', registers, collect() { this.set(process.memoryUsage.rss()); } });
 
     this.#on(jobs.events, 'started', (job: DownloadView) => this.#counted.set(job, 0));

@@ -1,0 +1,139 @@
+/**
+ * Site-tier measurement (issue 12 §3), run on demand:
+ *
+ *   npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1]
+ *
+ * N edge nodes against the bundled master whose package stream is capped in AGGREGATE (all
+ * package bodies share one rate, as the real master's CPU-bound stream does). Per N: a meeting
+ * starts and every node notices it at the same moment; then an unrelated meeting starts (a token
+ * change). Reports, per N:
+ *   - master bytes of the build ÷ package size (target 1.00: once per site, whatever N),
+ *   - time until every node holds (and serves) the package ÷ the single-node time (target ≤ 1.15),
+ *   - master bytes of the held build caused by the unrelated token change (target ≤ 64 KiB per held package).
+ * Everything on loopback, in this process.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { createReferenceMaster } from '../reference-master/master.ts';
+import { EdgeNode } from '../src/edge-node.ts';
+import { MemoryLogger } from '../src/log/memory-logger.ts';
+import { loopbackConfig } from './lib/loopback-config.ts';
+
+const { values } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== '--site'),
+  options: {
+    nodes: { type: 'string', default: '1,2,4,8' },
+    'size-mib': { type: 'string', default: '8' },
+    'rate-mbps': { type: 'string', default: '4' },
+    trials: { type: 'string', default: '1' },
+  },
+});
+const nodeCounts = values.nodes.split(',').map((n) => Number(n.trim()));
+const sizeBytes = Math.round(Number(values['size-mib']) * 1024 * 1024);
+const rate = Number(values['rate-mbps']) * 1e6;
+const trials = Math.max(1, Number(values.trials));
+
+async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+interface Run {
+  perBuild: number;
+  allServeMs: number;
+  tokenChangeBytes: number;
+  fromPeers: number;
+  fallbacks: number;
+}
+
+async function run(count: number, root: string): Promise<Run> {
+  const master = createReferenceMaster({ packageRateBytesPerSec: rate, tokenCheckIntervalMs: 100, tokenSettleMs: 100, tokenMaxWaitMs: 3_000 });
+  const { port } = await master.listen(0, '127.0.0.1');
+  const nodes: EdgeNode[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const dir = await mkdtemp(path.join(root, `node-${i}-`));
+      const configPath = path.join(dir, 'node_config.json');
+      await writeFile(configPath, JSON.stringify(loopbackConfig(port, { syncInterval: 3600, network: { retryDelay: 0.2, connectionTimeout: 2, downloadTimeout: 30 } })));
+      nodes.push(await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: new MemoryLogger(null), adminToken: 'simulate-site-admin-token' }));
+    }
+    await waitUntil('nodes registered', () => master.nodes().filter((n) => n.online).length === count, 15_000);
+    // Running nodes, as at a real meeting start: each node's last view of the site predates it by more than a few seconds.
+    await sleep(3_500);
+    const id = `site-${count}`;
+    master.addMeeting({ id, title: 'Site tier', packageSizeBytes: sizeBytes });
+    await master.startMeeting(id);
+    const build = master.meeting(id)?.package;
+    if (!build) throw new Error('no build');
+    master.resetStats();
+    const started = Date.now();
+    await Promise.all(nodes.map((node) => node.syncNow()));
+    await waitUntil('every node holds the package', () => nodes.every((node) => node.store.get(id)?.sha256 === build.sha256), 300_000);
+    const allServeMs = Date.now() - started;
+    const perBuild = (master.stats().packageBytesByBuild[build.buildId] ?? 0) / build.size;
+    const fromPeers = nodes.filter((node) => node.jobs.jobs().find((j) => j.meetingId === id)?.source.kind === 'peer').length;
+    const fallbacks = nodes.reduce((sum, node) => sum + node.site.counters.fallbacks, 0);
+
+    // An unrelated meeting starts: the token changes; the held package must not be fetched again.
+    await Promise.all(nodes.map((node) => node.syncNow()));
+    const before = nodes[0]?.sync.lastSuccess?.token;
+    master.resetStats();
+    master.addMeeting({ id: 'unrelated', title: 'Unrelated', packageSizeBytes: 64 * 1024 });
+    await master.startMeeting('unrelated');
+    await waitUntil('the token changed', () => master.token() !== before, 15_000);
+    const token = master.token();
+    await waitUntil(
+      'every node confirmed the held package under the new token',
+      async () => {
+        await Promise.all(nodes.map((node) => node.syncNow()));
+        return nodes.every((node) => node.store.get(id)?.token === token);
+      },
+      60_000,
+      200,
+    );
+    const tokenChangeBytes = master.stats().packageBytesByBuild[build.buildId] ?? 0;
+    return { perBuild, allServeMs, tokenChangeBytes, fromPeers, fallbacks };
+  } finally {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await master.close();
+  }
+}
+
+const root = await mkdtemp(path.join(os.tmpdir(), 'simulate-site-'));
+const results = new Map<number, Run[]>();
+try {
+  for (const count of nodeCounts) {
+    const runs: Run[] = [];
+    for (let trial = 1; trial <= trials; trial++) {
+      process.stderr.write(`[simulate --site] ${count} node(s), trial ${trial}/${trials} ...\n`);
+      runs.push(await run(count, root));
+    }
+    results.set(count, runs);
+  }
+} finally {
+  await rm(root, { recursive: true, force: true });
+}
+
+const mean = (runs: Run[], pick: (r: Run) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
+const single = results.get(1) ?? results.get(nodeCounts[0] as number) ?? [];
+const baseMs = mean(single, (r) => r.allServeMs);
+const header = ['N', 'master bytes per build / size', 'all nodes serve (s)', 'time / single node', 'token change: master bytes of held build', 'from a sibling', 'fallbacks'];
+const rows = [...results].map(([count, runs]) => [
+  String(count),
+  mean(runs, (r) => r.perBuild).toFixed(2),
+  (mean(runs, (r) => r.allServeMs) / 1000).toFixed(2),
+  (mean(runs, (r) => r.allServeMs) / baseMs).toFixed(2),
+  `${(mean(runs, (r) => r.tokenChangeBytes) / 1024).toFixed(1)} KiB`,
+  `${mean(runs, (r) => r.fromPeers).toFixed(0)} / ${count}`,
+  mean(runs, (r) => r.fallbacks).toFixed(0),
+]);
+console.log(`package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, master package stream capped at ${rate / 1e6} MB/s in aggregate, ${trials} trial(s) per row (means)`);
+console.log(`| ${header.join(' | ')} |`);
+console.log(`|${header.map(() => '---').join('|')}|`);
+for (const row of rows) console.log(`| ${row.join(' | ')} |`);

@@ -1,0 +1,113 @@
+/**
+ * The seed's side of the site tier (sync/site-tier.ts is the asking side): what a sibling's
+ * request carries, the bytes served to siblings (apart from tablets'), and the build-identity
+ * route a sibling asks instead of probing the master itself.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isValidMeetingId } from '../meeting-id.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
+import type { BuildAnswer } from '../sync/site-tier.ts';
+import { BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
+import type { SyncLoop } from '../sync/sync-loop.ts';
+
+export interface BuildIdentityDeps {
+  store: Pick<PackageStore, 'get'>;
+  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshForUnknownId' | 'lastSuccess' | 'probeForPeer'>;
+  isServing: () => boolean;
+  retryAfterSeconds: number;
+  /** How long the answer may wait for a probe of the master. */
+  waitMs: number;
+}
+
+/** What a sibling node asked for; null for a tablet's request. */
+export interface PeerRequest {
+  /** The asking node's id. */
+  node: string;
+  /** The build it wants (buildId), if it knows it. */
+  build: string | null;
+  /** Its master token: without a build, it wants the package confirmed under this token. */
+  token: string | null;
+}
+
+export function peerRequest(req: IncomingMessage): PeerRequest | null {
+  const node = header(req, PEER_HEADER);
+  if (node === null) return null;
+  return { node: node.slice(0, 64), build: header(req, BUILD_HEADER), token: header(req, TOKEN_HEADER) };
+}
+
+/** Whether the package held is the one the sibling asked for (without build or token: any). */
+export function holdsWanted(held: StoredPackage, peer: PeerRequest): boolean {
+  if (peer.build !== null) return held.buildId === peer.build;
+  if (peer.token !== null) return held.token === peer.token;
+  return true;
+}
+
+/** Bytes and requests served to sibling nodes. */
+export class PeerServeStats {
+  bytes = 0;
+  requests = 0;
+  /** Answered 409: this node fetches that package from a sibling itself (no loops). */
+  refused = 0;
+  /** Answered 503: it was bringing its copy up to date for the build asked for. */
+  busy = 0;
+  #byMeeting = new Map<string, number>();
+
+  served(meetingId: string, n: number): void {
+    this.bytes += n;
+    this.#byMeeting.set(meetingId, (this.#byMeeting.get(meetingId) ?? 0) + n);
+  }
+
+  bytesFor(meetingId: string): number {
+    return this.#byMeeting.get(meetingId) ?? 0;
+  }
+}
+
+/**
+ * GET /api/edge/v1/meetings/{id}/build?token=…: the identity of this node's package of a meeting
+ * under the sibling's token. A package confirmed under that token answers from its manifest;
+ * otherwise this node probes the master (one probe queue; a probe already waiting is joined) and
+ * answers what it found, having acted on it (same build: retagged; new build: its fetch started).
+ * 404: the meeting is not active here or nothing is held; 503 + Retry-After: no answer in time.
+ */
+export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: string, url: string, res: ServerResponse): Promise<void> {
+  if (!isValidMeetingId(meetingId)) return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
+  if (!deps.isServing()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
+  const token = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length)).get('token');
+  if (!deps.sync.activeMeeting(meetingId)) {
+    void deps.sync.refreshForUnknownId().catch(() => {});
+    return sendJson(res, 404, { error: `meeting ${meetingId} is not active on this node`, field: 'id' });
+  }
+  const held = deps.store.get(meetingId);
+  if (!held || !deps.sync.isServable(meetingId)) return sendJson(res, 404, { error: `no package of meeting ${meetingId} held here`, field: 'id' });
+  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, held.buildId, held.documentsId));
+  // A token this node has not polled yet: look again soon, so its own probe runs under it too.
+  if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshForUnknownId().catch(() => {});
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([
+    deps.sync.probeForPeer(meetingId),
+    new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), deps.waitMs);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  if (result === null || result.kind !== 'identified') {
+    return sendJson(res, 503, { error: `the master's current build is not known yet${result ? `: ${result.reason}` : ''}` }, { 'retry-after': '1' });
+  }
+  const now = deps.store.get(meetingId);
+  return sendJson(res, 200, answer(now?.buildId === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
+}
+
+function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null): BuildAnswer {
+  return { buildId, documentsId, sha256: pkg?.sha256 ?? null, size: pkg?.size ?? null, token: pkg?.token ?? null };
+}
+
+function header(req: IncomingMessage, name: string): string | null {
+  const value = req.headers[name];
+  const text = Array.isArray(value) ? value[0] : value;
+  return text === undefined || text === '' ? null : text;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}

@@ -1,0 +1,352 @@
+/**
+ * The site tier (issue 12 §2, §4): several nodes of one site on loopback, one reference master.
+ * Each build leaves the master once per site; a sibling that fails or lies is never promoted and
+ * the download goes to the master; nodes that take each other for the seed do not loop.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { EdgeNodeOptions } from '../src/edge-node.ts';
+import { pickSeed } from '../src/sync/rendezvous.ts';
+import {
+  cleanupStack,
+  fetchRaw,
+  masterPackageBytes,
+  masterSha,
+  nodeStatus,
+  packageUrl,
+  removeDir,
+  sha256Hex,
+  spawnNodeProcess,
+  killProcess,
+  startMaster,
+  startNode,
+  tempDir,
+  testConfig,
+  waitFor,
+  type TestMaster,
+  type TestNode,
+} from './helpers.ts';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+const SITE: EdgeNodeOptions['site'] = { notFoundRetryMs: 3_000, busyRetryMs: 8_000, buildAskTimeoutMs: 5_000, membersMaxAgeMs: 0 };
+
+async function startSite(t: Parameters<typeof cleanupStack>[0], count: number, masterOptions = {}, config: Record<string, unknown> = {}) {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster(masterOptions);
+  cleanup(() => m.close());
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < count; i++) {
+    const n = await startNode(m.port, { config, node: { site: SITE } });
+    cleanup(async () => {
+      await n.stop();
+      await removeDir(n.dir);
+    });
+    nodes.push(n);
+  }
+  await waitFor('every node registered', () => m.master.nodes().filter((n) => n.online).length === count);
+  return { m, nodes, cleanup };
+}
+
+/** A meeting id whose seed among `members` is `seed`. */
+function idSeededBy(seed: string, members: string[], prefix = 'site'): string {
+  for (let i = 0; i < 10_000; i++) if (pickSeed(`${prefix}-${i}`, members) === seed) return `${prefix}-${i}`;
+  throw new Error('no such id');
+}
+
+function bytesOfBuild(m: TestMaster, meetingId: string): number {
+  const build = m.master.meeting(meetingId)?.package?.buildId;
+  assert.ok(build, 'the meeting has a build');
+  return m.master.stats().packageBytesByBuild[build] ?? 0;
+}
+
+async function held(n: TestNode, meetingId: string): Promise<string | null> {
+  return n.node.store.get(meetingId)?.sha256 ?? null;
+}
+
+test('each build leaves the master once per site: the seed fetches it, its siblings fetch from the seed and serve the same bytes', async (t) => {
+  const { m, nodes } = await startSite(t, 3, { packageRateBytesPerSec: 4_000_000 });
+  const addresses = nodes.map((n) => n.node.address);
+  const id = idSeededBy(addresses[0] as string, addresses);
+  m.master.addMeeting({ id, title: 'Site', packageSizeBytes: 3_000_000 });
+  await m.master.startMeeting(id);
+  m.master.resetStats();
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  const sha = masterSha(m.master, id);
+  await waitFor('every node holds the package', async () => (await Promise.all(nodes.map((n) => held(n, id)))).every((s) => s === sha), 20_000);
+  const size = m.master.meeting(id)?.package?.size as number;
+  assert.equal(bytesOfBuild(m, id), size, 'the master sent the build once');
+  for (const n of nodes.slice(1)) {
+    const res = await fetchRaw(packageUrl(n.url, id));
+    assert.equal(res.status, 200);
+    assert.equal(sha256Hex(res.body), sha);
+    const status = await nodeStatus(n.node);
+    const meeting = (status.meetings as Array<Record<string, unknown>>).find((x) => x.id === id) as Record<string, unknown>;
+    assert.deepEqual(meeting.source, { kind: 'peer', node: addresses[0] });
+    assert.equal(meeting.seed, addresses[0]);
+    const site = status.site as { fetched_bytes: { peer: number } };
+    assert.ok(site.fetched_bytes.peer >= size);
+  }
+  const seedStatus = await nodeStatus(nodes[0]!.node);
+  assert.equal((seedStatus.site as { served_bytes: { peer: number } }).served_bytes.peer, 2 * size, 'the seed served each sibling once');
+});
+
+test('seed choice: every node names the same seed for every meeting, and a node joining moves only the meetings it wins', async (t) => {
+  const { m, nodes, cleanup } = await startSite(t, 3);
+  const ids = Array.from({ length: 24 }, (_, i) => `pick-${i}`);
+  for (const n of nodes) await n.node.site.members.refresh();
+  const before = nodes.map((n) => ids.map((id) => n.node.site.seedNow(id) ?? n.node.address));
+  for (const seeds of before.slice(1)) assert.deepEqual(seeds, before[0], 'all nodes agree');
+  assert.ok(new Set(before[0]).size > 1, 'the meetings spread over the nodes');
+
+  const joined = await startNode(m.port, { node: { site: SITE } });
+  cleanup(async () => {
+    await joined.stop();
+    await removeDir(joined.dir);
+  });
+  await waitFor('the new node registered', () => m.master.nodes().filter((n) => n.online).length === 4);
+  for (const n of [...nodes, joined]) await n.node.site.members.refresh();
+  const after = [...nodes, joined].map((n) => ids.map((id) => n.node.site.seedNow(id) ?? n.node.address));
+  for (const seeds of after.slice(1)) assert.deepEqual(seeds, after[0], 'all four agree');
+  ids.forEach((id, i) => {
+    if (after[0]?.[i] !== joined.node.address) assert.equal(after[0]?.[i], before[0]?.[i], `${id} keeps its seed`);
+  });
+  assert.ok(after[0]?.some((seed) => seed === joined.node.address), 'the new node seeds some meetings');
+});
+
+test('an unrelated token change costs the site one probe of the master per held package, from the seed only', async (t) => {
+  const { m, nodes } = await startSite(t, 3, { packageRateBytesPerSec: 4_000_000 });
+  const addresses = nodes.map((n) => n.node.address);
+  const id = idSeededBy(addresses[1] as string, addresses);
+  m.master.addMeeting({ id, title: 'Held', packageSizeBytes: 1_500_000 });
+  await m.master.startMeeting(id);
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  const sha = masterSha(m.master, id);
+  await waitFor('every node holds the package', async () => (await Promise.all(nodes.map((n) => held(n, id)))).every((s) => s === sha), 20_000);
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  m.master.addMeeting({ id: 'other', title: 'Unrelated', packageSizeBytes: 100_000 });
+  await m.master.startMeeting('other');
+  const tokenBefore = nodes[0]!.node.sync.lastSuccess?.token;
+  await waitFor('a new token', async () => {
+    await nodes[0]!.node.syncNow();
+    return nodes[0]!.node.sync.lastSuccess?.token !== tokenBefore;
+  }, 15_000, 200);
+  m.master.resetStats();
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  const token = nodes[0]!.node.sync.lastSuccess?.token;
+  await waitFor('every node confirmed the package under the new token', () => nodes.every((n) => n.node.store.get(id)?.token === token), 15_000);
+  const stats = m.master.stats();
+  assert.equal(stats.packageDownloads[id]?.started ?? 0, 1, 'one request for the held package, by its seed');
+  const probed = nodes.reduce((sum, n) => sum + n.node.sync.probeCounters.bytes, 0);
+  assert.ok(probed > 0 && probed <= 64 * 1024, `the site read at most 64 KiB of the held build (${probed})`);
+  assert.equal(nodes[1]!.node.sync.probeCounters.fromSeed, 0, 'the seed probed the master itself');
+  for (const n of [nodes[0]!, nodes[2]!]) assert.ok(n.node.sync.probeCounters.fromSeed >= 1, 'the siblings asked the seed');
+  for (const n of nodes) assert.equal(n.node.store.get(id)?.sha256, sha, 'nothing refetched');
+});
+
+test('probe different: a restarted meeting is fetched again, once for the site, and siblings never promote the old build', async (t) => {
+  const { m, nodes } = await startSite(t, 2, { packageRateBytesPerSec: 4_000_000 });
+  const addresses = nodes.map((n) => n.node.address);
+  const id = idSeededBy(addresses[0] as string, addresses);
+  m.master.addMeeting({ id, title: 'Restarts', packageSizeBytes: 1_000_000 });
+  await m.master.startMeeting(id);
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  const first = masterSha(m.master, id);
+  await waitFor('both hold the first build', async () => (await Promise.all(nodes.map((n) => held(n, id)))).every((s) => s === first), 20_000);
+  await sleep(1_100);
+  await m.master.endMeeting(id);
+  await m.master.startMeeting(id);
+  const second = masterSha(m.master, id);
+  assert.notEqual(second, first);
+  m.master.resetStats();
+  const tokenBefore = nodes[1]!.node.sync.lastSuccess?.token;
+  await waitFor('both hold the new build', async () => {
+    await Promise.all(nodes.map((n) => n.node.syncNow()));
+    return (await Promise.all(nodes.map((n) => held(n, id)))).every((s) => s === second);
+  }, 25_000, 300);
+  assert.notEqual(nodes[1]!.node.sync.lastSuccess?.token, tokenBefore);
+  const size = m.master.meeting(id)?.package?.size as number;
+  // The seed's probe of the new build (cut short) and its one download; the sibling took it from the seed.
+  assert.ok(bytesOfBuild(m, id) < 1.5 * size, `the new build left the master once (${bytesOfBuild(m, id)} for ${size})`);
+  assert.deepEqual(nodes[1]!.node.jobs.jobs().find((j) => j.meetingId === id)?.source, { kind: 'peer', node: addresses[0] });
+});
+
+test('seed killed mid-stream: the sibling finishes from the master with the right bytes', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster({ packageRateBytesPerSec: 1_000_000 });
+  cleanup(() => m.close());
+  const dir = await tempDir();
+  cleanup(() => removeDir(dir));
+  const configPath = path.join(dir, 'node_config.json');
+  await writeFile(configPath, JSON.stringify(testConfig(m.port, { network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 30 } })));
+  const seedProcess = await spawnNodeProcess(configPath);
+  cleanup(() => killProcess(seedProcess));
+  const sibling = await startNode(m.port, { config: { network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 30 } }, node: { site: SITE } });
+  cleanup(async () => {
+    await sibling.stop();
+    await removeDir(sibling.dir);
+  });
+  await waitFor('both registered', () => m.master.nodes().filter((n) => n.online).length === 2);
+  const seedAddress = `127.0.0.1:${seedProcess.port}`;
+  const id = idSeededBy(seedAddress, [seedAddress, sibling.node.address], 'kill');
+  m.master.addMeeting({ id, title: 'Killed seed', packageSizeBytes: 3_000_000 });
+  await m.master.startMeeting(id);
+  m.master.resetStats();
+  await sibling.node.syncNow();
+  await waitFor('the sibling streams from the seed', () => {
+    const job = sibling.node.jobs.inFlight(id);
+    return job && job.source.kind === 'peer' && job.bytesWritten > 200_000;
+  }, 20_000);
+  await killProcess(seedProcess);
+  const sha = masterSha(m.master, id);
+  await waitFor('the sibling holds the package', () => sibling.node.store.get(id)?.sha256 === sha, 30_000);
+  const res = await fetchRaw(packageUrl(sibling.url, id));
+  assert.equal(sha256Hex(res.body), sha);
+  assert.equal(sibling.node.site.counters.fallbacks, 1);
+  assert.deepEqual(sibling.node.jobs.jobs().find((j) => j.meetingId === id)?.source, { kind: 'master' });
+  assert.ok(sibling.logger.lines.some((line) => /fetching from the master instead/.test(line)));
+});
+
+/** A sibling that lies: registered with the master as a node, answering what `answer` says. */
+async function startFakePeer(t: Parameters<typeof cleanupStack>[0], m: TestMaster, answer: (req: IncomingMessage, res: ServerResponse) => void) {
+  const server = createServer(answer);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return { address };
+}
+
+for (const kind of ['truncated', 'corrupt', 'not a zip', 'older build'] as const) {
+  test(`a sibling that sends ${kind} bytes is never promoted: the node fetches from the master`, async (t) => {
+    const cleanup = cleanupStack(t);
+    const m = await startMaster();
+    cleanup(() => m.close());
+    let good: Buffer = Buffer.alloc(0);
+    let old: Buffer = Buffer.alloc(0);
+    let served = 0;
+    const fake = await startFakePeer(t, m, (req, res) => {
+      if (!req.url?.includes('download-package')) {
+        res.writeHead(404).end();
+        return;
+      }
+      served++;
+      if (kind === 'truncated') {
+        res.writeHead(200, { 'content-length': good.length, etag: `"${sha256Hex(good)}"` });
+        res.write(good.subarray(0, good.length >> 1));
+        setTimeout(() => res.destroy(), 20);
+      } else if (kind === 'corrupt') {
+        const bad = Buffer.from(good);
+        bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1);
+        res.writeHead(200, { 'content-length': bad.length, etag: `"${sha256Hex(good)}"` });
+        res.end(bad);
+      } else if (kind === 'not a zip') {
+        const noise = Buffer.alloc(good.length, 7);
+        res.writeHead(200, { 'content-length': noise.length, etag: `"${sha256Hex(noise)}"` });
+        res.end(noise);
+      } else {
+        res.writeHead(200, { 'content-length': old.length, etag: `"${sha256Hex(old)}"` });
+        res.end(old);
+      }
+    });
+    const n = await startNode(m.port, { config: { peers: { static: [fake.address] } }, node: { site: SITE } });
+    cleanup(async () => {
+      await n.stop();
+      await removeDir(n.dir);
+    });
+    const id = idSeededBy(fake.address, [fake.address, n.node.address], kind.replace(/ /g, '-'));
+    m.master.addMeeting({ id, title: 'Lying sibling', packageSizeBytes: 600_000 });
+    await m.master.startMeeting(id);
+    if (kind === 'older build') {
+      // The node holds the first build (fetched while the tier was off); the meeting restarts.
+      await n.node.updateConfig({ peers: { enabled: false } });
+      await n.node.syncNow();
+      await waitFor('the first build held', () => n.node.store.get(id)?.sha256 === masterSha(m.master, id));
+      old = await masterPackageBytes(m.url, id);
+      await n.node.updateConfig({ peers: { enabled: true } });
+      await sleep(1_100);
+      await m.master.endMeeting(id);
+      await m.master.startMeeting(id);
+    }
+    good = await masterPackageBytes(m.url, id);
+    const sha = masterSha(m.master, id);
+    await waitFor('the node holds the master\'s bytes', async () => {
+      await n.node.syncNow();
+      return n.node.store.get(id)?.sha256 === sha;
+    }, 20_000, 300);
+    assert.ok(served >= 1, 'the sibling was asked');
+    assert.equal(n.node.site.counters.fallbacks, 1, 'one fallback to the master');
+    assert.equal(n.node.site.counters.peerFetches, 0, 'nothing promoted from the sibling');
+    const why = { truncated: /TRUNCATED|before the end/, corrupt: /hash to .* ETag/, 'not a zip': /not a complete zip/, 'older build': /another build/ }[kind];
+    assert.ok(n.logger.lines.some((line) => /fetching from the master instead/.test(line) && why.test(line)), `the fallback names the cause (${why})`);
+    const res = await fetchRaw(packageUrl(n.url, id));
+    assert.equal(sha256Hex(res.body), sha);
+  });
+}
+
+test('two nodes that each take the other for the seed do not loop: both end with the master\'s bytes', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster({ packageRateBytesPerSec: 3_000_000 });
+  cleanup(() => m.close());
+  const addresses: string[] = [];
+  // Each node's view names the other as the seed of every meeting.
+  const other = (self: () => string) => (_id: string, members: string[]) => members.find((a) => a !== self()) ?? null;
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < 2; i++) {
+    let me = '';
+    const n = await startNode(m.port, { node: { site: { ...SITE, pickSeed: other(() => me) } } });
+    me = n.node.address;
+    addresses.push(me);
+    nodes.push(n);
+    cleanup(async () => {
+      await n.stop();
+      await removeDir(n.dir);
+    });
+  }
+  await waitFor('both registered', () => m.master.nodes().filter((n) => n.online).length === 2);
+  m.master.addMeeting({ id: 'loop', title: 'Loop', packageSizeBytes: 2_000_000 });
+  await m.master.startMeeting('loop');
+  m.master.resetStats();
+  await Promise.all(nodes.map((n) => n.node.syncNow()));
+  const sha = masterSha(m.master, 'loop');
+  await waitFor('both hold the package', () => nodes.every((n) => n.node.store.get('loop')?.sha256 === sha), 20_000);
+  const size = m.master.meeting('loop')?.package?.size as number;
+  assert.ok(bytesOfBuild(m, 'loop') <= 2 * size, 'no amplification: at most one master download per node');
+  const peerRequests = nodes.reduce((sum, n) => sum + n.node.peerStats.requests, 0);
+  assert.ok(peerRequests <= 4, `a bounded number of sibling requests (${peerRequests})`);
+});
+
+test('a probe the master cuts short is "unknown": the package is kept, served, and probed again', async (t) => {
+  const { m, nodes } = await startSite(t, 1);
+  const [n] = nodes as [TestNode];
+  m.master.addMeeting({ id: 'cut', title: 'Cut probe', packageSizeBytes: 400_000 });
+  await m.master.startMeeting('cut');
+  await n.node.syncNow();
+  const sha = masterSha(m.master, 'cut');
+  await waitFor('held', () => n.node.store.get('cut')?.sha256 === sha);
+  m.master.setFault('package', { kind: 'cutChunked', afterBytes: 100, times: 1, meetingId: 'cut' });
+  m.master.addMeeting({ id: 'other', title: 'Unrelated', packageSizeBytes: 50_000 });
+  await m.master.startMeeting('other');
+  const before = n.node.sync.lastSuccess?.token;
+  await waitFor('the new token and the cut probe', async () => {
+    await n.node.syncNow();
+    return n.node.sync.lastSuccess?.token !== before && n.node.sync.probeCounters.unknown === 1;
+  }, 15_000, 200);
+  assert.equal(n.node.store.get('cut')?.sha256, sha, 'the package is kept');
+  assert.equal((await fetchRaw(packageUrl(n.url, 'cut'))).status, 200, 'and served');
+  const token = n.node.sync.lastSuccess?.token;
+  await waitFor('probed again and confirmed', async () => {
+    await n.node.syncNow();
+    return n.node.store.get('cut')?.token === token;
+  }, 15_000, 300);
+  assert.equal(n.node.sync.probeCounters.sameBuild >= 1, true);
+  assert.equal(m.master.stats().packageDownloads.cut?.completed ?? 0, 1, 'never fetched again in full');
+});
