@@ -1,7 +1,9 @@
 /**
  * Site-tier measurement (issue 12 §3), run on demand:
  *
- *   npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1]
+ *   npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1] [--trace]
+ *
+ * --trace prints every node's log lines with the ms since the meeting start (where the time goes).
  *
  * N edge nodes against the bundled master whose package stream is capped in AGGREGATE (all
  * package bodies share one rate, as the real master's CPU-bound stream does). Per N: a meeting
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     'size-mib': { type: 'string', default: '8' },
     'rate-mbps': { type: 'string', default: '4' },
     trials: { type: 'string', default: '1' },
+    trace: { type: 'boolean', default: false },
   },
 });
 const nodeCounts = values.nodes.split(',').map((n) => Number(n.trim()));
@@ -52,6 +55,11 @@ interface Run {
   fallbacks: number;
 }
 
+const t0 = { at: 0 };
+const trace = (who: string, line: string) => {
+  if (values.trace) process.stderr.write(`${String(Date.now() - t0.at).padStart(6)} ms ${who} ${line}\n`);
+};
+
 async function run(count: number, root: string): Promise<Run> {
   const master = createReferenceMaster({ packageRateBytesPerSec: rate, tokenCheckIntervalMs: 100, tokenSettleMs: 100, tokenMaxWaitMs: 3_000 });
   const { port } = await master.listen(0, '127.0.0.1');
@@ -61,7 +69,7 @@ async function run(count: number, root: string): Promise<Run> {
       const dir = await mkdtemp(path.join(root, `node-${i}-`));
       const configPath = path.join(dir, 'node_config.json');
       await writeFile(configPath, JSON.stringify(loopbackConfig(port, { syncInterval: 3600, network: { retryDelay: 0.2, connectionTimeout: 2, downloadTimeout: 30 } })));
-      nodes.push(await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: new MemoryLogger(null), adminToken: 'simulate-site-admin-token' }));
+      nodes.push(await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: new MemoryLogger((line) => trace(`node${i}`, line)), adminToken: 'simulate-site-admin-token' }));
     }
     await waitUntil('nodes registered', () => master.nodes().filter((n) => n.online).length === count, 15_000);
     // Running nodes, as at a real meeting start: each node's last view of the site predates it by more than a few seconds.
@@ -73,8 +81,12 @@ async function run(count: number, root: string): Promise<Run> {
     if (!build) throw new Error('no build');
     master.resetStats();
     const started = Date.now();
+    t0.at = started;
+    trace('sim', 'start');
     await Promise.all(nodes.map((node) => node.syncNow()));
+    trace('sim', 'syncNow done');
     await waitUntil('every node holds the package', () => nodes.every((node) => node.store.get(id)?.sha256 === build.sha256), 300_000);
+    trace('sim', 'all serve');
     const allServeMs = Date.now() - started;
     const perBuild = (master.stats().packageBytesByBuild[build.buildId] ?? 0) / build.size;
     const fromPeers = nodes.filter((node) => node.jobs.jobs().find((j) => j.meetingId === id)?.source.kind === 'peer').length;
@@ -120,20 +132,26 @@ try {
   await rm(root, { recursive: true, force: true });
 }
 
-const mean = (runs: Run[], pick: (r: Run) => number) => runs.reduce((sum, r) => sum + pick(r), 0) / runs.length;
+// Medians: on a shared 2-core machine one slow trial (another process's burst) would move a mean.
+const mean = (runs: Run[], pick: (r: Run) => number) => {
+  const sorted = runs.map(pick).sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+const spread = (runs: Run[]) => runs.map((r) => (r.allServeMs / 1000).toFixed(2)).join(', ');
 const single = results.get(1) ?? results.get(nodeCounts[0] as number) ?? [];
 const baseMs = mean(single, (r) => r.allServeMs);
 const header = ['N', 'master bytes per build / size', 'all nodes serve (s)', 'time / single node', 'token change: master bytes of held build', 'from a sibling', 'fallbacks'];
 const rows = [...results].map(([count, runs]) => [
   String(count),
   mean(runs, (r) => r.perBuild).toFixed(2),
-  (mean(runs, (r) => r.allServeMs) / 1000).toFixed(2),
+  `${(mean(runs, (r) => r.allServeMs) / 1000).toFixed(2)}${runs.length > 1 ? ` (${spread(runs)})` : ''}`,
   (mean(runs, (r) => r.allServeMs) / baseMs).toFixed(2),
   `${(mean(runs, (r) => r.tokenChangeBytes) / 1024).toFixed(1)} KiB`,
   `${mean(runs, (r) => r.fromPeers).toFixed(0)} / ${count}`,
   mean(runs, (r) => r.fallbacks).toFixed(0),
 ]);
-console.log(`package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, master package stream capped at ${rate / 1e6} MB/s in aggregate, ${trials} trial(s) per row (means)`);
+console.log(`package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, master package stream capped at ${rate / 1e6} MB/s in aggregate, ${trials} trial(s) per row (medians; every trial's time in brackets)`);
 console.log(`| ${header.join(' | ')} |`);
 console.log(`|${header.map(() => '---').join('|')}|`);
 for (const row of rows) console.log(`| ${row.join(' | ')} |`);

@@ -240,8 +240,10 @@ export class EdgeNode {
       logger,
     });
     this.#maintenance = new Maintenance({ scrubber, schedule: () => current().maintenance.scrubSchedule, logger });
-    // The membership is read again with every poll, so seeds are picked from a fresh view.
-    this.sync.events.on('polled', () => {
+    // The membership is read again with every poll, so seeds are picked from a fresh view: at the
+    // poll's start, beside the meetings request, so a fetch the poll starts finds the view read
+    // (or being read) instead of waiting for one more request to the master before its seed.
+    this.sync.events.on('polling', () => {
       if (this.site.enabled) void this.site.members.refresh();
     });
     this.announcer = new Announcer({

@@ -183,6 +183,12 @@ function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
   return { size: pkg.size, sha256: pkg.sha256, lastModified: new Date(pkg.fetchedAt), filename: `meeting_${meetingId}.zip` };
 }
 
+/** The sha256 of the package a tailed download just became, if what is held is that package. */
+function promotedSha256(deps: DownloadDeps, meetingId: string, size: number): string | null {
+  const held = deps.store.get(meetingId);
+  return held && held.size === size ? held.sha256 : null;
+}
+
 type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
 
 /**
@@ -205,6 +211,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadVi
           deps.stats.started(meetingId);
         },
         onBytes: countBytes(deps, meetingId, peer),
+        sha256Trailer: peer === null ? undefined : (size) => promotedSha256(deps, meetingId, size),
       });
       if (result) {
         deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true));

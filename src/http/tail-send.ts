@@ -14,6 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DownloadListener, DownloadView } from '../sync/download-view.ts';
+import { SHA256_TRAILER } from '../sync/site-tier.ts';
 import { FilePump } from './file-pump.ts';
 import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
 import { contentDisposition } from './send-file.ts';
@@ -34,6 +35,12 @@ export interface TailOptions {
    * (see shared-files.ts). Absent: this response opens its own.
    */
   files?: SharedReadFiles;
+  /**
+   * The promoted package's sha256 (given its size), sent as a trailer field (SHA256_TRAILER) after
+   * the last chunk: a sibling node (site tier) checks its copy against it without asking again once
+   * the body ends. Null: no trailer (the sibling asks with a HEAD).
+   */
+  sha256Trailer?: (size: number) => string | null;
 }
 
 /**
@@ -113,6 +120,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, do
     // No validator to revalidate with: nothing may keep this copy.
     'Cache-Control': 'no-store',
     'X-Content-Type-Options': 'nosniff',
+    ...(opts.sha256Trailer ? { Trailer: SHA256_TRAILER } : {}),
   });
 
   let wake: (() => void) | null = null;
@@ -161,6 +169,8 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, do
         continue;
       }
       if (state.kind === 'succeeded') {
+        const sha256 = opts.sha256Trailer?.(state.size) ?? null;
+        if (sha256 !== null) res.addTrailers({ [SHA256_TRAILER]: sha256 });
         res.end();
         completed = await responseSettled(res);
         break;

@@ -72,6 +72,8 @@ export interface PackageResponse {
   /** The payload (framing removed); errors, never ends, when the transfer is cut. */
   body: Readable;
   headers: Record<string, string>;
+  /** A chunked body's trailer fields, filled in once the body has ended (a seed's sha256, site-tier.ts). */
+  trailers?: Record<string, string>;
 }
 
 /** Titles must be non-empty strings or the master answers 500 and breaks /nodes/list for everyone. */

@@ -174,3 +174,14 @@ test('a slow consumer pauses the socket: buffered bytes stay bounded, every byte
   assert.ok(Buffer.concat(chunks).equals(data));
   assert.ok(maxBuffered <= 2 * 1024 * 1024, `at most about the high-water mark buffered (${maxBuffered})`);
 });
+
+test('a chunked body\'s trailer fields are read once the body has ended', async (t) => {
+  const data = randomBytes(100_000);
+  const port = await rawServer(t, (socket) => {
+    socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Trailer\r\n\r\n');
+    void dribble(socket, chunkedBody(data, 30_000), 997).then(() => socket.end());
+  });
+  const response = await packageGet(options(port));
+  assert.ok((await readAll(response.body)).equals(data));
+  assert.deepEqual(response.trailers, { 'x-trailer': 'yes' });
+});

@@ -44,6 +44,8 @@ export interface PackageGetResponse {
   headers: Record<string, string>;
   /** The payload (framing removed). Errors, rather than ends, if the connection ends early. */
   body: Readable;
+  /** A chunked body's trailer fields (lower-case names), filled in once the body has ended. */
+  trailers: Record<string, string>;
 }
 
 /** Why a response could not be read; `code` names the case for logs and retries. */
@@ -59,6 +61,7 @@ export class PackageGetError extends Error {
 
 const MAX_HEADER_BYTES = 16 * 1024;
 const MAX_CHUNK_LINE = 1024;
+const MAX_TRAILERS = 16;
 const MIN_READ = 16 * 1024;
 /** Body bytes buffered for a slow consumer before the socket is paused. */
 const BODY_HIGH_WATER_MARK = 1024 * 1024;
@@ -82,6 +85,7 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
     let chunkRemaining = 0;
     let line = '';
     let finished = false;
+    const trailers: Record<string, string> = {};
     let timer: NodeJS.Timeout | undefined;
 
     const body = new Readable({
@@ -173,6 +177,11 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
         } else if (text === '') {
           // The empty line after the last chunk (and any trailers): the body is complete.
           complete();
+        } else {
+          const colon = text.indexOf(':');
+          if (colon <= 0) return fail(new PackageGetError(`malformed trailer line "${text.slice(0, 60)}"`, 'BAD_CHUNK')), false;
+          if (Object.keys(trailers).length >= MAX_TRAILERS) return fail(new PackageGetError(`more than ${MAX_TRAILERS} trailer fields`, 'BAD_CHUNK')), false;
+          trailers[text.slice(0, colon).trim().toLowerCase()] = text.slice(colon + 1).trim();
         }
       }
       return more;
@@ -210,7 +219,7 @@ export function packageGet(options: PackageGetOptions): Promise<PackageGetRespon
         framing = { kind: 'length', remaining: Number(headers['content-length']) };
       } else framing = { kind: 'close' };
       clearTimeout(timer);
-      response = { statusCode, headers, body };
+      response = { statusCode, headers, body, trailers };
       resolve(response);
       if (framing.kind === 'none' || (framing.kind === 'length' && framing.remaining === 0)) {
         complete();

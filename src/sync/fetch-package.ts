@@ -28,6 +28,8 @@ export interface FetchedPackage {
   size: number;
   /** The response's headers (a sibling's ETag is checked against the sha256). */
   headers: Record<string, string>;
+  /** Its trailer fields, if any (a sibling's streamed answer ends with its package's sha256). */
+  trailers: Record<string, string>;
 }
 
 /** A download that must not be promoted; `retryable` is false for ones that will fail the same way. */
@@ -91,7 +93,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     if (!zip.ok) {
       throw new FetchError(`downloaded ${received} bytes but it is not a complete zip: ${zip.reason}`, 'NOT_A_ZIP');
     }
-    return { sha256: await sha256, size: received, headers: response.headers };
+    return { sha256: await sha256, size: received, headers: response.headers, trailers: response.trailers ?? {} };
   } catch (error) {
     // The writer gives its hash up when destroyed early, not when the pipeline fails after it
     // finished (or the zip check fails): without this the hash thread would keep the temp file

@@ -29,6 +29,8 @@ export const PEER_HEADER = 'x-edge-peer';
 export const BUILD_HEADER = 'x-edge-build';
 /** The asking node's master token: without a build, the seed serves a package confirmed under it. */
 export const TOKEN_HEADER = 'x-edge-token';
+/** Trailer of a seed's streamed answer to a sibling: the sha256 (hex) of the package it ended with. */
+export const SHA256_TRAILER = 'x-edge-sha256';
 
 export type { FetchSource } from './download-view.ts';
 
@@ -157,7 +159,7 @@ export class SiteTier {
     if (want.token) headers[TOKEN_HEADER] = want.token;
     for (;;) {
       const response = await this.#get(seed, packagePath(meetingId), headers, options.signal, options.headersTimeoutMs);
-      if (response.statusCode === 200) return { body: response.body, headers: response.headers };
+      if (response.statusCode === 200) return { body: response.body, headers: response.headers, trailers: response.trailers };
       response.body.destroy();
       const waited = Date.now() - started;
       const retryable = (response.statusCode === 404 && waited < notFoundMs) || (response.statusCode === 503 && waited < busyMs);
@@ -171,11 +173,13 @@ export class SiteTier {
 
   /**
    * Before a sibling's bytes may be promoted: their sha256 must be the seed's ETag for its
-   * complete package (a complete package's 200 carries it; after a streamed answer, a HEAD asks
-   * for it, again while the seed answers 503 as it promotes), and their build the one asked for.
+   * complete package (a complete package's 200 carries it; a streamed answer ends with it as a
+   * trailer, which spares a request after the body; without either, a HEAD asks for it, again
+   * while the seed answers 503 as it promotes), and their build the one asked for.
    */
   async verify(seed: string, meetingId: string, fetched: FetchedPackage, tempPath: string, build: string | null, signal: AbortSignal): Promise<void> {
-    let etag = fetched.headers.etag ?? null;
+    const trailer = fetched.trailers[SHA256_TRAILER];
+    let etag = fetched.headers.etag ?? (trailer !== undefined && /^[0-9a-f]{64}$/.test(trailer) ? `"${trailer}"` : null);
     if (etag === null) {
       for (let tries = 0; ; tries++) {
         const head = await this.#get(seed, packagePath(meetingId), { [PEER_HEADER]: this.#deps.nodeId() }, signal, 5_000, 'HEAD');

@@ -52,7 +52,7 @@ export interface ProbeCounters {
  * poll (token, active list, time): only that decides what may be fetched or served.
  */
 export class SyncLoop {
-  readonly events = new EventEmitter<{ polled: [PollRecord]; pollFailed: [Error]; changed: [string] }>();
+  readonly events = new EventEmitter<{ polling: []; polled: [PollRecord]; pollFailed: [Error]; changed: [string] }>();
   #deps: SyncLoopDeps;
   #now: () => number;
   #memory: ReconcileMemory = initialMemory;
@@ -238,6 +238,7 @@ export class SyncLoop {
     if (this.#paused) return false;
     const { logger } = this.#deps;
     this.#lastAttemptAt = this.#now();
+    this.events.emit('polling');
     let status: MeetingStatus;
     try {
       status = fetched ?? (await this.#deps.master().getMeetingStatus());
