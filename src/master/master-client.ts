@@ -299,7 +299,8 @@ function describeDetail(text: string): string {
   return snippet ? `: ${snippet}` : '';
 }
 
-async function readBoundedText(body: Readable, limit: number): Promise<string> {
+/** A small answer's body as text; an answer larger than `limit` is an error, not data. */
+export async function readBoundedText(body: Readable, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {

@@ -15,7 +15,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
-import type { PackageResponse } from '../master/master-client.ts';
+import { readBoundedText, type PackageResponse } from '../master/master-client.ts';
 import { packageGet, type PackageGetResponse } from '../master/package-get.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import type { ProbeResult } from './build-probe.ts';
@@ -213,7 +213,7 @@ export class SiteTier {
     const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
     try {
       const response = await this.#get(seed, `${buildPath(meetingId)}${query}`, { accept: 'application/json', [PEER_HEADER]: this.#deps.nodeId() }, AbortSignal.timeout(timeoutMs), timeoutMs);
-      const text = await readSmall(response.body, 4096);
+      const text = await readBoundedText(response.body, 4096);
       if (response.statusCode !== 200) throw new Error(`HTTP ${response.statusCode}`);
       const answer = JSON.parse(text) as Partial<BuildAnswer>;
       if (typeof answer.buildId !== 'string' || !/^[0-9a-f]{64}$/.test(answer.buildId)) throw new Error('no build id in the answer');
@@ -262,18 +262,4 @@ export function buildPath(meetingId: string): string {
 export function splitAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(':');
   return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, '$1'), port: Number(address.slice(colon + 1)) };
-}
-
-async function readSmall(body: NodeJS.ReadableStream & { destroy(): void }, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    total += (chunk as Buffer).length;
-    if (total > limit) {
-      body.destroy();
-      throw new Error(`answer larger than ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
