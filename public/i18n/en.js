@@ -94,6 +94,7 @@ export default {
 
   'site.title': 'Site',
   'site.on': 'Site tier on · {count} nodes',
+  'site.onAlone': 'Site tier on · this node alone',
   'site.off': 'Site tier off',
   'site.onHint': 'Each meeting has one seed node that fetches its package from the master; the other nodes fetch it from the seed.',
   'site.offHint': 'Every node fetches each package from the master itself (peers.enabled is off).',

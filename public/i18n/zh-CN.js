@@ -94,6 +94,7 @@ export default {
 
   'site.title': '站点',
   'site.on': '站点分发已开启 · {count} 个节点',
+  'site.onAlone': '站点分发已开启 · 仅本节点',
   'site.off': '站点分发已关闭',
   'site.onHint': '每个会议由一个种子节点从主控服务器获取会议包，其他节点从种子节点获取。',
   'site.offHint': '每个节点各自从主控服务器获取会议包（peers.enabled 已关闭）。',

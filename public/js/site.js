@@ -32,7 +32,7 @@ export function renderSite(status, i18n) {
 
   const pill = byId('sitePill');
   const onlineCount = nodes.filter((node) => !heldOut.has(node.address)).length;
-  pill.textContent = site.enabled ? t('site.on', { count: onlineCount }) : t('site.off');
+  pill.textContent = !site.enabled ? t('site.off') : onlineCount > 1 ? t('site.on', { count: onlineCount }) : t('site.onAlone');
   pill.className = `pill ${site.enabled ? 'pill-ok' : 'pill-off'}`;
   pill.dataset.state = site.enabled ? 'on' : 'off';
   setText('siteHint', site.enabled ? t('site.onHint') : t('site.offHint'));

@@ -50,8 +50,12 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-function idSeededBy(seed: string, members: string[], prefix: string): string {
-  for (let i = 0; i < 10_000; i++) if (pickSeed(`${prefix}-${i}`, members) === seed) return `${prefix}-${i}`;
+/** A meeting id whose seed is `seed` among `members` and, without the unreachable one, `seedWithout`. */
+function idSeededBy(seed: string, members: string[], prefix: string, seedWithout = seed, unreachable = ''): string {
+  for (let i = 0; i < 10_000; i++) {
+    const id = `${prefix}-${i}`;
+    if (pickSeed(id, members) === seed && pickSeed(id, members.filter((m) => m !== unreachable)) === seedWithout) return id;
+  }
   throw new Error('no such id');
 }
 
@@ -86,7 +90,8 @@ test('panel site view, English and Chinese, at 1280 and 390 px: "from node-x" ro
   const bId = b.node.config.current.nodeId as string;
   const members = [a.node.address, b.node.address, dead];
   const fromSeed = idSeededBy(a.node.address, members, 'hall');
-  const fromDead = idSeededBy(dead, members, 'room');
+  // a seeds it for a's own view of the site too: a fetches it from the master, b serves no sibling.
+  const fromDead = idSeededBy(dead, members, 'room', a.node.address, dead);
 
   m.master.addMeeting({ id: fromSeed, title: 'Plenary 全体会议', packageSizeBytes: 600_000 });
   await m.master.startMeeting(fromSeed);
@@ -214,6 +219,14 @@ test('panel site view, English and Chinese, at 1280 and 390 px: "from node-x" ro
   await page.click('[data-testid="config-save"]');
   await waitFor('the list emptied', () => b.node.config.current.peers.static.length === 0);
   assert.equal(await list.inputValue(), '');
+
+  // --- the tier turned off from the form: the card says so -----------------------------------------
+  await page.locator('[name="peers.enabled"]').uncheck();
+  await page.click('[data-testid="config-save"]');
+  await card.locator('[data-testid="site-state"][data-state="off"]', { hasText: 'Site tier off' }).waitFor();
+  assert.equal(b.node.config.current.peers.enabled, false);
+  assert.equal(await rowA.locator('[data-testid="site-seeds"]').textContent(), 'tier off');
+  assert.equal(await page.locator('[data-testid="meeting-seed-here"]').count(), 0);
 
   assert.deepEqual([...problems, ...problemsA], [], 'no script errors or CSP violations');
   await context.close();
