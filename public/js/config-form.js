@@ -7,7 +7,7 @@ const GROUPS = [
   ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'watchInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
   ['security', ['adminToken', 'metricsPublic']],
 ];
-const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance'];
+const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance', 'peers'];
 const READ_ONLY = new Set(['nodeId']);
 const SECRET = new Set(['adminToken']);
 /** Saved at once but used only after a restart (the node reports the same list). */
@@ -86,20 +86,45 @@ export class ConfigForm {
   showErrors(fields) {
     this.errors = fields ?? {};
     const unplaced = [];
+    const placed = new Set();
     for (const [path, field] of this.fields) {
-      const message = this.errors[path];
-      field.error.textContent = message ? this.i18n.serverMessage(message) : '';
+      const message = this.#messageFor(path, field, placed);
+      field.error.textContent = message ?? '';
       field.error.hidden = !message;
       if (message) field.input.setAttribute('aria-invalid', 'true');
       else field.input.removeAttribute('aria-invalid');
       field.wrapper.classList.toggle('has-error', Boolean(message));
     }
     for (const [path, message] of Object.entries(this.errors)) {
-      if (!this.fields.has(path)) unplaced.push(`${path || '(config)'}: ${this.i18n.serverMessage(message)}`);
+      if (!placed.has(path)) unplaced.push(`${path || '(config)'}: ${this.i18n.serverMessage(message)}`);
     }
-    const first = [...this.fields.entries()].find(([path]) => this.errors[path]);
-    first?.[1].input.focus();
+    const first = [...this.fields.values()].find((field) => field.wrapper.classList.contains('has-error'));
+    first?.input.focus();
     return unplaced;
+  }
+
+  /**
+   * The text shown beside a field, or null. A list's entries are named by the node as
+   * "<path>.<index>": shown beside the list with the entry as typed.
+   */
+  #messageFor(path, field, placed) {
+    const t = (key, vars) => this.i18n.t(key, vars);
+    const messages = [];
+    if (this.errors[path] !== undefined) {
+      placed.add(path);
+      messages.push(field.type === 'array' ? listMessage(this.errors[path], t, this.i18n) : this.i18n.serverMessage(this.errors[path]));
+    }
+    if (field.type === 'array') {
+      const items = this.#value(field);
+      for (const [key, message] of Object.entries(this.errors)) {
+        const index = key.startsWith(`${path}.`) ? key.slice(path.length + 1) : null;
+        if (index === null || !/^\d+$/.test(index)) continue;
+        placed.add(key);
+        const text = /^must match pattern/.test(message) && this.i18n.has(`field.${path}.item`) ? t(`field.${path}.item`) : this.i18n.serverMessage(message);
+        messages.push(t('config.itemError', { item: Array.isArray(items) ? (items[Number(index)] ?? index) : index, message: text }));
+      }
+    }
+    return messages.length ? messages.join('; ') : null;
   }
 
   #field(path, spec) {
@@ -119,6 +144,10 @@ export class ConfigForm {
       input.value = amount;
       unitSelect = h('select', { name: `${path}:unit`, 'aria-label': t('config.unit'), dataset: { unitFor: path } }, ...SIZE_UNITS.map(([name]) => h('option', { value: name }, name)));
       unitSelect.value = unit;
+    } else if (type === 'array') {
+      // A list of strings (peers.static): one entry per line, sent as a JSON array.
+      input = h('textarea', { id, name: path, rows: '3', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': errorId });
+      input.value = Array.isArray(current) ? current.join('\n') : '';
     } else if (type === 'boolean') {
       input = h('input', { type: 'checkbox', id, name: path, 'aria-describedby': errorId });
       input.checked = current === true;
@@ -156,7 +185,7 @@ export class ConfigForm {
       input.readOnly = true;
       input.title = t('config.readonly');
     }
-    const hint = unitSelect ? sizeHint(spec, t) : rangeHint(spec, t);
+    const hint = unitSelect ? sizeHint(spec, t) : type === 'array' ? (this.i18n.has(`field.${path}.hint`) ? t(`field.${path}.hint`) : t('config.onePerLine')) : rangeHint(spec, t);
     const badge = RESTART.has(path) ? h('span', { className: 'badge', title: t('config.restartTitle') }, t('config.restartBadge')) : null;
     const error = h('span', { className: 'field-error', id: errorId, role: 'alert', dataset: { errorFor: path } });
     error.hidden = true;
@@ -178,6 +207,8 @@ export class ConfigForm {
   #value(field) {
     const { input, type, nullable, unitSelect } = field;
     if (type === 'boolean') return input.checked;
+    // Entries never hold spaces or commas (host:port): either separates them, empty lines are dropped.
+    if (type === 'array') return input.value.split(/[\s,]+/).filter(Boolean);
     const raw = input.value.trim();
     if (raw === '') return nullable ? null : type === 'string' ? '' : raw;
     if (unitSelect) {
@@ -224,6 +255,14 @@ function rawOf(field) {
   if (field.type === 'boolean') return field.input.checked;
   if (field.unitSelect) return { amount: field.input.value, unit: field.unitSelect.value };
   return field.input.value;
+}
+
+/** A whole-list message from the node (duplicates, too many entries) in the panel's words. */
+function listMessage(message, t, i18n) {
+  if (/^must NOT have duplicate items/.test(message)) return t('config.duplicateItems');
+  const max = /^must NOT have more than (\d+) items$/.exec(message);
+  if (max) return t('config.maxItems', { max: max[1] });
+  return i18n.serverMessage(message);
 }
 
 function sizeHint(spec, t) {

@@ -110,3 +110,12 @@ export function splitSize(bytes) {
 export function sizeUnitFactor(unit) {
   return SIZE_UNITS.find(([name]) => name === unit)?.[1] ?? 1;
 }
+
+/** Local time with its UTC offset, e.g. "16:14:27 UTC+08:00" today, "2026-12-01 16:14:27 UTC+08:00" before. */
+export function formatLocalTime(value, now = new Date()) {
+  const date = typeof value === 'number' ? new Date(value) : new Date(String(value));
+  if (Number.isNaN(date.getTime())) return '—';
+  const sameDay = date.getFullYear() === now.getFullYear() && date.getMonth() === now.getMonth() && date.getDate() === now.getDate();
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${utcOffset(date)}`;
+  return sameDay ? time : `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${time}`;
+}

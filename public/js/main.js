@@ -5,6 +5,7 @@ import { byId, h, setText } from './dom.js';
 import { formatAgo, formatBytes, formatClockTime, formatLogTime, formatPercent, formatUptime } from './format.js';
 import { I18n } from './i18n.js';
 import { renderMeetings } from './meetings.js';
+import { refreshSiteClock, renderSite } from './site.js';
 
 const MAX_LOG_LINES = 500;
 
@@ -311,13 +312,14 @@ class Panel {
     setText('storageScrub', scrubText(s.maintenance?.scrub, t, lang));
 
     this.renderMeetings();
+    renderSite(s, this.i18n);
   }
 
   renderMeetings() {
     const s = this.status;
     if (!s) return;
     const meetings = s.meetings ?? [];
-    renderMeetings(byId('meetingsBody'), meetings, this.i18n);
+    renderMeetings(byId('meetingsBody'), meetings, this.i18n, s.site);
     byId('meetingsEmpty').hidden = meetings.length > 0;
   }
 
@@ -337,6 +339,7 @@ class Panel {
     heartbeat.textContent = failures > 0 ? t('master.heartbeatFailing', { when: lastOk, failures }) : lastOk;
     heartbeat.dataset.failures = String(failures);
     setText('meetingsSummary', t('meetings.summary', { active: s.active_meeting_count ?? 0, when: formatAgo(master.last_poll, t) }));
+    refreshSiteClock(t);
   }
 
   renderStreamState(state) {

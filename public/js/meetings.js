@@ -2,10 +2,12 @@
 // with a live progress bar while its package syncs.
 import { h } from './dom.js';
 import { formatAgo, formatBytes, formatDateTime, formatDuration, formatPercent, formatRate } from './format.js';
+import { nodeName, sourceOf } from './site.js';
 
 const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, ended: 4 };
 
-export function renderMeetings(body, meetings, i18n) {
+/** `site`: the status' site block (names the sibling a package came from); may be absent. */
+export function renderMeetings(body, meetings, i18n, site = null) {
   const t = (key, vars) => i18n.t(key, vars);
   const lang = i18n.lang;
   const sorted = [...meetings].sort((a, b) => (STATE_ORDER[a.state] ?? 9) - (STATE_ORDER[b.state] ?? 9) || String(a.title).localeCompare(String(b.title), lang));
@@ -15,6 +17,7 @@ export function renderMeetings(body, meetings, i18n) {
     progress: t('meetings.col.progress'),
     size: t('meetings.col.size'),
     syncedAt: t('meetings.col.syncedAt'),
+    source: t('meetings.col.source'),
     downloads: t('meetings.col.downloads'),
     served: t('meetings.col.served'),
   };
@@ -32,8 +35,9 @@ export function renderMeetings(body, meetings, i18n) {
       h('td', { className: 'col-progress', dataset: { label: labels.progress } }, progressCell(meeting, t, lang, i18n)),
       h('td', { dataset: { label: labels.size } }, meeting.size === null ? '—' : formatBytes(meeting.size, lang)),
       h('td', { dataset: { label: labels.syncedAt }, title: meeting.synced_at ? formatDateTime(meeting.synced_at, lang) : null }, meeting.synced_at ? formatAgo(meeting.synced_at, t) : '—'),
+      h('td', { dataset: { label: labels.source } }, sourceCell(meeting, site, t)),
       h('td', { dataset: { label: labels.downloads } }, t('meetings.downloads', { completed: meeting.downloads_completed, active: meeting.active_downloads })),
-      h('td', { dataset: { label: labels.served } }, formatBytes(meeting.bytes_served, lang)),
+      h('td', { dataset: { label: labels.served } }, servedCell(meeting, t, lang)),
     ),
   );
   patchRows(body, rows);
@@ -76,6 +80,32 @@ function patchRow(old, row) {
     }
     old.replaceChild(cell, oldCell);
   });
+}
+
+/** "from node-x" / "from the master", and a note when this node is the meeting's seed for its siblings. */
+function sourceCell(meeting, site, t) {
+  const source = sourceOf(meeting, site, t);
+  const seedHere = Boolean(site?.enabled && meeting.active && meeting.seed && meeting.seed === site.self && (site.members?.length ?? 0) > 1);
+  const seedTitle = site?.enabled && meeting.seed ? t('meetings.seedTitle', { node: nodeName(site, meeting.seed) }) : null;
+  return h(
+    'div',
+    { className: 'source-cell', title: seedTitle },
+    source ? h('span', { className: `source source-${source.kind}`, title: source.title, dataset: { testid: 'meeting-source', source: source.kind } }, source.text) : h('span', { className: 'muted' }, '—'),
+    seedHere ? h('span', { className: 'source-note', dataset: { testid: 'meeting-seed-here' } }, t('meetings.seedHere')) : null,
+  );
+}
+
+/** Bytes served; split into tablets and sibling nodes once siblings took some. */
+function servedCell(meeting, t, lang) {
+  const total = meeting.bytes_served ?? 0;
+  const peers = meeting.bytes_served_to_peers ?? 0;
+  if (peers <= 0) return formatBytes(total, lang);
+  return h(
+    'div',
+    { className: 'served-cell' },
+    h('span', {}, formatBytes(total, lang)),
+    h('span', { className: 'served-split', dataset: { testid: 'served-split' } }, t('meetings.servedSplit', { tablets: formatBytes(Math.max(0, total - peers), lang), peers: formatBytes(peers, lang) })),
+  );
 }
 
 function progressCell(meeting, t, lang, i18n) {
