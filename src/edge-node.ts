@@ -35,6 +35,8 @@ import { HashThread } from './sync/hash-thread.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
+import { Preheater } from './sync/preheat.ts';
+import { CronTask } from './node/cron-task.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 
@@ -82,6 +84,10 @@ export class EdgeNode {
   readonly stats: DownloadStats;
   /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
   readonly quota: QuotaGuard;
+  /** Fetches the packages of meetings scheduled soon, before they start (preheat.*). */
+  readonly preheater: Preheater;
+  /** When the preheater reads the master's meeting list (preheat.schedule). */
+  readonly preheatTask: CronTask;
   readonly server: Server;
   readonly startedAt = Date.now();
   readonly host: string;
@@ -125,6 +131,7 @@ export class EdgeNode {
     const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
     node.#lifecycle.startBackground();
+    node.#startPreheat();
     return node;
   }
 
@@ -179,6 +186,22 @@ export class EdgeNode {
       },
       quota: this.quota,
       logger,
+    });
+    this.preheater = new Preheater({
+      master,
+      jobs: this.jobs,
+      store,
+      sync: this.sync,
+      settings: () => current().preheat,
+      running: serving,
+      logger,
+    });
+    this.preheatTask = new CronTask('preheat', () => current().preheat.schedule, () => this.preheater.scan(), logger);
+    this.events.on('service', ({ running }) => (running ? this.#startPreheat() : this.preheatTask.stop()));
+    this.events.on('config', ({ changed }) => {
+      if (!changed.some((key) => key === 'preheat' || key.startsWith('preheat.'))) return;
+      this.preheatTask.reschedule();
+      void this.preheatTask.runNow();
     });
     this.announcer = new Announcer({
       master,
@@ -391,7 +414,15 @@ export class EdgeNode {
 
   /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
   stop(): Promise<void> {
+    this.preheatTask.stop();
+    this.preheater.close();
     return this.#lifecycle.stop();
+  }
+
+  /** The preheat scan runs at start, then on its cron schedule. */
+  #startPreheat(): void {
+    this.preheatTask.start();
+    void this.preheatTask.runNow();
   }
 }
 

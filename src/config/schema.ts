@@ -136,6 +136,30 @@ export const configSchema = {
         cleanEndedMeetings: { type: 'boolean', default: true },
       },
     },
+    // Not in the reference: fetch the packages of meetings scheduled soon before they start.
+    preheat: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true, description: 'Fetch the packages of meetings not started yet, ahead of their start.' },
+        hoursAhead: { type: 'number', minimum: 0, maximum: 720, default: 24, description: 'Preheat meetings scheduled up to this many hours ahead.' },
+        hoursBehind: {
+          type: 'number',
+          minimum: 0,
+          maximum: 720,
+          default: 12,
+          description: 'And meetings scheduled up to this many hours ago that have not started yet.',
+        },
+        schedule: {
+          type: 'string',
+          minLength: 9,
+          maxLength: 200,
+          default: '*/5 * * * *',
+          description: 'When to read the master\'s meeting list (cron, node\'s local time); also once at start.',
+        },
+      },
+    },
   },
 } as const;
 
@@ -165,6 +189,7 @@ export interface NodeConfig {
   logging: { level: LogLevelName; fileEnabled: boolean; filePath: string; maxFileSize: number; backupCount: number };
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
+  preheat: { enabled: boolean; hoursAhead: number; hoursBehind: number; schedule: string };
   /** Unknown top-level keys are kept as they are (forward compatibility with other node versions). */
   [extra: string]: unknown;
 }

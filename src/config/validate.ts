@@ -1,4 +1,5 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { validate as isCron } from 'node-cron';
 import { configSchema, type NodeConfig } from './schema.ts';
 
 export type ValidationResult =
@@ -20,7 +21,12 @@ export function createConfigValidator(): ConfigValidator {
         return { ok: false, fields: { '': 'must be a JSON object' } };
       }
       const copy = structuredClone(input) as Record<string, unknown>;
-      if (check(copy)) return { ok: true, value: copy as unknown as NodeConfig };
+      if (check(copy)) {
+        // A cron expression is more than a JSON Schema pattern can say: node-cron parses it.
+        const schedule = (copy as unknown as NodeConfig).preheat.schedule;
+        if (!isCron(schedule)) return { ok: false, fields: { 'preheat.schedule': 'must be a cron expression (5 fields, or 6 with seconds)' } };
+        return { ok: true, value: copy as unknown as NodeConfig };
+      }
       const fields: Record<string, string> = {};
       for (const error of check.errors ?? []) {
         let key = error.instancePath.slice(1).replaceAll('/', '.');
