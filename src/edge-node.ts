@@ -221,6 +221,7 @@ export class EdgeNode {
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
+      preheat: this.preheater,
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
 
@@ -361,6 +362,7 @@ export class EdgeNode {
   /** The /api/status document. */
   async status() {
     const disk = await this.#disk.read();
+    const preheater = this.preheater;
     return buildStatus(
       {
         config: () => this.config.current,
@@ -370,6 +372,16 @@ export class EdgeNode {
         stats: this.stats,
         quota: this.quota,
         announcer: this.announcer,
+        preheat: {
+          upcoming: () => this.preheater.upcoming(),
+          get counters() {
+            return preheater.counters;
+          },
+          get lastScan() {
+            return preheater.lastScan;
+          },
+          nextScanAt: () => this.preheatTask.nextRunAt(),
+        },
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,

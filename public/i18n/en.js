@@ -78,6 +78,16 @@ export default {
   'state.synced': 'Synced',
   'state.failed': 'Failed',
   'state.ended': 'Ended',
+  'state.preheated': 'Ready for the start',
+
+  'upcoming.title': 'Upcoming meetings',
+  'upcoming.empty': 'No meeting scheduled in the preheat window.',
+  'upcoming.col.time': 'Scheduled',
+  'upcoming.col.preheat': 'Preheat',
+  'preheat.waiting': 'Waiting',
+  'preheat.preheating': 'Preheating',
+  'preheat.ready': 'Ready',
+  'preheat.stale': 'Stale (documents changed)',
 
   'config.title': 'Configuration',
   'config.save': 'Save and apply',
@@ -103,6 +113,7 @@ export default {
   'group.logging': 'Logging',
   'group.heartbeat': 'Heartbeat',
   'group.cleanup': 'Cleanup',
+  'group.preheat': 'Preheat',
 
   'field.mainServerIp': 'Master address',
   'field.mainServerPort': 'Master port',
@@ -134,6 +145,10 @@ export default {
   'field.cleanup.enabled': 'Cleanup enabled',
   'field.cleanup.cleanOnStartup': 'Clean at start-up',
   'field.cleanup.cleanEndedMeetings': 'Remove ended meetings',
+  'field.preheat.enabled': 'Preheat scheduled meetings',
+  'field.preheat.hoursAhead': 'Hours ahead',
+  'field.preheat.hoursBehind': 'Hours behind',
+  'field.preheat.schedule': 'Scan schedule (cron)',
 
   'logs.title': 'Recent log',
   'logs.refresh': 'Refresh',

@@ -78,6 +78,16 @@ export default {
   'state.synced': '已同步',
   'state.failed': '同步失败',
   'state.ended': '已结束',
+  'state.preheated': '已预热，待开始',
+
+  'upcoming.title': '即将开始的会议',
+  'upcoming.empty': '预热时间窗口内没有会议。',
+  'upcoming.col.time': '计划时间',
+  'upcoming.col.preheat': '预热',
+  'preheat.waiting': '等待预热',
+  'preheat.preheating': '预热中',
+  'preheat.ready': '已就绪',
+  'preheat.stale': '已过期（文件已更改）',
 
   'config.title': '配置',
   'config.save': '保存并应用',
@@ -103,6 +113,7 @@ export default {
   'group.logging': '日志',
   'group.heartbeat': '心跳',
   'group.cleanup': '清理',
+  'group.preheat': '预热',
 
   'field.mainServerIp': '主控服务器地址',
   'field.mainServerPort': '主控服务器端口',
@@ -134,6 +145,10 @@ export default {
   'field.cleanup.enabled': '启用清理',
   'field.cleanup.cleanOnStartup': '启动时清理',
   'field.cleanup.cleanEndedMeetings': '删除已结束会议',
+  'field.preheat.enabled': '预热计划中的会议',
+  'field.preheat.hoursAhead': '提前小时数',
+  'field.preheat.hoursBehind': '延后小时数',
+  'field.preheat.schedule': '扫描计划（cron）',
 
   'logs.title': '最近日志',
   'logs.refresh': '刷新',

@@ -3,7 +3,7 @@
 import { h } from './dom.js';
 import { formatAgo, formatBytes, formatDateTime, formatPercent, formatRate } from './format.js';
 
-const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, ended: 4 };
+const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, preheated: 4, ended: 5 };
 
 export function renderMeetings(body, meetings, i18n) {
   const t = (key, vars) => i18n.t(key, vars);
