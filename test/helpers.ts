@@ -88,6 +88,9 @@ export function testConfig(masterPort: number, overrides: Record<string, unknown
     network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 5 },
     logging: { fileEnabled: false },
     heartbeat: { interval: 10 },
+    // Off unless a test is about it: a meeting added "now" is in the preheat window, and a
+    // preheat would be one more package download in tests that count them.
+    preheat: { enabled: false },
   };
   for (const [key, value] of Object.entries(overrides)) {
     const existing = base[key];

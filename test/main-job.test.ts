@@ -334,8 +334,7 @@ test('unknown id: 404 without asking the master for a package; invalid id: 400',
   // The master would happily build and send this one: the node must not ask.
   m.master.addMeeting({ id: 'm-later', title: 'Not started' });
   await m.master.startMeeting('m1');
-  // Preheat off: it would fetch m-later (scheduled now) on purpose; here only the tablets' ids count.
-  const n = await startNode(m.port, { config: { ...QUIET, preheat: { enabled: false } } });
+  const n = await startNode(m.port, { config: QUIET });
   defer(() => removeDir(n.dir));
   defer(() => n.stop());
   await waitFor('m1 synced', () => n.node.sync.isServable('m1'), 15_000);

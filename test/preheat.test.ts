@@ -24,7 +24,7 @@ import {
 
 const HOUR = 3_600_000;
 /** Quick checks every second (the start is noticed fast); full polls rare; heartbeats driven by the node's own events. */
-const CONFIG = { syncInterval: 3600, watchInterval: 1, heartbeat: { interval: 300 } };
+const CONFIG = { syncInterval: 3600, watchInterval: 1, heartbeat: { interval: 300 }, preheat: { enabled: true } };
 
 function preheated(n: TestNode, id: string): boolean {
   return n.node.store.get(id)?.source === 'preheat';
