@@ -193,7 +193,10 @@ export class SyncLoop {
       if (pending) await withinMs(pending, maxWaitMs);
     }
     const poll = this.#lastSuccess;
-    if (poll && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
+    // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
+    // each check makes the master read the whole package.
+    const waiting = (this.#probeRetry.get(meetingId)?.at ?? 0) > this.#now() || this.#deps.jobs.inFlight(meetingId) !== undefined;
+    if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
       await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
     }
   }
