@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — the node at meeting start, measured beside nginx on the same machine.
  *
- *   npm run bench                      all six scenarios (about 5 minutes)
+ *   npm run bench                      all seven scenarios (about 15 minutes)
  *   npm run bench -- --quick           smaller packages, shorter runs (about 2 minutes)
  *   npm run bench -- --only 1,3        some scenarios only
  *   npm run bench -- --install-nginx   apt-get install nginx first (root; Debian)
