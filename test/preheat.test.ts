@@ -57,6 +57,10 @@ test('a meeting scheduled soon is preheated, not served or reported before its s
   );
   assert.equal(upcoming[0]!.size, n.node.store.get('m1')!.size);
   assert.equal((status.meetings as Array<{ id: string; state: string }>).find((x) => x.id === 'm1')?.state, 'preheated');
+  const metrics = (await fetchRaw(`${n.url}/metrics`)).body.toString('utf8');
+  assert.match(metrics, /meeting_edge_preheat_meetings\{state="ready"\} 1/);
+  assert.match(metrics, /meeting_edge_preheat_meetings\{state="waiting"\} 0/);
+  assert.match(metrics, new RegExp(`meeting_edge_preheat_ready_bytes ${n.node.store.get('m1')!.size}`));
 
   // Not started: not served, not reported synced.
   assert.equal((await fetchRaw(packageUrl(n.url, 'm1'))).status, 404);
