@@ -735,16 +735,17 @@ export async function scenarioPreheat(ctx: BenchContext): Promise<void> {
         if (!expectFile) expectFile = await masterPackageFile(master, view);
         if (!expectFile) throw new Error(`cannot find the master's file for ${id}`);
         let tokenChangedAt: number | null = null;
-        let herdDone = false;
+        let herdDoneAt: number | null = null;
         const watchToken = (async () => {
           while (tokenChangedAt === null && Date.now() - startedAt < 300_000) {
             if ((await master.rpc.call<string>('token')) !== tokenBefore) tokenChangedAt = Date.now();
-            else if (herdDone && Date.now() - startedAt > 60_000) return;
+            // The token waits for the node's report, which waits for the whole package: give it time after the herd.
+            else if (herdDoneAt !== null && Date.now() - herdDoneAt > 30_000) return;
             else await sleep(50);
           }
         })();
         const results = await ctx.load.runHerd({ port: node.port, path: packagePath(id), tablets, retryStatus: [404], retryDelayMs: 100, expectFile, timeoutS: Math.ceil(size / rate) * 3 + 60 });
-        herdDone = true;
+        herdDoneAt = Date.now();
         await watchToken;
         const stats = await master.rpc.call<MasterStats>('stats');
         const good = results.filter((r) => r.status === 200 && r.complete && r.matches);
