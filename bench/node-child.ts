@@ -29,6 +29,7 @@ const rpc = serveRpc({
     return figures;
   },
   syncNow: () => node.syncNow(),
+  preheatNow: () => node.preheatTask.runNow(),
   heartbeatNow: () => node.heartbeatNow(),
   package: (meetingId: string) => node.store.get(meetingId) ?? null,
   activeDownloads: () => node.stats.activeDownloads,

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — the node at meeting start, measured beside nginx on the same machine.
  *
- *   npm run bench                      all six scenarios (about 5 minutes)
+ *   npm run bench                      all seven scenarios (about 15 minutes)
  *   npm run bench -- --quick           smaller packages, shorter runs (about 2 minutes)
  *   npm run bench -- --only 1,3        some scenarios only
  *   npm run bench -- --install-nginx   apt-get install nginx first (root; Debian)
@@ -16,9 +16,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLoadgen, LoadClient } from './load.ts';
 import { findNginx, installNginx, nginxVersion } from './nginx.ts';
-import { runServeScenarios, scenarioHerd, scenarioSync, scenarioTokenChange, type BenchContext, type Row } from './scenarios.ts';
+import { runServeScenarios, scenarioHerd, scenarioPreheat, scenarioSync, scenarioTokenChange, type BenchContext, type Row } from './scenarios.ts';
 
-const SCENARIOS = [1, 2, 3, 4, 5, 6];
+const SCENARIOS = [1, 2, 3, 4, 5, 6, 7];
 
 function parseOptions(): { quick: boolean; only: Set<number> | null; installNginx: boolean; keep: boolean } {
   const { values } = parseArgs({
@@ -62,6 +62,8 @@ function format(value: number | null, unit: string): string {
       return `${Math.round(value)} req/s`;
     case 'ms':
       return `${value.toFixed(1)} ms`;
+    case 'bytes':
+      return value >= 1024 * 1024 ? `${(value / 1024 / 1024).toFixed(1)} MiB` : `${Math.round(value / 1024)} KiB`;
     default:
       return `${Math.round(value)}`;
   }
@@ -123,6 +125,7 @@ async function main(): Promise<void> {
     if (selected.includes(4)) await attempt('4', () => scenarioSync(ctx));
     if (selected.includes(5)) await attempt('5', () => scenarioHerd(ctx));
     if (selected.includes(6)) await attempt('6', () => scenarioTokenChange(ctx));
+    if (selected.includes(7)) await attempt('7', () => scenarioPreheat(ctx));
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
     else log(`scratch folder kept: ${dir}`);

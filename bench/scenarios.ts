@@ -1,12 +1,12 @@
 /**
- * The six scenarios of `npm run bench` (issue 5). Each one starts what it needs (reference master,
+ * The scenarios of `npm run bench` (issues 5 and 13). Each one starts what it needs (reference master,
  * edge node, nginx) as separate processes on loopback, measures the node and, in the same run, its
  * comparison (nginx, curl or the target), and adds rows to the table.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -683,4 +683,122 @@ export async function scenarioTokenChange(ctx: BenchContext): Promise<void> {
   const name = `2 nodes, small package, ${trials} trial${trials > 1 ? 's' : ''}`;
   addRow(ctx, { scenario: 6, name, metric: 'start -> token change, median', unit: 's', node: median, comparisonLabel: 'target only', comparison: null, target: '<= 10 s', ok: median !== null && median <= 10 });
   if (trials > 1) addRow(ctx, { scenario: 6, name, metric: 'start -> token change, max', unit: 's', node: max, comparisonLabel: 'target only', comparison: null, target: '<= 10 s', ok: max !== null && max <= 10 });
+}
+
+// ---- scenario 7: preheat (issue 13) -------------------------------------------------------------
+
+/**
+ * A meeting starts and 20 tablets ask the node at once, with the master's package stream capped
+ * (aggregate, like the field's CPU-bound master): the node preheated the package before the start,
+ * or not. From the start (the master marks the meeting active) to the last tablet holding the
+ * whole package, the 404s the tablets were answered, and the start to the master's token change.
+ */
+export async function scenarioPreheat(ctx: BenchContext): Promise<void> {
+  const tablets = 20;
+  const rate = 1_000_000;
+  const sizes = ctx.options.quick ? [4 * MiB, 20 * MiB] : [20 * MiB, 200 * MiB];
+  const figures: Record<string, unknown>[] = [];
+  for (const size of sizes) {
+    for (const preheat of [true, false]) {
+      const id = `bench-preheat-${size / MiB}-${preheat ? 'on' : 'off'}`;
+      // The master's real token rules (check every 5 s, settle 3 s); its package stream capped for all downloads together.
+      const master = await startMaster(ctx, { packageRateBytesPerSec: rate, chunkSize: 64 * 1024 });
+      const node = await startNode(ctx, master.port, { preheat: { enabled: preheat } });
+      try {
+        await node.rpc.call('syncNow');
+        // Scheduled in an hour: in the preheat window.
+        await master.rpc.call('addMeeting', { id, title: `Bench preheat ${size / MiB} MiB`, time: Date.now() + 3_600_000, packageSizeBytes: size });
+        let expectFile: string | null = null;
+        let preheatSeconds: number | null = null;
+        if (preheat) {
+          ctx.log(`7: ${size / MiB} MiB: waiting for the node to preheat it at ${rate / 1e6} MB/s`);
+          const began = Date.now();
+          await node.rpc.call('preheatNow');
+          const deadline = Date.now() + (size / rate) * 3_000 + 60_000;
+          for (;;) {
+            const pkg = await node.rpc.call<StoredPackage | null>('package', id);
+            if (pkg?.source === 'preheat') break;
+            if (Date.now() > deadline) throw new Error(`the node did not preheat ${id}`);
+            await sleep(200);
+          }
+          preheatSeconds = (Date.now() - began) / 1000;
+          // The tablets must get the preheated build: keep a copy (the master deletes it at the start).
+          const kept = await masterPackageFile(master, (await master.rpc.call<MeetingView>('meeting', id))!);
+          if (!kept) throw new Error('cannot find the master\'s preheat build');
+          expectFile = path.join(ctx.dir, `${id}.zip`);
+          await copyFile(kept, expectFile);
+        }
+        const tokenBefore = await master.rpc.call<string>('token');
+        ctx.log(`7: ${size / MiB} MiB, ${preheat ? 'preheated' : 'not preheated'}: starting the meeting; ${tablets} tablets ask at once`);
+        const view = await master.rpc.call<MeetingView>('startMeeting', id);
+        const startedAt = Date.now();
+        if (!expectFile) expectFile = await masterPackageFile(master, view);
+        if (!expectFile) throw new Error(`cannot find the master's file for ${id}`);
+        let tokenChangedAt: number | null = null;
+        let herdDoneAt: number | null = null;
+        const watchToken = (async () => {
+          while (tokenChangedAt === null && Date.now() - startedAt < 300_000) {
+            if ((await master.rpc.call<string>('token')) !== tokenBefore) tokenChangedAt = Date.now();
+            // The token waits for the node's report, which waits for the whole package: give it time after the herd.
+            else if (herdDoneAt !== null && Date.now() - herdDoneAt > 30_000) return;
+            else await sleep(50);
+          }
+        })();
+        const results = await ctx.load.runHerd({ port: node.port, path: packagePath(id), tablets, retryStatus: [404], retryDelayMs: 100, expectFile, timeoutS: Math.ceil(size / rate) * 3 + 60 });
+        herdDoneAt = Date.now();
+        await watchToken;
+        const stats = await master.rpc.call<MasterStats>('stats');
+        const good = results.filter((r) => r.status === 200 && r.complete && r.matches);
+        const lastDone = Math.max(...results.map((r) => r.doneAt ?? NaN));
+        const holdSeconds = good.length === tablets ? (lastDone - startedAt) / 1000 : null;
+        const notFound = results.reduce((sum, r) => sum + Math.max(0, r.attempts - 1), 0);
+        const tokenSeconds = tokenChangedAt === null ? null : (tokenChangedAt - startedAt) / 1000;
+        const startBuild = view.package?.buildId ?? '';
+        const masterBytesAfterStart = stats.packageBytesByBuild[startBuild] ?? 0;
+        const row = {
+          size,
+          preheat,
+          preheatSeconds,
+          holdSeconds,
+          good: good.length,
+          statuses: countBy(results.map((r) => `${r.status}${r.status === 200 && !r.complete ? ' cut' : ''}${r.status === 200 && !r.matches ? ' wrong bytes' : ''}`)),
+          notFound,
+          tokenSeconds,
+          masterBytesAfterStart,
+          nodePackage: await node.rpc.call<StoredPackage | null>('package', id),
+        };
+        figures.push(row);
+        ctx.log(`7: ${JSON.stringify({ ...row, nodePackage: row.nodePackage?.source })}`);
+        const name = `${tablets} tablets, ${size / MiB} MiB at ${rate / 1e6} MB/s, ${preheat ? 'preheated' : 'not preheated'}`;
+        addRow(ctx, {
+          scenario: 7,
+          name,
+          metric: 'start -> last tablet holds it',
+          unit: 's',
+          node: holdSeconds,
+          comparisonLabel: 'target only',
+          comparison: null,
+          target: preheat ? '<= 3 s' : '',
+          ok: preheat ? holdSeconds !== null && holdSeconds <= 3 : null,
+        });
+        addRow(ctx, { scenario: 7, name, metric: '404 answers', unit: 'count', node: notFound, comparisonLabel: 'target only', comparison: null, target: '= 0', ok: notFound === 0 });
+        addRow(ctx, {
+          scenario: 7,
+          name,
+          metric: 'start -> token change',
+          unit: 's',
+          node: tokenSeconds,
+          comparisonLabel: 'target only',
+          comparison: null,
+          target: '<= 10 s',
+          ok: tokenSeconds !== null && tokenSeconds <= 10,
+        });
+        addRow(ctx, { scenario: 7, name, metric: "master bytes of the start's build", unit: 'bytes', node: masterBytesAfterStart, comparisonLabel: 'target only', comparison: null, target: '', ok: null });
+      } finally {
+        await node.rpc.stop();
+        await master.rpc.stop();
+      }
+    }
+  }
+  ctx.details['7'] = { tablets, rate, runs: figures };
 }

@@ -44,6 +44,8 @@ import { PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
+import { Preheater } from './sync/preheat.ts';
+import { CronTask } from './node/cron-task.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 
@@ -97,6 +99,10 @@ export class EdgeNode {
   readonly peerStats = new PeerServeStats();
   /** Storage quota and free-disk floor: evicts non-active packages, refuses syncs that cannot fit. */
   readonly quota: QuotaGuard;
+  /** Fetches the packages of meetings scheduled soon, before they start (preheat.*). */
+  readonly preheater: Preheater;
+  /** When the preheater reads the master's meeting list (preheat.schedule). */
+  readonly preheatTask: CronTask;
   readonly server: Server;
   readonly startedAt = Date.now();
   readonly host: string;
@@ -154,6 +160,7 @@ export class EdgeNode {
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
     node.#lifecycle.startBackground();
     node.#maintenance.start();
+    node.#startPreheat();
     return node;
   }
 
@@ -246,6 +253,22 @@ export class EdgeNode {
     this.sync.events.on('polling', () => {
       if (this.site.enabled) void this.site.members.refresh();
     });
+    this.preheater = new Preheater({
+      master,
+      jobs: this.jobs,
+      store,
+      sync: this.sync,
+      settings: () => current().preheat,
+      running: serving,
+      logger,
+    });
+    this.preheatTask = new CronTask('preheat', () => current().preheat.schedule, () => this.preheater.scan(), logger);
+    this.events.on('service', ({ running }) => (running ? this.#startPreheat() : this.preheatTask.stop()));
+    this.events.on('config', ({ changed }) => {
+      if (!changed.some((key) => key === 'preheat' || key.startsWith('preheat.'))) return;
+      this.preheatTask.reschedule();
+      void this.preheatTask.runNow();
+    });
     this.announcer = new Announcer({
       master,
       nodeId: () => current().nodeId ?? 'node-unknown',
@@ -278,6 +301,7 @@ export class EdgeNode {
           last: last?.finishedAt ? { finishedAt: last.finishedAt, findings: last.findings.length } : null,
         };
       },
+      preheat: this.preheater,
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
 
@@ -436,6 +460,7 @@ export class EdgeNode {
   /** The /api/status document. */
   async status() {
     const disk = await this.#disk.read();
+    const preheater = this.preheater;
     return buildStatus(
       {
         config: () => this.config.current,
@@ -448,6 +473,16 @@ export class EdgeNode {
         maintenance: () => ({ scrub: this.#maintenance.scrubStatus() }),
         site: this.site,
         peers: this.peerStats,
+        preheat: {
+          upcoming: () => this.preheater.upcoming(),
+          get counters() {
+            return preheater.counters;
+          },
+          get lastScan() {
+            return preheater.lastScan;
+          },
+          nextScanAt: () => this.preheatTask.nextRunAt(),
+        },
         runtime: () => ({
           running: this.serving,
           masterUrl: this.master.baseUrl,
@@ -497,7 +532,15 @@ export class EdgeNode {
 
   /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
   stop(): Promise<void> {
+    this.preheatTask.stop();
+    this.preheater.close();
     return this.#lifecycle.stop();
+  }
+
+  /** The preheat scan runs at start, then on its cron schedule. */
+  #startPreheat(): void {
+    this.preheatTask.start();
+    void this.preheatTask.runNow();
   }
 }
 

@@ -183,7 +183,7 @@ async function routeHarness(max: number): Promise<Harness> {
     isServable: () => false,
     activeMeeting: (id: string) => (id === 'm1' ? { id, title: 'M1' } : undefined),
     requestSync: () => job,
-    refreshForUnknownId: async () => {},
+    settleRequest: async () => {},
   } as unknown as SyncLoop;
   const deps: DownloadDeps = {
     store: { get: () => undefined, open: async () => undefined } as unknown as PackageStore,

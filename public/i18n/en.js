@@ -121,6 +121,16 @@ export default {
   'state.synced': 'Synced',
   'state.failed': 'Failed',
   'state.ended': 'Ended',
+  'state.preheated': 'Ready for the start',
+
+  'upcoming.title': 'Upcoming meetings',
+  'upcoming.empty': 'No meeting scheduled in the preheat window.',
+  'upcoming.col.time': 'Scheduled',
+  'upcoming.col.preheat': 'Preheat',
+  'preheat.waiting': 'Waiting',
+  'preheat.preheating': 'Preheating',
+  'preheat.ready': 'Ready',
+  'preheat.stale': 'Stale (documents changed)',
 
   'config.title': 'Configuration',
   'config.save': 'Save and apply',
@@ -152,6 +162,7 @@ export default {
   'group.heartbeat': 'Heartbeat',
   'group.cleanup': 'Cleanup',
   'group.peers': 'Site (sibling nodes)',
+  'group.preheat': 'Preheat',
 
   'field.mainServerIp': 'Master address',
   'field.mainServerPort': 'Master port',
@@ -191,6 +202,10 @@ export default {
   'field.peers.static.hint': 'host:port, one per line (in addition to the master\'s node list)',
   'field.peers.static.item': 'must be host:port',
   'field.peers.connectTimeout': 'Sibling connect timeout (s)',
+  'field.preheat.enabled': 'Preheat scheduled meetings',
+  'field.preheat.hoursAhead': 'Hours ahead',
+  'field.preheat.hoursBehind': 'Hours behind',
+  'field.preheat.schedule': 'Scan schedule (cron)',
 
   'logs.title': 'Recent log',
   'logs.refresh': 'Refresh',

@@ -121,6 +121,16 @@ export default {
   'state.synced': '已同步',
   'state.failed': '同步失败',
   'state.ended': '已结束',
+  'state.preheated': '已预热，待开始',
+
+  'upcoming.title': '即将开始的会议',
+  'upcoming.empty': '预热时间窗口内没有会议。',
+  'upcoming.col.time': '计划时间',
+  'upcoming.col.preheat': '预热',
+  'preheat.waiting': '等待预热',
+  'preheat.preheating': '预热中',
+  'preheat.ready': '已就绪',
+  'preheat.stale': '已过期（文件已更改）',
 
   'config.title': '配置',
   'config.save': '保存并应用',
@@ -152,6 +162,7 @@ export default {
   'group.heartbeat': '心跳',
   'group.cleanup': '清理',
   'group.peers': '站点（同级节点）',
+  'group.preheat': '预热',
 
   'field.mainServerIp': '主控服务器地址',
   'field.mainServerPort': '主控服务器端口',
@@ -191,6 +202,10 @@ export default {
   'field.peers.static.hint': 'host:port，每行一个（在主控服务器节点列表之外）',
   'field.peers.static.item': '必须是 host:port 形式',
   'field.peers.connectTimeout': '连接同级节点超时（秒）',
+  'field.preheat.enabled': '预热计划中的会议',
+  'field.preheat.hoursAhead': '提前小时数',
+  'field.preheat.hoursBehind': '延后小时数',
+  'field.preheat.schedule': '扫描计划（cron）',
 
   'logs.title': '最近日志',
   'logs.refresh': '刷新',

@@ -7,7 +7,7 @@ const GROUPS = [
   ['general', ['mainServerIp', 'mainServerPort', 'syncInterval', 'watchInterval', 'nodeId', 'nodePort', 'usePublicAddress', 'publicIp', 'publicPort']],
   ['security', ['adminToken', 'metricsPublic']],
 ];
-const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance', 'peers'];
+const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance', 'peers', 'preheat'];
 const READ_ONLY = new Set(['nodeId']);
 const SECRET = new Set(['adminToken']);
 /** Saved at once but used only after a restart (the node reports the same list). */

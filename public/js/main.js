@@ -6,6 +6,7 @@ import { formatAgo, formatBytes, formatClockTime, formatLogTime, formatPercent, 
 import { I18n } from './i18n.js';
 import { renderMeetings } from './meetings.js';
 import { refreshSiteClock, renderSite } from './site.js';
+import { renderUpcoming } from './upcoming.js';
 
 const MAX_LOG_LINES = 500;
 
@@ -321,6 +322,9 @@ class Panel {
     const meetings = s.meetings ?? [];
     renderMeetings(byId('meetingsBody'), meetings, this.i18n, s.site);
     byId('meetingsEmpty').hidden = meetings.length > 0;
+    const upcoming = s.upcoming ?? [];
+    renderUpcoming(byId('upcomingBody'), upcoming, this.i18n);
+    byId('upcomingEmpty').hidden = upcoming.length > 0;
   }
 
   /** Values that move with time (uptime, "12 s ago") without a new status fetch. */

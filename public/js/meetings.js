@@ -4,7 +4,7 @@ import { h } from './dom.js';
 import { formatAgo, formatBytes, formatDateTime, formatDuration, formatPercent, formatRate } from './format.js';
 import { nodeName, sourceOf } from './site.js';
 
-const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, ended: 4 };
+const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, preheated: 4, ended: 5 };
 
 /** `site`: the status' site block (names the sibling a package came from); may be absent. */
 export function renderMeetings(body, meetings, i18n, site = null) {

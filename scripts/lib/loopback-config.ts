@@ -16,6 +16,9 @@ export function loopbackConfig(masterPort: number, overrides: Record<string, unk
     network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 5 },
     logging: { fileEnabled: false },
     heartbeat: { interval: 10 },
+    // Off unless the caller is about it: a meeting added "now" is in the preheat window, and a
+    // preheat would be one more package download where downloads are counted.
+    preheat: { enabled: false },
   };
   // One level deep: an override of a section keeps the section's other keys.
   for (const [key, value] of Object.entries(overrides)) {

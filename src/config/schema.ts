@@ -192,6 +192,30 @@ export const configSchema = {
         },
       },
     },
+    // Not in the reference: fetch the packages of meetings scheduled soon before they start.
+    preheat: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true, description: 'Fetch the packages of meetings not started yet, ahead of their start.' },
+        hoursAhead: { type: 'number', minimum: 0, maximum: 720, default: 24, description: 'Preheat meetings scheduled up to this many hours ahead.' },
+        hoursBehind: {
+          type: 'number',
+          minimum: 0,
+          maximum: 720,
+          default: 12,
+          description: 'And meetings scheduled up to this many hours ago that have not started yet.',
+        },
+        schedule: {
+          type: 'string',
+          minLength: 9,
+          maxLength: 200,
+          default: '*/5 * * * *',
+          description: 'When to read the master\'s meeting list (cron, node\'s local time); also once at start.',
+        },
+      },
+    },
   },
 } as const;
 
@@ -223,4 +247,5 @@ export interface NodeConfig {
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
   maintenance: { scrubSchedule: string };
   peers: { enabled: boolean; static: string[]; connectTimeout: number };
+  preheat: { enabled: boolean; hoursAhead: number; hoursBehind: number; schedule: string };
 }

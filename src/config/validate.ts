@@ -25,10 +25,16 @@ export function createConfigValidator(): ConfigValidator {
       }
       const copy = structuredClone(input) as Record<string, unknown>;
       if (check(copy)) {
+        // A cron expression is more than a JSON Schema pattern can say: node-cron parses it.
         const value = copy as unknown as NodeConfig;
-        const schedule = value.maintenance.scrubSchedule;
-        if (!isCronExpression(schedule)) {
-          return { ok: false, fields: { 'maintenance.scrubSchedule': `must be a cron expression (5 fields, or 6 with seconds), e.g. "30 3 * * *"; got ${JSON.stringify(schedule)}` } };
+        const cronFields: Array<[string, string]> = [
+          ['maintenance.scrubSchedule', value.maintenance.scrubSchedule],
+          ['preheat.schedule', value.preheat.schedule],
+        ];
+        for (const [field, schedule] of cronFields) {
+          if (!isCronExpression(schedule)) {
+            return { ok: false, fields: { [field]: `must be a cron expression (5 fields, or 6 with seconds), e.g. "30 3 * * *"; got ${JSON.stringify(schedule)}` } };
+          }
         }
         return { ok: true, value };
       }

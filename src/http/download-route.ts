@@ -47,13 +47,19 @@ export interface DownloadSettings {
   retryAfterSeconds: number;
   /** How long the build-identity route waits for a probe of the master before 503 (default 10 s). */
   buildAnswerWaitMs?: number;
+  /**
+   * A request for an id not active here (or a preheated package not yet confirmed) waits this long
+   * at most for the node's shared status check before it is answered (default 2 s).
+   */
+  settleWaitMs?: number;
 }
 
 /**
  * GET/HEAD of a meeting package, on the master's own URLs. Answers from storage when the package
  * is complete (HEAD and revalidations from memory, without opening the file); for an active
  * meeting still syncing, joins (or starts) the one download job and streams it as it arrives, or
- * waits a bounded time for it; for ids the master does not list as active, 404 at once.
+ * waits a bounded time for it; for ids the master does not list as active, 404 after one shared
+ * status check (a meeting that has just started is served, not refused).
  */
 export async function handleDownload(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (!isValidMeetingId(meetingId)) {
@@ -68,11 +74,15 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
     if (await answeredForPeer(deps, meetingId, peer, req, res)) return;
   }
   if (!deps.sync.isServable(meetingId)) {
+    // Maybe the meeting started since our last poll, or its preheated package awaits the start's
+    // check: wait (bounded) for the shared status check / the confirmation, never asking the
+    // master for a package of an id it does not list as active.
+    await deps.sync.settleRequest(meetingId, deps.settings().settleWaitMs ?? 2_000);
+    if (res.destroyed) return;
+  }
+  if (!deps.sync.isServable(meetingId)) {
     const active = deps.sync.activeMeeting(meetingId);
     if (!active) {
-      // Maybe the meeting started since our last poll: refresh in the background (rate-limited),
-      // so the tablet's retry finds it, but answer now without touching the master.
-      void deps.sync.refreshForUnknownId().catch(() => {});
       return sendJson(res, 404, { error: `meeting ${meetingId} is not available on this node`, field: 'id' });
     }
     // A download started for a sibling comes from the master (never from another sibling).
@@ -132,7 +142,7 @@ async function answeredForPeer(deps: DownloadDeps, meetingId: string, peer: Peer
     if (now && holdsWanted(now, peer)) return false;
   } else if (!running) {
     void deps.sync.probeForPeer(meetingId).catch(() => {});
-    if (peer.token !== null && peer.token !== deps.sync.lastSuccess?.token) void deps.sync.refreshForUnknownId().catch(() => {});
+    if (peer.token !== null && peer.token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   }
   if (deps.peers) deps.peers.busy++;
   sendJson(res, 503, { error: 'bringing this package up to date for the build asked for, retry shortly' }, { 'retry-after': '1' });

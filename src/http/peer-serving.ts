@@ -12,7 +12,7 @@ import type { SyncLoop } from '../sync/sync-loop.ts';
 
 export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
-  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshForUnknownId' | 'lastSuccess' | 'probeForPeer'>;
+  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
   isServing: () => boolean;
   retryAfterSeconds: number;
   /** How long the answer may wait for a probe of the master. */
@@ -74,14 +74,14 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
   if (!deps.isServing()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
   const token = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length)).get('token');
   if (!deps.sync.activeMeeting(meetingId)) {
-    void deps.sync.refreshForUnknownId().catch(() => {});
+    void deps.sync.refreshSoon().catch(() => {});
     return sendJson(res, 404, { error: `meeting ${meetingId} is not active on this node`, field: 'id' });
   }
   const held = deps.store.get(meetingId);
   if (!held || !deps.sync.isServable(meetingId)) return sendJson(res, 404, { error: `no package of meeting ${meetingId} held here`, field: 'id' });
   if (token !== null && held.token === token) return sendJson(res, 200, answer(held, held.buildId, held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
-  if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshForUnknownId().catch(() => {});
+  if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   let timer: NodeJS.Timeout | undefined;
   const result = await Promise.race([
     deps.sync.probeForPeer(meetingId),

@@ -4,6 +4,7 @@ import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import type { PeerServeStats } from '../http/peer-serving.ts';
+import type { Preheater } from '../sync/preheat.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
 import type { SiteTier } from '../sync/site-tier.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
@@ -27,7 +28,7 @@ export interface NodeRuntime {
 /** Everything /api/status reads, and nothing more. */
 export interface StatusSources {
   config(): NodeConfig;
-  sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'>;
+  sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'> & Partial<Pick<SyncLoop, 'probeCounters'>>;
   jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure' | 'fetchedBytes'>;
   store: Pick<PackageStore, 'root' | 'list' | 'usedBytes'>;
   stats: Pick<DownloadStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
@@ -36,6 +37,8 @@ export interface StatusSources {
   /** The site tier and what it served to siblings (issue 12). */
   site: Pick<SiteTier, 'enabled' | 'seedNow' | 'counters' | 'lastFailure' | 'members'>;
   peers: Pick<PeerServeStats, 'bytes' | 'requests' | 'refused' | 'busy' | 'bytesFor'>;
+  /** Meetings scheduled soon and their preheat; absent: none shown. */
+  preheat?: Pick<Preheater, 'upcoming' | 'counters' | 'lastScan'> & { nextScanAt(): Date | null };
   runtime(): NodeRuntime;
   /** Storage upkeep (the scrub: schedule, progress, last result); absent: null in the document. */
   maintenance?: () => { scrub: ScrubStatus };
@@ -67,9 +70,12 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
     const job = jobById.get(id);
     const failure = node.jobs.failure(id);
     const serve = node.stats.peek(id);
+    // preheated: fetched before its meeting started, ready for the start (not served until then).
     const state = syncing.has(id)
       ? 'syncing'
-      : !activeById.has(id)
+      : pkg?.source === 'preheat' && !activeById.has(id)
+        ? 'preheated'
+        : !activeById.has(id)
         ? 'ended'
         : node.sync.isServable(id)
           ? 'synced'
@@ -86,6 +92,9 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
       servable: node.sync.isServable(id),
       sha256: pkg?.sha256 ?? null,
       synced_at: pkg?.fetchedAt ?? null,
+      // How the held package came: 'master' (synced), 'preheat' (before the start), 'confirmed' (a
+      // preheat matched at the start), 'adopted' (found in storage).
+      package_source: pkg?.source ?? null,
       progress:
         job && !job.settled
           ? {
@@ -179,6 +188,27 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
     },
     downloads: { active: node.stats.activeDownloads, bytes_served: node.stats.totalBytesServed },
     site: siteStatus(node, runtime, active.map((m) => m.id)),
+    // Meetings not started, scheduled in the preheat window, soonest first ("time": the master's local time).
+    upcoming: (node.preheat?.upcoming() ?? []).map((m) => ({
+      id: m.id,
+      title: m.title,
+      time: m.time,
+      scheduled_at: iso(m.timeMs),
+      preheat: m.preheat,
+      size: m.size,
+      last_error: m.lastError ? { message: m.lastError.message, at: iso(m.lastError.at), retry_at: iso(m.lastError.retryAt) } : null,
+    })),
+    preheat: {
+      enabled: config.preheat.enabled,
+      schedule: config.preheat.schedule,
+      hours_ahead: config.preheat.hoursAhead,
+      hours_behind: config.preheat.hoursBehind,
+      next_scan_at: node.preheat?.nextScanAt()?.toISOString() ?? null,
+      last_scan: node.preheat?.lastScan ? { at: iso(node.preheat.lastScan.at), ok: node.preheat.lastScan.ok, error: node.preheat.lastScan.error } : null,
+      counters: node.preheat?.counters ?? null,
+      confirmed_at_start: node.sync.probeCounters?.preheatConfirmed ?? 0,
+      discarded_at_start: node.sync.probeCounters?.preheatDiscarded ?? 0,
+    },
     restart_required: runtime.restartRequired,
     maintenance: node.maintenance?.() ?? null,
   };

@@ -22,15 +22,26 @@ export interface PackageManifest {
   /** The master's status token known when the package was fetched; null for adopted packages. */
   token: string | null;
   title: string;
-  source: 'master' | 'adopted';
+  /**
+   * 'preheat': fetched before its meeting started (not served, not reported synced, until the
+   * start confirms its documents: then 'confirmed', with confirmedBuildId).
+   */
+  source: PackageSource;
   /** sha256 of the leading bytes up to the end of the zip's first entry: the build (zip-lead.ts). */
   buildId: string;
   /** sha256 of README.txt without its build-time line: the documents; null if the zip has no README first. */
   documentsId: string | null;
+  /**
+   * A confirmed preheat: the master build (taken at the meeting's start) these bytes stand for,
+   * same documents, another build time. Later probes compare against it. null otherwise.
+   */
+  confirmedBuildId: string | null;
   /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
   inode: number;
   mtimeMs: number;
 }
+
+export type PackageSource = 'master' | 'adopted' | 'preheat' | 'confirmed';
 
 export interface StoredPackage extends PackageManifest {
   path: string;
@@ -46,12 +57,15 @@ export interface PromoteMeta {
   size: number;
   token: string | null;
   title: string;
+  /** Default 'master'. */
+  source?: 'master' | 'preheat';
 }
 
 export type StoreEvent =
   | { type: 'promoted'; meetingId: string; pkg: StoredPackage; replaced: boolean }
   | { type: 'removed'; meetingId: string; reason: string }
-  | { type: 'retagged'; meetingId: string; token: string | null };
+  | { type: 'retagged'; meetingId: string; token: string | null }
+  | { type: 'confirmed'; meetingId: string; buildId: string };
 
 const openFd = promisify(openCallback) as (path: string, flags: number) => Promise<number>;
 const fstatFd = promisify(fstat);
@@ -149,9 +163,10 @@ export class PackageStore {
       fetchedAt: new Date().toISOString(),
       token: meta.token,
       title: meta.title,
-      source: 'master',
+      source: meta.source ?? 'master',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
+      confirmedBuildId: null,
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
@@ -177,6 +192,22 @@ export class PackageStore {
       this.#packages.set(meetingId, { ...next, path: pkg.path });
       this.events.emit('change', { type: 'retagged', meetingId, token });
     }
+  }
+
+  /**
+   * A preheated package found to hold the documents of the master's build at the meeting's start:
+   * it now stands for that build (servable, reported synced) under the poll's token.
+   */
+  async confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
+    const pkg = this.#packages.get(meetingId);
+    if (!pkg || pkg.source !== 'preheat') return false;
+    const { path: _path, ...manifest } = pkg;
+    const next: PackageManifest = { ...manifest, token, source: 'confirmed', confirmedBuildId: buildId };
+    await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
+    if (this.#packages.get(meetingId) !== pkg) return false;
+    this.#packages.set(meetingId, { ...next, path: pkg.path });
+    this.events.emit('change', { type: 'confirmed', meetingId, buildId });
+    return true;
   }
 
   /**
@@ -292,6 +323,7 @@ export class PackageStore {
       source: 'adopted',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
+      confirmedBuildId: null,
       inode: after.ino,
       mtimeMs: after.mtimeMs,
     };
@@ -329,10 +361,11 @@ async function readManifest(file: string): Promise<PackageManifest | null> {
         fetchedAt: String(parsed.fetchedAt ?? new Date(0).toISOString()),
         token: typeof parsed.token === 'string' ? parsed.token : null,
         title: typeof parsed.title === 'string' ? parsed.title : '',
-        source: parsed.source === 'adopted' ? 'adopted' : 'master',
+        source: parsed.source === 'adopted' || parsed.source === 'preheat' || parsed.source === 'confirmed' ? parsed.source : 'master',
         // Empty: an older manifest; the scan fills it in from the file.
         buildId: typeof parsed.buildId === 'string' ? parsed.buildId : '',
         documentsId: typeof parsed.documentsId === 'string' ? parsed.documentsId : null,
+        confirmedBuildId: typeof parsed.confirmedBuildId === 'string' ? parsed.confirmedBuildId : null,
         inode: parsed.inode,
         mtimeMs: parsed.mtimeMs,
       };

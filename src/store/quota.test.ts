@@ -37,6 +37,27 @@ describe('planEviction', () => {
     assert.equal(plan.usedAfter, 65 * MiB);
   });
 
+  test('preheated packages go only after every other evictable one, however recent the others', () => {
+    const packages = [
+      pkg('preheat-old', 30, null, { preheated: true, fetchedAt: 1 }),
+      pkg('ended-recent', 30, 9_000),
+      pkg('preheat-new', 30, null, { preheated: true, fetchedAt: 2 }),
+      pkg('ended-old', 5, 5_000),
+    ];
+    // 95 MiB held, mark 63: both ended ones go, though the preheats were fetched earlier than either was served.
+    const plan = planEviction({ packages, policy: policy({ maxSize: 70 * MiB }), disk: null });
+    assert.deepEqual(
+      plan.evict.map((p) => p.meetingId),
+      ['ended-old', 'ended-recent'],
+    );
+    // Under more pressure the preheats go too, the oldest first.
+    const tight = planEviction({ packages, policy: policy({ maxSize: 40 * MiB }), disk: null });
+    assert.deepEqual(
+      tight.evict.map((p) => p.meetingId),
+      ['ended-old', 'ended-recent', 'preheat-old'],
+    );
+  });
+
   test('a package never served counts from when it was fetched', () => {
     const packages = [pkg('served-long-ago', 50, 1_000), pkg('fetched-recently-never-served', 50, null, { fetchedAt: 5_000 })];
     const plan = planEviction({ packages, policy: policy(), disk: null });

@@ -21,6 +21,8 @@ export interface QuotaPackage {
   fetchedAt: number;
   /** Active meeting or download in flight: never evicted. */
   pinned: boolean;
+  /** Fetched ahead of a meeting not started: evicted only after every other candidate. */
+  preheated?: boolean;
 }
 
 export interface QuotaPolicy {
@@ -95,7 +97,8 @@ export function planEviction(input: QuotaInput): EvictionPlan {
   const trigger: QuotaLimit | null = overMark() ? 'quota' : underFloor() ? 'disk' : null;
   const evict: QuotaPackage[] = [];
   if (trigger && policy.autoCleanup) {
-    const candidates = input.packages.filter((p) => !p.pinned).sort(byLeastRecentlyServed);
+    // Packages of meetings that ended go first; preheats (wanted for a coming start) last.
+    const candidates = input.packages.filter((p) => !p.pinned).sort((a, b) => Number(a.preheated ?? false) - Number(b.preheated ?? false) || byLeastRecentlyServed(a, b));
     for (const pkg of candidates) {
       if (!overMark() && !underFloor()) break;
       evict.push(pkg);

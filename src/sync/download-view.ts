@@ -5,7 +5,8 @@
  */
 import type { StoredPackage } from '../store/package-store.ts';
 
-export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested';
+/** 'preheat': a meeting not started yet (background priority; stored as not servable). */
+export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested' | 'preheat';
 /** Where a download's bytes come from: the master, or a sibling node of the site (its address). */
 export type FetchSource = { readonly kind: 'master' } | { readonly kind: 'peer'; readonly node: string };
 export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';

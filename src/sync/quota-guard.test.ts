@@ -147,6 +147,31 @@ describe('QuotaGuard', () => {
     await f.guard.beforeAttempt({ meetingId: 'big' });
   });
 
+  test('a sync evicts ended meetings before preheated ones; a preheat evicts nothing and is refused instead', async (t) => {
+    const f = await fixture();
+    t.after(() => f.cleanup());
+    const addPreheat = async (meetingId: string, bytes: number) => {
+      const data = randomBytes(bytes);
+      const temp = await f.store.createTempPath(meetingId);
+      await writeFile(temp, data);
+      await f.store.promote(meetingId, temp, { sha256: createHash('sha256').update(data).digest('hex'), size: bytes, token: null, title: meetingId, source: 'preheat' });
+    };
+    await addPreheat('tomorrow', 30 * KiB);
+    await f.add('ended', 30 * KiB);
+    await addPreheat('tonight', 30 * KiB);
+    // Never served: the preheats count from when they arrived, before the ended one did; still it goes first.
+    f.active.add('new');
+    // A preheat needing room is refused: it takes nobody's place, not even an ended meeting's.
+    f.settings.maxSize = 90 * KiB;
+    await assert.rejects(f.guard.beforeAttempt({ meetingId: 'next-week', reason: 'preheat' }), { code: 'QUOTA_EXCEEDED' });
+    assert.equal(f.store.list().length, 3, 'nothing evicted for a preheat');
+    // A sync for an active meeting: the ended package goes first, then the oldest preheat.
+    f.settings.maxSize = 100 * KiB;
+    await f.guard.beforeAttempt({ meetingId: 'new' });
+    assert.equal(f.store.get('ended'), undefined);
+    assert.ok(f.store.get('tomorrow') && f.store.get('tonight'), 'preheats kept while an ended package was enough');
+  });
+
   test('room is made by evicting ended meetings before a download starts', async (t) => {
     const f = await fixture();
     t.after(() => f.cleanup());

@@ -37,7 +37,8 @@ export interface QuotaGuardDeps {
 }
 
 /** What a download attempt is, as far as the guard cares. */
-export type GuardedJob = Pick<DownloadView, 'meetingId'>;
+/** 'preheat' reason: a meeting not started yet; it never evicts a package to fit, it is refused instead. */
+export type GuardedJob = Pick<DownloadView, 'meetingId'> & Partial<Pick<DownloadView, 'reason'>>;
 
 export interface QuotaEviction {
   at: number;
@@ -121,7 +122,7 @@ export class QuotaGuard {
       const held = this.#deps.store.get(job.meetingId)?.size ?? 0;
       // At least one byte: a quota filled to the brim admits nothing, whatever the size.
       const need = Math.max(1, held, this.#atLeast.get(job.meetingId) ?? 0);
-      const plan = await this.#execute(this.#plan(disk, need, new Set([job.meetingId])));
+      const plan = await this.#execute(this.#plan(disk, need, new Set([job.meetingId]), job.reason === 'preheat'));
       if (!plan.fits) throw this.#refuse(job.meetingId, plan, need, 'before');
     });
   }
@@ -144,7 +145,7 @@ export class QuotaGuard {
     const underFloor = disk !== null && disk.available < this.#floor(settings, disk);
     if (!overQuota && !underFloor) return null;
 
-    const plan = this.#plan(disk, 0, new Set([job.meetingId]));
+    const plan = this.#plan(disk, 0, new Set([job.meetingId]), job.reason === 'preheat');
     if (!plan.fits) {
       this.#atLeast.set(job.meetingId, Math.max(bytesWritten + 1, this.#atLeast.get(job.meetingId) ?? 0));
       return this.#refuse(job.meetingId, plan, bytesWritten, 'during');
@@ -181,8 +182,11 @@ export class QuotaGuard {
     return settings.freeFloorBytes ?? defaultFreeFloor(disk.total);
   }
 
-  /** `need`: bytes the requesting download is expected to add; `pinnedToo`: meetings it is for. */
-  #plan(disk: DiskSpace | null, need: number, pinnedToo: ReadonlySet<string>): EvictionPlan {
+  /**
+   * `need`: bytes the requesting download is expected to add; `pinnedToo`: meetings it is for;
+   * `pinAll`: a preheat asks (it may not take anyone's place: it fits as things are, or waits).
+   */
+  #plan(disk: DiskSpace | null, need: number, pinnedToo: ReadonlySet<string>, pinAll = false): EvictionPlan {
     const settings = this.#deps.settings();
     const active = this.#deps.activeIds();
     const inFlight = this.#deps.inFlightIds();
@@ -191,7 +195,8 @@ export class QuotaGuard {
       size: pkg.size,
       lastServedAt: this.#deps.lastServedAt(pkg.meetingId),
       fetchedAt: Date.parse(pkg.fetchedAt) || 0,
-      pinned: active === null || active.has(pkg.meetingId) || inFlight.has(pkg.meetingId) || pinnedToo.has(pkg.meetingId),
+      pinned: pinAll || active === null || active.has(pkg.meetingId) || inFlight.has(pkg.meetingId) || pinnedToo.has(pkg.meetingId),
+      preheated: pkg.source === 'preheat',
     }));
     const policy: QuotaPolicy = {
       maxSize: settings.maxSize,

@@ -20,6 +20,8 @@ import type { FetchReason } from './download-view.ts';
 export interface HeldPackage {
   meetingId: string;
   token: string | null;
+  /** Fetched before its meeting started and not confirmed since (not servable). */
+  preheated?: boolean;
 }
 
 export interface ReconcileMemory {
@@ -42,6 +44,8 @@ export interface ReconcileInput {
   poll: { token: string | null; meetings: readonly ActiveMeeting[] };
   held: readonly HeldPackage[];
   inFlight: ReadonlySet<string>;
+  /** Of those, the preheats (downloads of meetings not started). */
+  preheating?: ReadonlySet<string>;
   /** Meetings with a probe of the master's build running or queued. */
   probing: ReadonlySet<string>;
   /** Meetings whose last job (or probe) failed, with the earliest time to try again. */
@@ -54,6 +58,8 @@ export type SyncAction =
   | { type: 'fetch'; meetingId: string; title: string; reason: FetchReason }
   /** Is the held package still the master's current build? Fetch only if not. */
   | { type: 'probe'; meetingId: string; title: string }
+  /** A preheated package's meeting started: same documents as the master's new build? Serve it; else fetch. */
+  | { type: 'confirm'; meetingId: string; title: string }
   | { type: 'evict'; meetingId: string; reason: 'ended' | 'startup-cleanup' }
   | { type: 'cancel'; meetingId: string };
 
@@ -76,14 +82,30 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const actions: SyncAction[] = [];
   const waitingForRetry = (id: string) => (input.retryAt.get(id) ?? 0) > now;
 
-  // Jobs for meetings that are no longer active: nobody should get those bytes.
+  const preheating = input.preheating ?? new Set<string>();
+  // Jobs for meetings that are no longer active: nobody should get those bytes. Preheats are for
+  // meetings not active yet: the preheater owns them.
   for (const id of inFlight) {
+    if (preheating.has(id)) {
+      const meeting = active.get(id);
+      // Started while preheating: the preheat (the not-started build) gives way to a clean sync.
+      if (meeting && !waitingForRetry(id)) actions.push({ type: 'fetch', meetingId: id, title: meeting.title, reason: 'new' });
+      continue;
+    }
     if (!active.has(id)) actions.push({ type: 'cancel', meetingId: id });
   }
 
   for (const pkg of held.values()) {
     const id = pkg.meetingId;
     const meeting = active.get(id);
+    if (pkg.preheated) {
+      // Never active, so never "ended" or a start-up leftover: the preheater removes it when its
+      // meeting goes away. Once started, it is served only after the start confirms it.
+      if (meeting && !inFlight.has(id) && !input.probing.has(id) && !waitingForRetry(id)) {
+        actions.push({ type: 'confirm', meetingId: id, title: meeting.title });
+      }
+      continue;
+    }
     if (!meeting) {
       // Later polls evict only meetings seen to end (active at the previous poll), as the
       // reference does: a package that was not active at start stays when cleanOnStartup is off.

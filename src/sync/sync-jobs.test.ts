@@ -372,4 +372,51 @@ describe('SyncJobs', () => {
     assert.equal(store.get('m1'), undefined);
     assert.equal(await jobs.drain(20), true);
   });
+
+  test('a preheat waits while any other job runs or waits, and never holds a slot another job needs', async () => {
+    const { master, jobs, store } = await setup({ maxConcurrentDownloads: 1 });
+    master.behaviour = () => 'hold';
+    const sync = jobs.ensure({ meetingId: 'active', title: 'A', token: 'T', reason: 'new' });
+    await until('the sync to start', () => master.opens.length === 1);
+    const preheat = jobs.ensure({ meetingId: 'later', title: 'L', token: null, reason: 'preheat' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(master.calls('later'), 0, 'no preheat while a sync runs');
+    master.opens[0]?.release();
+    await sync.done;
+    await until('the preheat to start once idle', () => master.calls('later') === 1);
+    // A sync asked for while the preheat runs does not wait for it (the preheat is outside the limit of 1).
+    const second = jobs.ensure({ meetingId: 'other', title: 'O', token: 'T', reason: 'new' });
+    await until('the second sync to start beside the preheat', () => master.calls('other') === 1);
+    for (const open of master.opens) open.release();
+    await Promise.all([second.done, preheat.done]);
+    assert.equal(store.get('later')?.source, 'preheat', 'a preheat is stored as such (not servable)');
+    assert.equal(store.get('other')?.source, 'master');
+  });
+
+  test('a preheat wanted as a sync (its meeting started) is cancelled and the sync starts cleanly', async () => {
+    const { master, jobs, store } = await setup();
+    master.behaviour = () => 'hold';
+    const preheat = jobs.ensure({ meetingId: 'm1', title: 'One', token: null, reason: 'preheat' });
+    await until('the preheat to start', () => master.calls('m1') === 1);
+    master.opens[0]?.body.write(zip.subarray(0, 100));
+    const sync = jobs.ensure({ meetingId: 'm1', title: 'One', token: 'T1', reason: 'requested', urgent: true });
+    assert.notEqual(sync, preheat, 'tablets never join the preheat');
+    assert.equal(jobs.inFlight('m1'), sync);
+    await assert.rejects(preheat.done, /cancelled/);
+    await until('the sync to start', () => master.calls('m1') === 2);
+    master.opens[1]?.release();
+    await sync.done;
+    assert.equal(store.get('m1')?.source, 'master');
+    assert.equal(store.get('m1')?.token, 'T1');
+    assert.equal(jobs.failure('m1'), undefined);
+    assert.equal((await readdir(path.dirname(store.get('m1')!.path))).filter((n) => n.includes('.part-')).length, 0, 'the preheat\'s temp file is gone');
+  });
+
+  test('a failed preheat leaves no failure record that would hold back the sync', async () => {
+    const { master, jobs } = await setup({ retryCount: 1 });
+    master.behaviour = () => 'notZip';
+    const preheat = jobs.ensure({ meetingId: 'm1', title: 'One', token: null, reason: 'preheat' });
+    await assert.rejects(preheat.done);
+    assert.equal(jobs.failure('m1'), undefined);
+  });
 });

@@ -268,9 +268,13 @@ export class SyncJobs {
   #failures = new Map<string, SyncFailure>();
   #waiting: Array<() => void> = [];
   #urgentWaiting: Array<() => void> = [];
+  /** Preheat jobs waiting: they get a slot only when no other job runs or waits. */
+  #backgroundWaiting: Array<() => void> = [];
   #running = 0;
   /** Package bytes received, by where they came from (failed attempts included). */
   #fetchedBytes = { master: 0, peer: 0 };
+  /** Preheats running (outside maxConcurrentDownloads: they never hold a slot another job needs). */
+  #backgroundRunning = 0;
   #deps: SyncJobsDeps;
   #random: () => number;
   #now: () => number;
@@ -284,13 +288,20 @@ export class SyncJobs {
   /** The running job for this meeting, or a new one. */
   ensure(request: JobRequest): DownloadView {
     const existing = this.#jobs.get(request.meetingId);
+    let superseded: SyncJob | undefined;
     if (existing && !existing.settled) {
-      if (request.urgent) existing.markUrgent();
-      return existing;
+      // A preheat is the build of a meeting not started: once it is wanted as a sync (the meeting
+      // started), nobody may be served from it. It is cancelled and the sync starts cleanly.
+      if (existing.reason !== 'preheat' || request.reason === 'preheat') {
+        if (request.urgent) existing.markUrgent();
+        return existing;
+      }
+      existing.cancel('the meeting started: syncing its own build');
+      superseded = existing;
     }
     const job = new SyncJob(request, this.#now());
     this.#jobs.set(request.meetingId, job);
-    void this.#run(job);
+    void (superseded ? superseded.done.catch(() => {}).then(() => this.#run(job)) : this.#run(job));
     return job;
   }
 
@@ -325,6 +336,11 @@ export class SyncJobs {
   }
 
   /** Forget a meeting (it ended): cancel its job and drop its failure record. */
+  /** Cancels the meeting's download in progress, if any (a preheat giving the master's stream back). */
+  cancel(meetingId: string, reason: string): void {
+    this.#jobs.get(meetingId)?.cancel(reason);
+  }
+
   forget(meetingId: string, reason: string): void {
     this.#jobs.get(meetingId)?.cancel(reason);
     this.#failures.delete(meetingId);
@@ -343,7 +359,12 @@ export class SyncJobs {
   }
 
   async #acquire(job: SyncJob): Promise<void> {
-    if (this.#running < this.#deps.settings().maxConcurrentDownloads) {
+    if (job.reason === 'preheat') {
+      if (this.#backgroundRunning === 0 && this.#idle()) {
+        this.#backgroundRunning++;
+        return;
+      }
+    } else if (this.#running < this.#deps.settings().maxConcurrentDownloads) {
       this.#running++;
       return;
     }
@@ -353,24 +374,37 @@ export class SyncJobs {
         resolve();
       };
       const onAbort = () => {
-        for (const queue of [this.#waiting, this.#urgentWaiting]) {
+        for (const queue of [this.#waiting, this.#urgentWaiting, this.#backgroundWaiting]) {
           const index = queue.indexOf(grant);
           if (index >= 0) queue.splice(index, 1);
         }
         reject(job.signal.reason as Error);
       };
       job.signal.addEventListener('abort', onAbort, { once: true });
-      (job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
+      (job.reason === 'preheat' ? this.#backgroundWaiting : job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
     });
   }
 
-  #release(): void {
-    // Hand the slot straight to the next waiter (urgent first) if the limit still allows it.
-    if (this.#running <= this.#deps.settings().maxConcurrentDownloads) {
-      const next = this.#urgentWaiting.shift() ?? this.#waiting.shift();
+  #idle(): boolean {
+    return this.#running === 0 && this.#waiting.length === 0 && this.#urgentWaiting.length === 0;
+  }
+
+  #release(job: SyncJob): void {
+    if (job.reason === 'preheat') {
+      this.#backgroundRunning--;
+    } else {
+      // Hand the slot straight to the next waiter (urgent first) if the limit still allows it.
+      const next = this.#running <= this.#deps.settings().maxConcurrentDownloads ? (this.#urgentWaiting.shift() ?? this.#waiting.shift()) : undefined;
       if (next) return next();
+      this.#running--;
     }
-    this.#running--;
+    if (this.#backgroundRunning === 0 && this.#idle()) {
+      const next = this.#backgroundWaiting.shift();
+      if (next) {
+        this.#backgroundRunning++;
+        next();
+      }
+    }
   }
 
   async #run(job: SyncJob): Promise<void> {
@@ -417,7 +451,7 @@ export class SyncJobs {
         logger.warn(`sync ${job.meetingId}: attempt ${job.attempt}/${settings.retryCount} failed: ${lastError.message}`);
         if (!lastError.retryable) break;
       } finally {
-        this.#release();
+        this.#release(job);
       }
     }
     const error = lastError ?? new FetchError('no attempt was made', 'NO_ATTEMPT');
@@ -433,7 +467,8 @@ export class SyncJobs {
       // does not hammer a struggling master every poll.
       retryAt: error.code === 'CANCELLED' ? now : now + Math.min(300_000, backoffDelay(settings.retryDelayMs, failedJobs + settings.retryCount - 2, this.#random())),
     };
-    if (error.code !== 'CANCELLED') this.#failures.set(job.meetingId, failure);
+    // A failed preheat must not hold back the meeting's sync at its start: the preheater keeps its own record.
+    if (error.code !== 'CANCELLED' && job.reason !== 'preheat') this.#failures.set(job.meetingId, failure);
     logger.error(`sync ${job.meetingId} failed: ${error.message}`);
     job.settle(error);
     this.events.emit('failed', job, failure);
@@ -499,12 +534,20 @@ export class SyncJobs {
       const mbps = fetched.size / 1e6 / seconds;
       const held = store.get(job.meetingId);
       let outcome: JobOutcome;
-      if (held && held.sha256 === fetched.sha256) {
+      const preheat = job.reason === 'preheat';
+      // Same bytes as held: only the token is news; unless a preheat's bytes are now wanted as the sync.
+      if (held && held.sha256 === fetched.sha256 && (held.source !== 'preheat' || preheat)) {
         await store.discardTemp(tempPath);
         await store.retag(job.meetingId, job.token);
         outcome = { pkg: store.get(job.meetingId) ?? held, replaced: false };
       } else {
-        const pkg = await store.promote(job.meetingId, tempPath, { sha256: fetched.sha256, size: fetched.size, token: job.token, title: job.title });
+        const pkg = await store.promote(job.meetingId, tempPath, {
+          sha256: fetched.sha256,
+          size: fetched.size,
+          token: job.token,
+          title: job.title,
+          source: preheat ? 'preheat' : 'master',
+        });
         outcome = { pkg, replaced: true };
       }
       if (seed !== null) site?.peerFetched();

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
-import type { PackageStore } from '../store/package-store.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
 import type { DownloadView } from './download-view.ts';
@@ -20,7 +20,7 @@ export interface SyncLoopDeps {
   policy: () => ReconcilePolicy;
   logger: Logger;
   now?: () => number;
-  /** Minimum gap between extra polls triggered by requests for ids not seen yet. */
+  /** Minimum gap between extra polls triggered by requests for ids not seen yet (default 1 s). */
   unknownIdRefreshMs?: number;
   /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
   quota?: { enforce(): Promise<unknown> };
@@ -45,6 +45,10 @@ export interface ProbeCounters {
   unknown: number;
   /** Answers that came from the site's seed (no byte from the master). */
   fromSeed: number;
+  /** Preheated packages served at their meeting's start (same documents as the master's new build). */
+  preheatConfirmed: number;
+  /** Preheated packages discarded at the start (documents changed, or no README to compare). */
+  preheatDiscarded: number;
 }
 
 /**
@@ -69,12 +73,19 @@ export class SyncLoop {
    * under which token (a newer token is news: it is probed at once).
    */
   #probeRetry = new Map<string, { at: number; failures: number; token: string | null }>();
-  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0 };
+  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0, preheatConfirmed: 0, preheatDiscarded: 0 };
 
   constructor(deps: SyncLoopDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     deps.jobs.events.on('succeeded', (job) => {
+      if (job.reason === 'preheat') {
+        // Finished just as its meeting started: confirm it now rather than at the next check.
+        const meeting = this.activeMeeting(job.meetingId);
+        const poll = this.#lastSuccess;
+        if (meeting && poll && !this.#paused) this.#startConfirm(job.meetingId, poll);
+        return;
+      }
       // A restarted meeting's fresh package is current again.
       if (this.#memory.endedHeld.has(job.meetingId)) {
         const endedHeld = new Set(this.#memory.endedHeld);
@@ -122,9 +133,13 @@ export class SyncLoop {
     return this.#lastSuccess?.meetings.find((m) => m.id === meetingId);
   }
 
-  /** Held and not a leftover of an earlier activation of a meeting that restarted. */
+  /**
+   * Held, not a preheat its meeting's start has not confirmed, and not a leftover of an earlier
+   * activation of a meeting that restarted.
+   */
   isServable(meetingId: string): boolean {
-    if (!this.#deps.store.get(meetingId)) return false;
+    const held = this.#deps.store.get(meetingId);
+    if (!held || held.source === 'preheat') return false;
     return !(this.#memory.endedHeld.has(meetingId) && this.activeMeeting(meetingId));
   }
 
@@ -179,16 +194,39 @@ export class SyncLoop {
   }
 
   /**
-   * A tablet asked for an id we have not seen active: refresh the list at most once per
-   * unknownIdRefreshMs, so a flood of bogus ids cannot turn into a flood of polls.
+   * Before a download request is answered: waits, at most `maxWaitMs`, until the node knows what
+   * to do with the id. For an id not active here, one shared poll (joined by every request while
+   * it runs; at most one per unknownIdRefreshMs for all requests together, so a flood of bogus ids
+   * cannot turn into a flood of polls), so a tablet asking the moment its meeting starts is served
+   * rather than told 404. For a preheated package of an active meeting, its start confirmation.
    */
-  async refreshForUnknownId(): Promise<void> {
-    const gap = this.#deps.unknownIdRefreshMs ?? 5_000;
-    if (this.#polling) {
-      await this.#polling;
-      return;
+  async settleRequest(meetingId: string, maxWaitMs: number): Promise<void> {
+    if (this.#paused) return;
+    let pending: Promise<unknown> | undefined;
+    if (!this.activeMeeting(meetingId)) {
+      const gap = this.#deps.unknownIdRefreshMs ?? 1_000;
+      if (this.#polling) pending = this.#polling;
+      else if (this.#now() - this.#lastUnknownRefresh >= gap) {
+        this.#lastUnknownRefresh = this.#now();
+        pending = this.pollNow();
+      }
+      if (pending) await withinMs(pending, maxWaitMs);
     }
-    if (this.#now() - this.#lastUnknownRefresh < gap) return;
+    const poll = this.#lastSuccess;
+    // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
+    // each check makes the master read the whole package.
+    const waiting = (this.#probeRetry.get(meetingId)?.at ?? 0) > this.#now() || this.#deps.jobs.inFlight(meetingId) !== undefined;
+    if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
+      await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
+    }
+  }
+
+  /**
+   * A poll in the background, rate-limited with the unknown-id checks (a sibling asked under a
+   * newer token than this node's, say): news worth a poll, but never a flood of them.
+   */
+  async refreshSoon(): Promise<void> {
+    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? 1_000)) return;
     this.#lastUnknownRefresh = this.#now();
     await this.pollNow();
   }
@@ -267,8 +305,9 @@ export class SyncLoop {
     const result = reconcile({
       now: this.#now(),
       poll: record,
-      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token })),
+      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token, preheated: p.source === 'preheat' })),
       inFlight: jobs.inFlightIds(),
+      preheating: new Set(jobs.jobs().filter((j) => !j.settled && j.reason === 'preheat').map((j) => j.meetingId)),
       probing: this.#probes.pendingIds(),
       retryAt,
       memory: this.#memory,
@@ -304,6 +343,10 @@ export class SyncLoop {
         // Not awaited: probes queue one at a time and the poll goes on.
         void this.#probe(action.meetingId, poll).catch((error: Error) => logger.error(`probe ${action.meetingId}: ${error.message}`));
         return;
+      case 'confirm':
+        logger.info(`preheat ${action.meetingId}: the meeting started; checking the preheated package against the master's new build`);
+        void this.#startConfirm(action.meetingId, poll);
+        return;
       case 'cancel':
         logger.info(`sync ${action.meetingId}: meeting no longer active, cancelling its download`);
         jobs.forget(action.meetingId, 'meeting no longer active');
@@ -334,6 +377,11 @@ export class SyncLoop {
     });
   }
 
+  /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
+  #startConfirm(meetingId: string, poll: PollRecord): Promise<void> {
+    return this.#probe(meetingId, poll).catch((error: Error) => this.#deps.logger.error(`preheat ${meetingId}: ${error.message}`));
+  }
+
   async #probed(meetingId: string, poll: PollRecord, result: ProbeResult): Promise<void> {
     const { jobs, store, logger } = this.#deps;
     this.#probeCounters.probes++;
@@ -342,6 +390,7 @@ export class SyncLoop {
     const held = store.get(meetingId);
     const meeting = this.activeMeeting(meetingId);
     if (!held || !meeting || this.#paused) return;
+    if (held.source === 'preheat') return this.#confirmPreheat(meetingId, held, poll, result);
     if (result.kind === 'unknown') {
       this.#probeCounters.unknown++;
       const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
@@ -352,7 +401,8 @@ export class SyncLoop {
     }
     this.#probeRetry.delete(meetingId);
     const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
-    if (result.identity.buildId === held.buildId) {
+    // A confirmed preheat stands for the build probed at its start (same documents, other build time).
+    if (result.identity.buildId === (held.confirmedBuildId ?? held.buildId)) {
       this.#probeCounters.sameBuild++;
       await store.retag(meetingId, poll.token);
       logger.info(`probe ${meetingId}: the master's build is the one held (${from}); recorded under token ${poll.token}`);
@@ -362,6 +412,46 @@ export class SyncLoop {
     logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
     jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId });
   }
+
+  /**
+   * The master rebuilds a package at its meeting's start; the preheated one was built before.
+   * Same README apart from its build-time line (documentsId) → the same documents: the preheated
+   * bytes are served at once and stand for the new build (no second stream from the master).
+   * Different, or nothing to compare → discarded and synced as usual: a stale document must never
+   * reach a tablet. No usable answer → kept unserved, asked again later (tablets wait or 503).
+   */
+  async #confirmPreheat(meetingId: string, held: StoredPackage, poll: PollRecord, result: ProbeResult): Promise<void> {
+    const { jobs, store, logger } = this.#deps;
+    const meeting = this.activeMeeting(meetingId);
+    if (!meeting) return;
+    if (result.kind === 'unknown') {
+      this.#probeCounters.unknown++;
+      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
+      const delay = Math.min(60_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
+      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
+      logger.warn(`preheat ${meetingId}: ${result.reason}; the preheated package waits for its check (again in ${Math.round(delay / 1000)} s)`);
+      return;
+    }
+    this.#probeRetry.delete(meetingId);
+    const same = held.documentsId !== null && result.identity.documentsId === held.documentsId;
+    if (same && (await store.confirm(meetingId, this.#lastSuccess?.token ?? poll.token, result.identity.buildId))) {
+      this.#probeCounters.preheatConfirmed++;
+      logger.info(`preheat ${meetingId}: same documents as the master's build at the start; serving the preheated package`);
+      this.events.emit('changed', meetingId);
+      return;
+    }
+    this.#probeCounters.preheatDiscarded++;
+    logger.info(`preheat ${meetingId}: ${same ? 'the package changed during the check' : 'the documents changed since the preheat'}; discarding it and syncing`);
+    await store.remove(meetingId, 'preheat-stale');
+    if (this.activeMeeting(meetingId) && !this.#paused) jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'new' });
+  }
+}
+
+/** Resolves when `work` settles or `ms` passes, whichever is first; never rejects. */
+async function withinMs(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Same token and the same active meetings (ids and titles, in any order). */

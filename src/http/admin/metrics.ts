@@ -5,6 +5,7 @@ import type { PackageStore } from '../../store/package-store.ts';
 import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { ScrubTotals } from '../../sync/scrub.ts';
+import type { Preheater } from '../../sync/preheat.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
 import type { PeerServeStats } from '../peer-serving.ts';
@@ -25,6 +26,8 @@ export interface MetricsSources {
   storage?: StorageGauges;
   /** The scrub's figures; absent: no scrub metrics. */
   scrub?: () => ScrubFigures;
+  /** Meetings scheduled soon and their preheat state (absent: no preheat metrics). */
+  preheat?: Pick<Preheater, 'upcoming' | 'counters'>;
 }
 
 /** What the scrub metrics read at scrape time. */
@@ -122,6 +125,53 @@ export class NodeMetrics {
         this.set(sync.lastSuccess ? sync.lastSuccess.at / 1000 : 0);
       },
     });
+    const preheat = sources.preheat;
+    if (preheat) {
+      new Gauge({
+        name: 'meeting_edge_preheat_meetings',
+        help: 'Meetings not started in the preheat window, by preheat state (waiting, preheating, ready, stale).',
+        labelNames: ['state'],
+        registers,
+        collect() {
+          const counts: Record<string, number> = { waiting: 0, preheating: 0, ready: 0, stale: 0 };
+          for (const m of preheat.upcoming()) counts[m.preheat] = (counts[m.preheat] ?? 0) + 1;
+          for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+        },
+      });
+      new Gauge({
+        name: 'meeting_edge_preheat_ready_bytes',
+        help: 'Bytes of preheated packages held, ready for their meeting\'s start.',
+        registers,
+        collect() {
+          this.set(store.list().filter((p) => p.source === 'preheat').reduce((sum, p) => sum + p.size, 0));
+        },
+      });
+      new Counter({
+        name: 'meeting_edge_preheat_downloads_total',
+        help: 'Preheat downloads by result (completed, failed, cancelled: a sync needed the master, or the meeting left the window).',
+        labelNames: ['result'],
+        registers,
+        collect() {
+          const c = preheat.counters;
+          this.reset();
+          this.inc({ result: 'completed' }, c.completed);
+          this.inc({ result: 'failed' }, c.failed);
+          this.inc({ result: 'cancelled' }, c.cancelled);
+        },
+      });
+      new Counter({
+        name: 'meeting_edge_preheat_starts_total',
+        help: 'Meetings started with a preheated package, by outcome (confirmed: served at once; discarded: documents changed, synced anew).',
+        labelNames: ['outcome'],
+        registers,
+        collect() {
+          const c = sync.probeCounters;
+          this.reset();
+          this.inc({ outcome: 'confirmed' }, c.preheatConfirmed);
+          this.inc({ outcome: 'discarded' }, c.preheatDiscarded);
+        },
+      });
+    }
     new Gauge({ name: 'meeting_edge_start_time_seconds', help: 'Unix time the node started.', registers }).set(sources.startedAt / 1000);
     new Gauge({
       name: 'meeting_edge_info',

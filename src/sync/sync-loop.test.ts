@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { buildMeetingPackage } from '../../reference-master/packages.ts';
+import { handleDownload, type DownloadDeps } from '../http/download-route.ts';
+import { DownloadStats } from '../http/download-stats.ts';
+import { createLogger } from '../log/logger.ts';
+import type { MasterClient, MeetingStatus, PackageResponse } from '../master/master-client.ts';
+import { PackageStore } from '../store/package-store.ts';
+import { SyncJobs } from './sync-jobs.ts';
+import { SyncLoop } from './sync-loop.ts';
+
+const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
+
+/** A master whose status answers the test sets, delayed as the test says; counts every request. */
+class FakeMaster {
+  status: MeetingStatus = { token: 'T0', meetings: [], rejectedIds: [] };
+  statusDelayMs = 0;
+  statusCalls = 0;
+  packageCalls: string[] = [];
+  #zip: Buffer;
+
+  constructor(zip: Buffer) {
+    this.#zip = zip;
+  }
+
+  asClient(): MasterClient {
+    return {
+      getMeetingStatus: async () => {
+        this.statusCalls++;
+        const answer = structuredClone(this.status);
+        if (this.statusDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.statusDelayMs));
+        return answer;
+      },
+      openPackage: async (id: string): Promise<PackageResponse> => {
+        this.packageCalls.push(id);
+        const body = new PassThrough();
+        setImmediate(() => body.end(this.#zip));
+        return { body: body as unknown as PackageResponse['body'], headers: {} };
+      },
+    } as unknown as MasterClient;
+  }
+}
+
+describe('a request for an id not active here waits for one shared status check (no 404 for a meeting just started)', () => {
+  let fixtures: string;
+  let zip: Buffer;
+  const folders: string[] = [];
+  before(async () => {
+    fixtures = await mkdtemp(path.join(tmpdir(), 'loop-fixtures-'));
+    zip = await readFile((await buildMeetingPackage({ dir: fixtures, meetingId: 'm1', title: 'One' })).path);
+  });
+  after(async () => {
+    for (const folder of [fixtures, ...folders]) await rm(folder, { recursive: true, force: true });
+  });
+
+  async function setup() {
+    const folder = await mkdtemp(path.join(tmpdir(), 'loop-'));
+    folders.push(folder);
+    const store = await PackageStore.open(path.join(folder, 'storage'), logger);
+    const master = new FakeMaster(zip);
+    const client = master.asClient();
+    const jobs = new SyncJobs({
+      store,
+      master: () => client,
+      settings: () => ({ maxConcurrentDownloads: 3, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }),
+      logger,
+    });
+    let now = 1_000_000;
+    const clock = { advance: (ms: number) => (now += ms) };
+    const sync = new SyncLoop({
+      store,
+      jobs,
+      master: () => client,
+      policy: () => ({ evictEnded: true, cleanOnStartup: false }),
+      logger,
+      now: () => now,
+      // Probes are not what this is about: the held build is always current.
+      probe: async () => ({ kind: 'unknown', reason: 'not probed in this test', bytesRead: 0 }),
+    });
+    assert.equal(await sync.pollNow(), true);
+    master.statusCalls = 0;
+    return { store, master, jobs, sync, clock };
+  }
+
+  test('concurrent requests share one check; another comes only after the gap; the wait is bounded', async () => {
+    const { master, sync, clock } = await setup();
+    master.statusDelayMs = 50;
+    await Promise.all(Array.from({ length: 20 }, () => sync.settleRequest('nope', 2_000)));
+    assert.equal(master.statusCalls, 1, 'twenty requests at once: one status check');
+
+    await sync.settleRequest('nope', 2_000);
+    assert.equal(master.statusCalls, 1, 'within the gap the last check stands');
+    clock.advance(1_000);
+    await sync.settleRequest('nope', 2_000);
+    assert.equal(master.statusCalls, 2, 'after the gap: a new check');
+
+    // A master that does not answer in time: the request is answered after the bound, not later.
+    master.statusDelayMs = 1_500;
+    clock.advance(1_000);
+    const started = Date.now();
+    await sync.settleRequest('nope', 200);
+    const waited = Date.now() - started;
+    assert.ok(waited >= 150 && waited < 1_000, `waited ${waited} ms`);
+    assert.deepEqual(master.packageCalls, [], 'an unknown id never makes the node ask for a package');
+  });
+
+  test('a meeting the check finds active is served (or joined), an unknown id gets 404; a flood makes no package request', async (t) => {
+    const { master, sync, store, clock } = await setup();
+    const deps: DownloadDeps = {
+      store,
+      sync,
+      stats: new DownloadStats(),
+      logger,
+      isServing: () => true,
+      settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 5_000, retryAfterSeconds: 1, settleWaitMs: 2_000 }),
+    };
+    const server = http.createServer((req, res) => {
+      const id = decodeURIComponent(String(req.url).split('/')[1] ?? '');
+      void handleDownload(deps, id, req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as AddressInfo).port;
+    const get = (id: string) =>
+      new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: `/${id}`, agent: false }, (res) => {
+            let bytes = 0;
+            res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+          })
+          .on('error', reject);
+      });
+
+    // The meeting starts on the master; the node has not polled since. Tablets ask at once.
+    master.status = { token: 'T1', meetings: [{ id: 'm1', title: 'One' }], rejectedIds: [] };
+    master.statusDelayMs = 100;
+    const answers = await Promise.all(Array.from({ length: 10 }, () => get('m1')));
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(10).fill(200),
+      'served, not 404',
+    );
+    assert.ok(answers.every((a) => a.bytes === zip.length));
+    assert.equal(master.statusCalls, 1, 'one status check for all ten');
+    assert.deepEqual(master.packageCalls, ['m1'], 'one download for all ten');
+
+    clock.advance(1_000);
+    const unknown = await Promise.all(Array.from({ length: 10 }, () => get('nope')));
+    assert.deepEqual(
+      unknown.map((a) => a.status),
+      Array(10).fill(404),
+    );
+    assert.equal(master.statusCalls, 2);
+    assert.deepEqual(master.packageCalls, ['m1'], 'no package request for an unknown id');
+  });
+});
