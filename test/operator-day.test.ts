@@ -154,7 +154,10 @@ test('the scrub quarantines a package whose bytes no longer match its manifest, 
 
   // Never served corrupt: the quarantined package is fetched again from the master, and what the
   // tablets get is the master's bytes.
-  await waitFor('rot1 fetched again', () => n.node.store.get('rot1') && n.node.store.get('rot1')?.inode !== rotten.inode, 15_000);
+  await waitFor('rot1 fetched again', () => n.node.store.get('rot1') && n.node.store.get('rot1')?.inode !== rotten.inode, 15_000).catch((error: Error) => {
+    // What the node did instead, for a failure seen only under a loaded full run.
+    throw new Error(`${error.message}; the node's last log lines:\n${n.logger.lines.slice(-30).join('\n')}`);
+  });
   assert.equal(n.node.store.get('rot1')?.sha256, masterSha(m.master, 'rot1'));
   const served = await fetchRaw(packageUrl(n.url, 'rot1'));
   assert.equal(served.status, 200);
