@@ -199,7 +199,9 @@ export class FilePump {
       return 'copy';
     }
     while (this.#position < limit) {
-      if (this.#closed) return 'closed';
+      // A client gone since the last turn (the yield below) may have had its descriptor closed,
+      // and the number reused by another connection: never hand it to sendfile then.
+      if (this.#closed || socket.destroyed) return 'closed';
       if (socket.writableLength > 0) return 'copy';
       const want = Math.min(limit - this.#position, ZERO_COPY_MAX);
       const started = process.hrtime.bigint();
@@ -216,7 +218,7 @@ export class FilePump {
       // path does), rather than stall every other client on the next cold sendfile.
       if (slow) this.#asyncReadsLeft = ASYNC_READS_AFTER_SLOW;
       if (sent === 0 && want > 0) throw new ShortFileError(this.#position);
-      if (sent === ERRNO.EPIPE || sent === ERRNO.ECONNRESET || sent === ERRNO.ENOTCONN) {
+      if (sent === ERRNO.EPIPE || sent === ERRNO.ECONNRESET || sent === ERRNO.ENOTCONN || sent === ERRNO.EBADF) {
         this.#res.destroy();
         return 'closed';
       }

@@ -21,6 +21,7 @@ export const ERRNO = {
   EPIPE: -(constants.errno.EPIPE ?? 32),
   ECONNRESET: -(constants.errno.ECONNRESET ?? 104),
   ENOTCONN: -(constants.errno.ENOTCONN ?? 107),
+  EBADF: -(constants.errno.EBADF ?? 9),
 } as const;
 
 export interface ZeroCopyLoad {
