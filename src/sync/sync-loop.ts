@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
@@ -67,7 +66,6 @@ export class SyncLoop {
   #polling: Promise<boolean> | null = null;
   #nextPoll: Promise<boolean> | null = null;
   #lastUnknownRefresh = 0;
-  #nextCheck: Promise<void> | null = null;
   #paused = false;
   #probes = new ProbeQueue();
   /**
@@ -206,8 +204,13 @@ export class SyncLoop {
     if (this.#paused) return;
     let pending: Promise<unknown> | undefined;
     if (!this.activeMeeting(meetingId)) {
-      pending = this.#polling ?? this.#sharedCheck();
-      await withinMs(pending, maxWaitMs);
+      const gap = this.#deps.unknownIdRefreshMs ?? 1_000;
+      if (this.#polling) pending = this.#polling;
+      else if (this.#now() - this.#lastUnknownRefresh >= gap) {
+        this.#lastUnknownRefresh = this.#now();
+        pending = this.pollNow();
+      }
+      if (pending) await withinMs(pending, maxWaitMs);
     }
     const poll = this.#lastSuccess;
     // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
@@ -216,25 +219,6 @@ export class SyncLoop {
     if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
       await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
     }
-  }
-
-  /**
-   * The one status check that requests for ids not active here share: at once if the last one is
-   * at least unknownIdRefreshMs old, else at that time (so a meeting that starts just after a
-   * check is still seen by the tablets asking for it, and a flood of ids costs one poll a gap).
-   */
-  #sharedCheck(): Promise<unknown> {
-    this.#nextCheck ??= (async () => {
-      try {
-        const wait = this.#lastUnknownRefresh + (this.#deps.unknownIdRefreshMs ?? 1_000) - this.#now();
-        if (wait > 0) await sleep(wait);
-        this.#lastUnknownRefresh = this.#now();
-        if (!this.#paused) await this.pollNow();
-      } finally {
-        this.#nextCheck = null;
-      }
-    })();
-    return this.#nextCheck;
   }
 
   /**
