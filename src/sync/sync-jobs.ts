@@ -469,7 +469,9 @@ export class SyncJobs {
     };
     // A failed preheat must not hold back the meeting's sync at its start: the preheater keeps its own record.
     if (error.code !== 'CANCELLED' && job.reason !== 'preheat') this.#failures.set(job.meetingId, failure);
-    logger.error(`sync ${job.meetingId} failed: ${error.message}`);
+    // A cancellation (the node stopping, a meeting ended, a preheat giving way) is not a fault.
+    if (error.code === 'CANCELLED') logger.info(`sync ${job.meetingId} stopped: ${error.message}`);
+    else logger.error(`sync ${job.meetingId} failed: ${error.message}`);
     job.settle(error);
     this.events.emit('failed', job, failure);
   }
