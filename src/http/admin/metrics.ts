@@ -216,20 +216,7 @@ export class NodeMetrics {
           }
         },
       });
-      /** A counter over a running total kept elsewhere: increased by what it grew since the last scrape. */
-      const countedFrom = (name: string, help: string, read: () => number) => {
-        let seen = 0;
-        return new Counter({
-          name,
-          help,
-          registers,
-          collect() {
-            const now = read();
-            if (now > seen) this.inc(now - seen);
-            seen = now;
-          },
-        });
-      };
+      const countedFrom = (name: string, help: string, read: () => number) => counterFromTotal(name, help, read, registers);
       countedFrom('meeting_edge_peer_fetches_total', 'Packages fetched from a sibling node and promoted.', () => site.tier.counters.peerFetches);
       countedFrom('meeting_edge_peer_fallbacks_total', 'Downloads from a sibling that failed and went to the master.', () => site.tier.counters.fallbacks);
       countedFrom('meeting_edge_peer_refused_total', 'Sibling requests refused because this node fetches that package from a sibling itself.', () => site.peers.refused);
@@ -314,19 +301,7 @@ export class NodeMetrics {
 
   /** The scrub: how much it checked, what it quarantined, and when it last finished. */
   #scrubMetrics(figures: () => ScrubFigures, registers: Registry[]): void {
-    const totalCounter = (name: string, help: string, read: (totals: ScrubTotals) => number) => {
-      let seen = 0;
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const total = read(figures().totals);
-          if (total > seen) this.inc(total - seen);
-          seen = total;
-        },
-      });
-    };
+    const totalCounter = (name: string, help: string, read: (totals: ScrubTotals) => number) => counterFromTotal(name, help, () => read(figures().totals), registers);
     totalCounter('meeting_edge_scrub_runs_total', 'Scrubs finished (every stored package re-hashed against its manifest).', (t) => t.runs);
     totalCounter('meeting_edge_scrub_packages_checked_total', 'Packages the scrub hashed to the end.', (t) => t.packagesChecked);
     totalCounter('meeting_edge_scrub_bytes_checked_total', 'Bytes the scrub hashed.', (t) => t.bytesChecked);
@@ -363,4 +338,19 @@ export class NodeMetrics {
     target.on(event, wrapped);
     this.#unsubscribe.push(() => target.off(event, wrapped));
   }
+}
+
+/** A counter over a running total kept elsewhere: increased by what it grew since the last scrape. */
+function counterFromTotal(name: string, help: string, read: () => number, registers: Registry[]): Counter {
+  let seen = 0;
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
 }
