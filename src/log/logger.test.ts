@@ -36,3 +36,18 @@ test('logging.format text (the default) writes readable lines without the fields
   assert.match(lines[0] ?? '', /^\S+ INFO  access 127\.0\.0\.1 meeting 7 200 10 bytes 0\.001 s complete$/);
   assert.match(lines[1] ?? '', /^\S+ WARN  plain warning$/);
 });
+
+test('a line logged after the logger closed never crashes the process (a late download ending at stop)', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'logger-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const logger = createLogger({ level: 'INFO', filePath: path.join(dir, 'node.log'), maxFileSize: 1 << 20, backupCount: 0, console: false });
+  await logger.close();
+  let uncaught: unknown = null;
+  const onUncaught = (error: unknown) => (uncaught = error);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  logger.info('late info');
+  logger.error('late error');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(uncaught, null);
+});

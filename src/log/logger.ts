@@ -82,22 +82,28 @@ const jsonFormat = winston.format.printf(({ timestamp, level, message, [FIELDS]:
 /** The production logger: console and a size-rotated file, through winston. */
 class WinstonLogger implements Logger {
   readonly #winston: winston.Logger;
+  /** Closed (the node stopped): winston's streams are ended, and a write would crash the process. */
+  #closed = false;
 
   constructor(logger: winston.Logger) {
     this.#winston = logger;
   }
 
   error(message: string): void {
+    if (this.#closed) return void process.stderr.write(`ERROR ${message}\n`);
     this.#winston.error(message);
   }
   warn(message: string): void {
+    if (this.#closed) return void process.stderr.write(`WARN  ${message}\n`);
     this.#winston.warn(message);
   }
   info(message: string, fields?: LogFields): void {
+    if (this.#closed) return;
     if (fields) this.#winston.info(message, { [FIELDS]: fields });
     else this.#winston.info(message);
   }
   debug(message: string): void {
+    if (this.#closed) return;
     this.#winston.debug(message);
   }
 
@@ -109,6 +115,7 @@ class WinstonLogger implements Logger {
   }
 
   close(): Promise<void> {
+    this.#closed = true;
     return new Promise<void>((resolve) => {
       this.#winston.on('finish', () => resolve());
       this.#winston.end();
