@@ -53,8 +53,10 @@ export class ShortFileError extends Error {
 export const DEFAULT_MAX_CHUNK = 128 * 1024;
 const DEFAULT_MIN_CHUNK = 16 * 1024;
 const INITIAL_CHUNK = 32 * 1024;
-/** A synchronous read slower than this did not come from the page cache. */
+/** A synchronous read slower than this may not have come from the page cache (see #cameFromDisk). */
 const SLOW_READ_NS = 2_000_000n;
+/** A synchronous read slower than this is taken for the disk even without block reads (NFS, FUSE). */
+const SURELY_COLD_NS = 50_000_000n;
 /** Reads done through the thread pool after a slow one, before trying synchronously again. */
 const ASYNC_READS_AFTER_SLOW = 32;
 /** A write that took longer than this to flush means a client slower than ~chunk/10 ms. */
@@ -97,6 +99,8 @@ export class FilePump {
   #zeroCopyOff = false;
   /** Writes through the response that completed: the first carries the headers to the socket. */
   #flushedWrites = 0;
+  /** Block reads of the whole process (getrusage ru_inblock) when this pump last looked. */
+  #blockReads: number;
 
   constructor(res: ServerResponse, fd: number, position: number, options: PumpOptions = {}) {
     this.#res = res;
@@ -107,6 +111,7 @@ export class FilePump {
     this.#chunk = Math.min(INITIAL_CHUNK, this.#maxChunk);
     this.#onBytes = options.onBytes;
     this.#zeroCopy = options.zeroCopy ?? null;
+    this.#blockReads = process.resourceUsage().fsRead;
     const onClose = () => {
       this.#closed = true;
       this.#notify();
@@ -206,7 +211,7 @@ export class FilePump {
       const want = Math.min(limit - this.#position, ZERO_COPY_MAX);
       const started = process.hrtime.bigint();
       const sent = zeroCopy.sendfile(fd, this.#fd, this.#position, want);
-      const slow = process.hrtime.bigint() - started > SLOW_READ_NS;
+      const slow = this.#slowFromDisk(process.hrtime.bigint() - started);
       if (sent > 0) {
         this.#position += sent;
         this.#bytesSent += sent;
@@ -270,8 +275,24 @@ export class FilePump {
     }
     const started = process.hrtime.bigint();
     const bytesRead = readSync(this.#fd, buffer, 0, size, this.#position);
-    if (process.hrtime.bigint() - started > SLOW_READ_NS) this.#asyncReadsLeft = ASYNC_READS_AFTER_SLOW;
+    if (this.#slowFromDisk(process.hrtime.bigint() - started)) this.#asyncReadsLeft = ASYNC_READS_AFTER_SLOW;
     return bytesRead;
+  }
+
+  /**
+   * A synchronous read or sendfile that took `elapsedNs`: did it wait for the disk? A slow call
+   * may also be a thread preempted on a busy machine, and judging that one cold moved half of a
+   * response's bytes from sendfile to copying on a loaded 2-core host. Only the disk issues block
+   * reads, so a slow call counts as cold when the process's block reads rose since the last look
+   * (another response's cold read may be counted too: that errs on the safe side), or when it was
+   * too slow to be a preemption (a network file system issues no block reads).
+   */
+  #slowFromDisk(elapsedNs: bigint): boolean {
+    if (elapsedNs <= SLOW_READ_NS) return false;
+    const blockReads = process.resourceUsage().fsRead;
+    const rose = blockReads > this.#blockReads;
+    this.#blockReads = blockReads;
+    return rose || elapsedNs > SURELY_COLD_NS;
   }
 
   #takeBuffer(size: number): Buffer {

@@ -79,6 +79,26 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
     assert.ok(viaSendfile > content.length * 0.9, `${viaSendfile} of ${content.length} bytes went through sendfile`);
   });
 
+  test('a slow sendfile that read nothing from the disk (a preempted thread) keeps the response on sendfile', async () => {
+    const addon = loadZeroCopy({}).zeroCopy;
+    assert.ok(addon);
+    let viaSendfile = 0;
+    // Every call holds the thread 3 ms, as a busy machine's scheduler would; the file is cached.
+    const preempted: ZeroCopy = {
+      sendfile: (socket, file, offset, count) => {
+        const until = performance.now() + 3;
+        while (performance.now() < until);
+        const sent = addon.sendfile(socket, file, offset, Math.min(count, 1024 * 1024));
+        if (sent > 0) viaSendfile += sent;
+        return sent;
+      },
+    };
+    const { body, result } = await serve(preempted);
+    assert.ok(body.equals(content));
+    assert.equal(result.completed, true);
+    assert.ok(viaSendfile > content.length * 0.9, `${viaSendfile} of ${content.length} bytes went through sendfile`);
+  });
+
   test('short sends interleaved with copied chunks keep the bytes in order', async () => {
     const addon = loadZeroCopy({}).zeroCopy;
     assert.ok(addon);
