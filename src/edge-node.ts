@@ -231,6 +231,7 @@ export class EdgeNode {
         return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
       },
       quota: this.quota,
+      scheduled: (meetingId) => this.preheater.isScheduled(meetingId),
       // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
       probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 })),
       logger,

@@ -168,6 +168,11 @@ export class Preheater {
     return this.#advancing;
   }
 
+  /** The master lists the meeting as not started, scheduled within the preheat window. */
+  isScheduled(meetingId: string): boolean {
+    return this.#candidates.some((c) => c.id === meetingId);
+  }
+
   /** The meetings in the window and how far their preheat is, soonest first. */
   upcoming(): UpcomingMeeting[] {
     const { jobs, store } = this.#deps;

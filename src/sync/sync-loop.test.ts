@@ -73,7 +73,9 @@ describe('a request for an id not active here waits for one shared status check 
     });
     let now = 1_000_000;
     const clock = { advance: (ms: number) => (now += ms) };
+    const scheduled = new Set<string>();
     const sync = new SyncLoop({
+      scheduled: (id) => scheduled.has(id),
       store,
       jobs,
       master: () => client,
@@ -85,7 +87,7 @@ describe('a request for an id not active here waits for one shared status check 
     });
     assert.equal(await sync.pollNow(), true);
     master.statusCalls = 0;
-    return { store, master, jobs, sync, clock };
+    return { store, master, jobs, sync, clock, scheduled };
   }
 
   test('concurrent requests share one check; another comes only after the gap; the wait is bounded', async () => {
@@ -108,6 +110,28 @@ describe('a request for an id not active here waits for one shared status check 
     const waited = Date.now() - started;
     assert.ok(waited >= 150 && waited < 1_000, `waited ${waited} ms`);
     assert.deepEqual(master.packageCalls, [], 'an unknown id never makes the node ask for a package');
+  });
+
+  test('a scheduled meeting asked for just after a check waits for the next check; a made-up id is answered from the last one', async () => {
+    const { master, sync, scheduled } = await setup();
+    scheduled.add('m1');
+    await sync.settleRequest('nope', 2_000);
+    assert.equal(master.statusCalls, 1, 'the check that may predate the start');
+
+    // The meeting starts right after that check; a made-up id still gets the last check's answer.
+    master.status = { token: 'T1', meetings: [{ id: 'm1', title: 'One' }], rejectedIds: [] };
+    let started = Date.now();
+    await sync.settleRequest('made-up', 2_000);
+    assert.ok(Date.now() - started < 500, 'a made-up id waits for nothing');
+    assert.equal(master.statusCalls, 1);
+    assert.equal(sync.activeMeeting('m1'), undefined);
+
+    started = Date.now();
+    await Promise.all(Array.from({ length: 10 }, () => sync.settleRequest('m1', 2_000)));
+    const waited = Date.now() - started;
+    assert.equal(master.statusCalls, 2, 'one more check for all ten, after the gap');
+    assert.ok(waited >= 500 && waited < 2_000, `waited ${waited} ms for the next check`);
+    assert.equal(sync.activeMeeting('m1')?.id, 'm1', 'the start is seen: served, not 404');
   });
 
   test('a meeting the check finds active is served (or joined), an unknown id gets 404; a flood makes no package request', async (t) => {

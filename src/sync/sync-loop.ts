@@ -22,6 +22,11 @@ export interface SyncLoopDeps {
   now?: () => number;
   /** Minimum gap between extra polls triggered by requests for ids not seen yet (default 1 s). */
   unknownIdRefreshMs?: number;
+  /**
+   * Ids of meetings the master lists as not started yet (the preheat's scan): a request for one is
+   * a tablet whose meeting has just started, so it waits for a check made after it arrived.
+   */
+  scheduled?: (meetingId: string) => boolean;
   /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
   quota?: { enforce(): Promise<unknown> };
   /**
@@ -66,6 +71,8 @@ export class SyncLoop {
   #polling: Promise<boolean> | null = null;
   #nextPoll: Promise<boolean> | null = null;
   #lastUnknownRefresh = 0;
+  /** The next unknown-id check, when a request waits for one after the gap (shared by all). */
+  #nextRefresh: Promise<unknown> | null = null;
   #paused = false;
   #probes = new ProbeQueue();
   /**
@@ -205,10 +212,16 @@ export class SyncLoop {
     let pending: Promise<unknown> | undefined;
     if (!this.activeMeeting(meetingId)) {
       const gap = this.#deps.unknownIdRefreshMs ?? 1_000;
+      const sinceLast = this.#now() - this.#lastUnknownRefresh;
       if (this.#polling) pending = this.#polling;
-      else if (this.#now() - this.#lastUnknownRefresh >= gap) {
+      else if (sinceLast >= gap) {
         this.#lastUnknownRefresh = this.#now();
         pending = this.pollNow();
+      } else if (this.#expectedToStart(meetingId)) {
+        // The last check may predate the start: wait for the next one rather than answer 404 from
+        // it. Only for meetings the master scheduled or the node preheated, so a flood of made-up
+        // ids is still answered from the last check at once.
+        pending = this.#refreshAfter(gap - sinceLast);
       }
       if (pending) await withinMs(pending, maxWaitMs);
     }
@@ -219,6 +232,22 @@ export class SyncLoop {
     if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
       await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
     }
+  }
+
+  #expectedToStart(meetingId: string): boolean {
+    return this.#deps.store.get(meetingId)?.source === 'preheat' || (this.#deps.scheduled?.(meetingId) ?? false);
+  }
+
+  /** One unknown-id check `delayMs` from now, shared by every request that waits for it. */
+  #refreshAfter(delayMs: number): Promise<unknown> {
+    this.#nextRefresh ??= new Promise((resolve) => setTimeout(resolve, delayMs)).then(() => {
+      this.#nextRefresh = null;
+      if (this.#paused) return false;
+      if (this.#polling) return this.#polling;
+      this.#lastUnknownRefresh = this.#now();
+      return this.pollNow();
+    });
+    return this.#nextRefresh;
   }
 
   /**
