@@ -154,6 +154,13 @@ export class PackageStore {
       throw new Error(`temp file is ${info.size} bytes, expected ${meta.size}`);
     }
     const finalPath = path.join(dir, PACKAGE_FILE);
+    // A preheat is not servable, but a package.zip that no longer matches its manifest is adopted
+    // (servable) at start-up: a crash after the new manifest, before the rename, would serve the
+    // preheat's unchecked documents. Remove it first; a crash then leaves nothing to serve.
+    if (this.#packages.get(meetingId)?.source === 'preheat') {
+      await unlink(finalPath).catch(ignoreMissing);
+      await fsyncDirectory(dir);
+    }
     const identity = await fileIdentity(tempPath);
     const manifest: PackageManifest = {
       version: 1,
