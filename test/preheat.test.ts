@@ -143,6 +143,29 @@ test('a meeting deleted, or moved out of the window, before it starts: its prehe
   assert.ok(preheated(n, 'kept'));
 });
 
+test('a start the preheat scan sees before the node\'s poll: the preheated package is kept for the poll to confirm', async (t) => {
+  const defer = cleanupStack(t);
+  const m = await startMaster();
+  defer(() => m.close());
+  m.master.addMeeting({ id: 'm1', title: 'Board', time: Date.now() + HOUR, packageSizeBytes: 500_000 });
+  // No quick checks: the node learns of the start only from the poll this test asks for.
+  const n = await startNode(m.port, { config: { ...CONFIG, watchInterval: 0 } });
+  defer(() => removeDir(n.dir));
+  defer(() => n.stop());
+  await waitFor('m1 preheated', () => preheated(n, 'm1'), 15_000);
+  const preheatSha = n.node.store.get('m1')!.sha256;
+
+  await m.master.startMeeting('m1');
+  await n.node.preheatTask.runNow();
+  assert.equal(n.node.sync.activeMeeting('m1'), undefined, 'the poll has not seen the start yet');
+  assert.ok(preheated(n, 'm1'), 'the scan saw the meeting started, not gone: the preheat stays');
+
+  await n.node.syncNow();
+  await waitFor('confirmed', () => n.node.store.get('m1')?.source === 'confirmed', 10_000);
+  assert.equal(n.node.store.get('m1')?.sha256, preheatSha);
+  assert.equal(m.master.stats().packageDownloads.m1?.completed, 1, 'one complete download: the preheat');
+});
+
 test('a meeting started while its preheat is half done: the preheat gives way and tablets get the start\'s build', async (t) => {
   const defer = cleanupStack(t);
   // Slow enough that the preheat is mid-way when the meeting starts.

@@ -149,6 +149,15 @@ describe('PackageStore', () => {
     assert.equal(store.usedBytes(), 0);
   });
 
+  test('remove with a condition removes only a package that still meets it', async () => {
+    const { store } = await freshStore();
+    await promoteBytes(store, 'm1', zipA);
+    assert.equal(await store.remove('m1', 'preheat-unscheduled', { if: (pkg) => pkg.source === 'preheat' }), false);
+    assert.equal(store.get('m1')?.sha256, sha256(zipA), 'kept: not a preheat');
+    assert.equal(await store.remove('m1', 'ended', { if: (pkg) => pkg.source === 'master' }), true);
+    assert.equal(store.get('m1'), undefined);
+  });
+
   test('remove leaves the folder of a download in progress', async () => {
     const { root, store } = await freshStore();
     await promoteBytes(store, 'm1', zipA);

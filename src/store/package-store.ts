@@ -218,12 +218,13 @@ export class PackageStore {
   }
 
   /**
-   * Deletes a meeting's package. It leaves memory first so no new reader can open it; readers
-   * already holding the fd finish on the unlinked inode.
+   * Deletes a meeting's package (only if `options.if` holds for it, when given: checked in the same
+   * turn as the removal). It leaves memory first so no new reader can open it; readers already
+   * holding the fd finish on the unlinked inode.
    */
-  async remove(meetingId: string, reason: string): Promise<boolean> {
+  async remove(meetingId: string, reason: string, options: { if?: (pkg: StoredPackage) => boolean } = {}): Promise<boolean> {
     const pkg = this.#packages.get(meetingId);
-    if (!pkg) return false;
+    if (!pkg || (options.if && !options.if(pkg))) return false;
     this.#packages.delete(meetingId);
     const dir = this.meetingDir(meetingId);
     await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);

@@ -1,6 +1,6 @@
 import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
-import type { PackageStore } from '../store/package-store.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { planPreheat, preheatCandidates, type PreheatCandidate, type PreheatWindow } from './preheat-plan.ts';
 import type { DownloadView } from './download-view.ts';
 import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
@@ -67,6 +67,11 @@ export class Preheater {
   #now: () => number;
   #random: () => number;
   #candidates: PreheatCandidate[] = [];
+  /**
+   * Meetings the last scan found started. The scan and the sync's poll read the master at
+   * different moments: a preheat whose start only the scan has seen is the poll's to confirm.
+   */
+  #started = new Set<string>();
   #retry = new Map<string, { at: number; failures: number; message: string; failedAt: number }>();
   /** Meetings whose preheated package the start found stale: shown until their sync ends. */
   #stale = new Set<string>();
@@ -129,6 +134,7 @@ export class Preheater {
     try {
       const meetings = await this.#deps.master().listMeetings(AbortSignal.timeout(30_000));
       this.#candidates = preheatCandidates(meetings, this.#now(), settings);
+      this.#started = new Set(meetings.filter((m) => m.status === 'active').map((m) => m.id));
       this.#lastScan = { at: this.#now(), ok: true, error: null };
     } catch (error) {
       // The old list stands: a master that cannot answer now removes nothing.
@@ -221,7 +227,7 @@ export class Preheater {
     const all = jobs.jobs().filter((j) => !j.settled);
     const plan = planPreheat({
       candidates,
-      active: new Set(this.#deps.sync.activeMeetings().map((m) => m.id)),
+      active: new Set([...this.#deps.sync.activeMeetings().map((m) => m.id), ...this.#started]),
       preheated: new Set(store.list().filter((p) => p.source === 'preheat').map((p) => p.meetingId)),
       held: new Set(store.list().map((p) => p.meetingId)),
       preheating: new Set(all.filter((j) => j.reason === 'preheat').map((j) => j.meetingId)),
@@ -238,7 +244,10 @@ export class Preheater {
     }
     for (const id of plan.remove) {
       if (!known) break;
-      if (await store.remove(id, 'preheat-unscheduled')) {
+      // Looked at again at the last moment: a start confirmed during the removals before this one
+      // made the package the meeting's sync.
+      const stillPreheat = (pkg: StoredPackage) => pkg.source === 'preheat' && !this.#deps.sync.activeMeetings().some((m) => m.id === id);
+      if (await store.remove(id, 'preheat-unscheduled', { if: stillPreheat })) {
         this.#counters.removed++;
         logger.info(`preheat ${id}: the meeting was deleted, ended or moved out of the window; preheated package removed`);
       }
