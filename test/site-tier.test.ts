@@ -174,6 +174,37 @@ test('probe different: a restarted meeting is fetched again, once for the site, 
   assert.deepEqual(nodes[1]!.node.jobs.jobs().find((j) => j.meetingId === id)?.source, { kind: 'peer', node: addresses[0] });
 });
 
+test('a restart the sibling saw and its seed missed: the sibling never takes the old build back from the seed; the new one leaves the master once', async (t) => {
+  // Polls only when the test says: the seed misses the end, the sibling sees it.
+  const { m, nodes } = await startSite(t, 2, { packageRateBytesPerSec: 4_000_000 }, { syncInterval: 3600, watchInterval: 0, cleanup: { enabled: true, cleanOnStartup: false, cleanEndedMeetings: false } });
+  const [seed, sibling] = nodes as [TestNode, TestNode];
+  const addresses = nodes.map((n) => n.node.address);
+  const id = idSeededBy(seed.node.address, addresses, 'restart');
+  m.master.addMeeting({ id, title: 'Restarts', packageSizeBytes: 300_000 });
+  await m.master.startMeeting(id);
+  const first = masterSha(m.master, id);
+  await waitFor('both hold the first build under the same token', async () => {
+    await seed.node.syncNow();
+    await sibling.node.syncNow();
+    const token = seed.node.sync.lastSuccess?.token;
+    return token !== undefined && nodes.every((n) => n.node.store.get(id)?.sha256 === first && n.node.store.get(id)?.token === token && n.node.sync.lastSuccess?.token === token);
+  }, 20_000, 300);
+  await sleep(1_100);
+
+  await m.master.endMeeting(id);
+  await sibling.node.syncNow();
+  await m.master.startMeeting(id);
+  const second = masterSha(m.master, id);
+  assert.notEqual(second, first);
+  m.master.resetStats();
+  await sibling.node.syncNow();
+  await waitFor('the sibling holds the restart\'s build', () => sibling.node.store.get(id)?.sha256 === second, 20_000, 100);
+  assert.equal(sibling.node.sync.isServable(id), true);
+  const size = m.master.meeting(id)?.package?.size as number;
+  assert.ok(bytesOfBuild(m, id) < 1.5 * size, `the new build left the master once (${bytesOfBuild(m, id)} for ${size})`);
+  assert.equal(seed.node.store.get(id)?.sha256, second, 'the seed brought its own copy up to date for the sibling');
+});
+
 test('seed killed mid-stream: the sibling finishes from the master with the right bytes', async (t) => {
   const cleanup = cleanupStack(t);
   const m = await startMaster({ packageRateBytesPerSec: 1_000_000 });

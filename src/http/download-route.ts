@@ -4,6 +4,7 @@ import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
+import { STANDS_FOR_HEADER } from '../sync/site-tier.ts';
 import type { DownloadRecord, DownloadStats } from './download-stats.ts';
 import { buildPathId, DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
 import { handleBuildIdentity, holdsWanted, peerRequest, type PeerRequest, type PeerServeStats } from './peer-serving.ts';
@@ -175,6 +176,7 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
     return sendJson(res, 503, { error: 'package is being replaced, retry shortly' }, { 'retry-after': '1' });
   }
   const { pkg, fd } = opened;
+  if (peer && pkg.confirmedBuildId !== null) res.setHeader(STANDS_FOR_HEADER, pkg.confirmedBuildId);
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
   // Read now: once the socket is closed it no longer knows its peer.

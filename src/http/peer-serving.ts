@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
-import { BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
+import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 
 export interface BuildIdentityDeps {
@@ -27,17 +27,26 @@ export interface PeerRequest {
   build: string | null;
   /** Its master token: without a build, it wants the package confirmed under this token. */
   token: string | null;
+  /** Builds it must not get: what it held before a restart this node may not have seen. */
+  notBuilds: string[];
 }
 
 export function peerRequest(req: IncomingMessage): PeerRequest | null {
   const node = header(req, PEER_HEADER);
   if (node === null) return null;
-  return { node: node.slice(0, 64), build: header(req, BUILD_HEADER), token: header(req, TOKEN_HEADER) };
+  const notBuilds = (header(req, NOT_BUILD_HEADER) ?? '').split(',').map((id) => id.trim()).filter((id) => id !== '').slice(0, 4);
+  return { node: node.slice(0, 64), build: header(req, BUILD_HEADER), token: header(req, TOKEN_HEADER), notBuilds };
+}
+
+/** The master's build a package stands for: its own, or the start's build a preheat was confirmed for. */
+export function standsFor(held: StoredPackage): string {
+  return held.confirmedBuildId ?? held.buildId;
 }
 
 /** Whether the package held is the one the sibling asked for (without build or token: any). */
 export function holdsWanted(held: StoredPackage, peer: PeerRequest): boolean {
-  if (peer.build !== null) return held.buildId === peer.build;
+  if (peer.notBuilds.includes(held.buildId) || (held.confirmedBuildId !== null && peer.notBuilds.includes(held.confirmedBuildId))) return false;
+  if (peer.build !== null) return held.buildId === peer.build || held.confirmedBuildId === peer.build;
   if (peer.token !== null) return held.token === peer.token;
   return true;
 }
@@ -79,7 +88,7 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
   }
   const held = deps.store.get(meetingId);
   if (!held || !deps.sync.isServable(meetingId)) return sendJson(res, 404, { error: `no package of meeting ${meetingId} held here`, field: 'id' });
-  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, held.buildId, held.documentsId));
+  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, standsFor(held), held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
   if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   let timer: NodeJS.Timeout | undefined;
@@ -93,7 +102,7 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
     return sendJson(res, 503, { error: `the master's current build is not known yet${result ? `: ${result.reason}` : ''}` }, { 'retry-after': '1' });
   }
   const now = deps.store.get(meetingId);
-  return sendJson(res, 200, answer(now?.buildId === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
+  return sendJson(res, 200, answer(now && standsFor(now) === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
 }
 
 function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null): BuildAnswer {

@@ -167,6 +167,25 @@ describe('PackageStore', () => {
     assert.deepEqual(await readdir(path.join(root, 'meeting_m1')), [path.basename(temp)]);
   });
 
+  test('retag and promote record the build equivalent bytes stand for; never the bytes\' own build', async () => {
+    const { root, store } = await freshStore();
+    const B2 = 'b'.repeat(64);
+    await promoteBytes(store, 'm1', zipA, 'T1');
+    const own = store.get('m1')!.buildId;
+    await store.retag('m1', 'T2', own);
+    assert.equal(store.get('m1')?.confirmedBuildId, null, 'its own build is no news');
+    await store.retag('m1', 'T2', B2);
+    assert.equal(store.get('m1')?.confirmedBuildId, B2);
+    await store.retag('m1', 'T3');
+    assert.equal(store.get('m1')?.confirmedBuildId, B2, 'a plain retag keeps it');
+    assert.equal((await PackageStore.open(root, logger)).get('m1')?.confirmedBuildId, B2, 'on disk');
+
+    const temp = await store.createTempPath('m2');
+    await writeFile(temp, zipB);
+    const pkg = await store.promote('m2', temp, { sha256: sha256(zipB), size: zipB.length, token: 'T3', title: 'B', standsFor: B2 });
+    assert.equal(pkg.confirmedBuildId, B2);
+  });
+
   test('retag records the new token on disk and in memory, once', async () => {
     const { root, store, events } = await freshStore();
     await promoteBytes(store, 'm1', zipA, 'T1');

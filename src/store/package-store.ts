@@ -32,8 +32,9 @@ export interface PackageManifest {
   /** sha256 of README.txt without its build-time line: the documents; null if the zip has no README first. */
   documentsId: string | null;
   /**
-   * A confirmed preheat: the master build (taken at the meeting's start) these bytes stand for,
-   * same documents, another build time. Later probes compare against it. null otherwise.
+   * The master build these bytes stand for when they are of another build with the same documents
+   * (another build time): a confirmed preheat's start build, or the build a sibling asked its
+   * seed for and got that seed's equivalent bytes. Later probes compare against it. null otherwise.
    */
   confirmedBuildId: string | null;
   /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
@@ -59,6 +60,8 @@ export interface PromoteMeta {
   title: string;
   /** Default 'master'. */
   source?: 'master' | 'preheat';
+  /** The master's build these bytes stand for when they are of another build with its documents. */
+  standsFor?: string | null;
 }
 
 export type StoreEvent =
@@ -173,7 +176,7 @@ export class PackageStore {
       source: meta.source ?? 'master',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
-      confirmedBuildId: null,
+      confirmedBuildId: meta.standsFor && meta.standsFor !== identity.buildId ? meta.standsFor : null,
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
@@ -187,12 +190,16 @@ export class PackageStore {
     return pkg;
   }
 
-  /** Records a newer master token for a package whose bytes are known to be current. */
-  async retag(meetingId: string, token: string | null): Promise<void> {
+  /**
+   * Records a newer master token for a package whose bytes are known to be current, and the
+   * master's build they stand for when they are of an equivalent one (`standsFor`).
+   */
+  async retag(meetingId: string, token: string | null, standsFor: string | null = null): Promise<void> {
     const pkg = this.#packages.get(meetingId);
-    if (!pkg || pkg.token === token) return;
+    const confirmedBuildId = standsFor !== null && standsFor !== pkg?.buildId ? standsFor : (pkg?.confirmedBuildId ?? null);
+    if (!pkg || (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId)) return;
     const { path: _path, ...manifest } = pkg;
-    const next: PackageManifest = { ...manifest, token };
+    const next: PackageManifest = { ...manifest, token, confirmedBuildId };
     await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
     // The package may have been replaced or removed while the manifest was written.
     if (this.#packages.get(meetingId) === pkg) {

@@ -29,6 +29,14 @@ export const PEER_HEADER = 'x-edge-peer';
 export const BUILD_HEADER = 'x-edge-build';
 /** The asking node's master token: without a build, the seed serves a package confirmed under it. */
 export const TOKEN_HEADER = 'x-edge-token';
+/** Builds the asking node must not get (comma-separated): what it held before a restart it saw. */
+export const NOT_BUILD_HEADER = 'x-edge-not-build';
+/**
+ * On a seed's answer: the master's build its package stands for when the bytes are of another
+ * build with the same documents (a preheat confirmed at the start). Without it, a sibling accepts
+ * only the very build it asked for: never an older build, even one with the same documents.
+ */
+export const STANDS_FOR_HEADER = 'x-edge-stands-for';
 /** Trailer of a seed's streamed answer to a sibling: the sha256 (hex) of the package it ended with. */
 export const SHA256_TRAILER = 'x-edge-sha256';
 
@@ -148,7 +156,7 @@ export class SiteTier {
   async openFromSeed(
     seed: string,
     meetingId: string,
-    want: { token: string | null; build: string | null },
+    want: { token: string | null; build: string | null; notBuilds: readonly string[] },
     options: { signal: AbortSignal; headersTimeoutMs: number },
   ): Promise<PackageResponse> {
     const started = Date.now();
@@ -157,6 +165,7 @@ export class SiteTier {
     const headers: Record<string, string> = { accept: 'application/zip', [PEER_HEADER]: this.#deps.nodeId() };
     if (want.build) headers[BUILD_HEADER] = want.build;
     if (want.token) headers[TOKEN_HEADER] = want.token;
+    if (want.notBuilds.length > 0) headers[NOT_BUILD_HEADER] = want.notBuilds.join(',');
     for (;;) {
       const response = await this.#get(seed, packagePath(meetingId), headers, options.signal, options.headersTimeoutMs);
       if (response.statusCode === 200) return { body: response.body, headers: response.headers, trailers: response.trailers };
@@ -175,9 +184,19 @@ export class SiteTier {
    * Before a sibling's bytes may be promoted: their sha256 must be the seed's ETag for its
    * complete package (a complete package's 200 carries it; a streamed answer ends with it as a
    * trailer, which spares a request after the body; without either, a HEAD asks for it, again
-   * while the seed answers 503 as it promotes), and their build the one asked for.
+   * while the seed answers 503 as it promotes), and their build the one asked for: that build, or
+   * one with its documents that the seed says stands for it (its preheat confirmed at the start),
+   * and never one the node held before a restart. Resolves the build asked for when the bytes are
+   * of such an equivalent one (the package then stands for it), else null.
    */
-  async verify(seed: string, meetingId: string, fetched: FetchedPackage, tempPath: string, build: string | null, signal: AbortSignal): Promise<void> {
+  async verify(
+    seed: string,
+    meetingId: string,
+    fetched: FetchedPackage,
+    tempPath: string,
+    want: { build: string | null; documents: string | null; notBuilds: readonly string[] },
+    signal: AbortSignal,
+  ): Promise<string | null> {
     const trailer = fetched.trailers[SHA256_TRAILER];
     let etag = fetched.headers.etag ?? (trailer !== undefined && /^[0-9a-f]{64}$/.test(trailer) ? `"${trailer}"` : null);
     if (etag === null) {
@@ -195,10 +214,15 @@ export class SiteTier {
     if (etag !== `"${fetched.sha256}"`) {
       throw new FetchError(`bytes from ${seed} hash to ${fetched.sha256.slice(0, 12)}… but its package's ETag is ${etag.slice(0, 16)}…`, 'PEER_MISMATCH');
     }
-    if (build !== null) {
-      const identity = await fileIdentity(tempPath);
-      if (identity.buildId !== build) throw new FetchError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');
+    if (want.build === null && want.notBuilds.length === 0) return null;
+    const identity = await fileIdentity(tempPath);
+    if (want.notBuilds.includes(identity.buildId)) {
+      throw new FetchError(`${seed} sent the build held before the meeting restarted (it has not seen the restart)`, 'PEER_STALE_BUILD');
     }
+    if (want.build === null || identity.buildId === want.build) return null;
+    const vouched = fetched.headers[STANDS_FOR_HEADER] === want.build;
+    if (vouched && want.documents !== null && identity.documentsId === want.documents) return want.build;
+    throw new FetchError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');
   }
 
   /**

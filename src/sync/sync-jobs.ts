@@ -18,8 +18,15 @@ export interface JobRequest {
   urgent?: boolean;
   /** Asked for by a sibling node: fetched from the master, never from a sibling (no loops). */
   forPeer?: boolean;
-  /** The build (zip-lead.ts buildId) a probe found current: a sibling's bytes must be it. */
+  /** The build (zip-lead.ts buildId) a probe found current: a sibling's bytes must be it... */
   build?: string | null;
+  /** ...or carry its documents (documentsId): a seed's confirmed preheat stands for that build. */
+  documents?: string | null;
+  /**
+   * Builds a sibling's bytes must not be: the ones held when the meeting was seen to end and start
+   * again (a seed that missed the restart still holds them under the current token).
+   */
+  notBuilds?: readonly string[];
 }
 
 export interface SyncSettings {
@@ -79,6 +86,8 @@ export class SyncJob implements DownloadView {
   readonly token: string | null;
   readonly forPeer: boolean;
   readonly build: string | null;
+  readonly documents: string | null;
+  readonly notBuilds: readonly string[];
   readonly createdAt: number;
   readonly done: Promise<JobOutcome>;
   #urgent: boolean;
@@ -107,6 +116,8 @@ export class SyncJob implements DownloadView {
     this.reason = request.reason;
     this.forPeer = request.forPeer ?? false;
     this.build = request.build ?? null;
+    this.documents = request.documents ?? null;
+    this.notBuilds = request.notBuilds ?? [];
     this.#urgent = request.urgent ?? false;
     this.createdAt = now;
     this.done = new Promise((resolve, reject) => {
@@ -495,7 +506,7 @@ export class SyncJobs {
     const site = this.#deps.site;
     const seed = source.kind === 'peer' ? source.node : null;
     const open: OpenPackage | undefined =
-      seed !== null && site ? (options) => site.openFromSeed(seed, job.meetingId, { token: job.token, build: job.build }, options) : undefined;
+      seed !== null && site ? (options) => site.openFromSeed(seed, job.meetingId, { token: job.token, build: job.build, notBuilds: job.notBuilds }, options) : undefined;
     await guard?.beforeAttempt(job);
     // The guard stops an attempt that runs out of room through its own signal: aborting the job's
     // controller would read as a cancellation (no failure recorded, no retry later).
@@ -531,7 +542,8 @@ export class SyncJobs {
       });
       if (job.signal.aborted) throw job.signal.reason;
       if (attemptAbort.signal.aborted) throw attemptAbort.signal.reason;
-      if (seed !== null && site) await site.verify(seed, job.meetingId, fetched, tempPath, job.build, job.signal);
+      // A seed's bytes of an equivalent build (same documents) stand for the build asked for.
+      const standsFor = seed !== null && site ? await site.verify(seed, job.meetingId, fetched, tempPath, job, job.signal) : null;
       const seconds = Math.max(0.001, (this.#now() - job.attemptStartedAt) / 1000);
       const mbps = fetched.size / 1e6 / seconds;
       const held = store.get(job.meetingId);
@@ -540,7 +552,7 @@ export class SyncJobs {
       // Same bytes as held: only the token is news; unless a preheat's bytes are now wanted as the sync.
       if (held && held.sha256 === fetched.sha256 && (held.source !== 'preheat' || preheat)) {
         await store.discardTemp(tempPath);
-        await store.retag(job.meetingId, job.token);
+        await store.retag(job.meetingId, job.token, standsFor);
         outcome = { pkg: store.get(job.meetingId) ?? held, replaced: false };
       } else {
         const pkg = await store.promote(job.meetingId, tempPath, {
@@ -549,6 +561,7 @@ export class SyncJobs {
           token: job.token,
           title: job.title,
           source: preheat ? 'preheat' : 'master',
+          standsFor,
         });
         outcome = { pkg, replaced: true };
       }

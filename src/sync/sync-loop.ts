@@ -366,7 +366,7 @@ export class SyncLoop {
     switch (action.type) {
       case 'fetch':
         logger.info(`sync ${action.meetingId}: fetching (${action.reason})`);
-        jobs.ensure({ meetingId: action.meetingId, title: action.title, token: poll.token, reason: action.reason });
+        jobs.ensure({ meetingId: action.meetingId, title: action.title, token: poll.token, reason: action.reason, notBuilds: this.#heldBefore(action) });
         return;
       case 'probe':
         // Not awaited: probes queue one at a time and the poll goes on.
@@ -406,6 +406,15 @@ export class SyncLoop {
     });
   }
 
+  /**
+   * A meeting seen to end and start again has a new build: the one held is not it, whatever a
+   * sibling that missed the restart still serves under the current token.
+   */
+  #heldBefore(action: { meetingId: string; reason: string }): string[] {
+    const held = action.reason === 'restarted' ? this.#deps.store.get(action.meetingId) : undefined;
+    return held ? [held.buildId, held.confirmedBuildId].filter((id): id is string => !!id) : [];
+  }
+
   /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
   #startConfirm(meetingId: string, poll: PollRecord): Promise<void> {
     return this.#probe(meetingId, poll).catch((error: Error) => this.#deps.logger.error(`preheat ${meetingId}: ${error.message}`));
@@ -439,7 +448,7 @@ export class SyncLoop {
     }
     this.#probeCounters.newBuild++;
     logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
-    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId });
+    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId, documents: result.identity.documentsId });
   }
 
   /**
