@@ -35,6 +35,7 @@ async function main(): Promise<number> {
     node = await EdgeNode.start({
       configPath: options.configPath,
       port: options.port,
+      portSource: options.portSource,
       host: options.host,
       publicDir: path.join(programDir, 'public'),
       environment: readEnvironment(process.env),

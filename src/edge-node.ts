@@ -53,6 +53,8 @@ export interface EdgeNodeOptions {
   configPath: string;
   /** Overrides nodePort from the config (flag or EDGE_PORT). 0 picks a free port (tests). */
   port?: number;
+  /** The start option an operator set `port` with: a nodePort saved later is then reported as overridden by it. */
+  portSource?: string;
   /** Listen address; default 0.0.0.0. */
   host?: string;
   /** A ready logger (tests pass a MemoryLogger); otherwise built from the config's logging section. */
@@ -417,6 +419,7 @@ export class EdgeNode {
       lifecycle: this.#lifecycle,
       events: this.events,
       maintenance: this.#maintenance,
+      startOverrides: options.portSource ? { nodePort: options.portSource } : {},
     });
   }
 
@@ -493,6 +496,7 @@ export class EdgeNode {
           version: this.version,
           schedule: this.schedule,
           restartRequired: this.restartRequired,
+          startOverrides: this.#applier.startOverrides,
         }),
       },
       disk,

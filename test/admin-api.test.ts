@@ -366,6 +366,19 @@ describe('GET/POST /api/config', () => {
     assert.equal(status.json.node_port, port);
   });
 
+  test('a listen-port change on a node started with --port is saved and reported as overridden by it, not as needing a restart', async (t) => {
+    const { n } = await setup(t, { portSource: '--port' });
+    const res = await api(n.url, 'POST', '/api/config', { body: { nodePort: 18_125 } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json.restart_required, []);
+    assert.deepEqual(res.json.overridden_by_start_options, { nodePort: '--port' });
+    assert.match(res.json.message, /nodePort is set by --port at start/);
+    assert.equal(JSON.parse(await readFile(n.configPath, 'utf8')).nodePort, 18_125, 'saved: used when the node starts without --port');
+    const status = await api(n.url, 'GET', '/api/status');
+    assert.deepEqual(status.json.restart_required, []);
+    assert.deepEqual(status.json.start_overrides, { nodePort: '--port' });
+  });
+
   test('setting nodePort to the value the node runs with asks for no restart', async (t) => {
     const { n } = await setup(t);
     const running = n.node.config.current.nodePort;

@@ -9,13 +9,15 @@ export interface AdminNodeOptions {
   config?: Record<string, unknown>;
   /** Failed-auth limit; tests that send many bad tokens raise it so they do not trip it. */
   authLimit?: { maxFailures: number; windowMs: number };
+  /** As start.ts passes it when --port or EDGE_PORT set the port. */
+  portSource?: string;
 }
 
 /** An edge node with a known admin token (see startNode for the rest). */
 export function startAdminNode(masterPort: number, options: AdminNodeOptions = {}): Promise<TestNode> {
   return startNode(masterPort, {
     config: { adminToken: ADMIN_TOKEN, ...options.config },
-    node: { policy: { authLimit: options.authLimit } },
+    node: { policy: { authLimit: options.authLimit }, ...(options.portSource ? { portSource: options.portSource } : {}) },
   });
 }
 

@@ -138,6 +138,8 @@ export default {
   'config.saving': 'Saving…',
   'config.saved': 'Configuration saved and applied.',
   'config.savedRestart': 'Saved. After a restart: {keys}',
+  'config.savedOverridden': 'Saved, but the node was started with an option that sets {keys}: it wins while it is given',
+  'config.overridden': 'Set by {option} when the node started: this value is used only when it starts without it',
   'config.unchanged': 'Nothing changed.',
   'config.invalid': 'Some values are not valid: see the marked fields.',
   'config.range': '{min} – {max}',

@@ -138,6 +138,8 @@ export default {
   'config.saving': '正在保存…',
   'config.saved': '配置已保存并生效。',
   'config.savedRestart': '已保存。重启后生效：{keys}',
+  'config.savedOverridden': '已保存，但节点启动时的参数已指定 {keys}：只要仍带该参数启动，以参数为准',
+  'config.overridden': '节点启动时由 {option} 指定：仅在不带该参数启动时才使用此值',
   'config.unchanged': '没有修改。',
   'config.invalid': '部分取值无效，请查看标出的字段。',
   'config.range': '{min} – {max}',

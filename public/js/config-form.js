@@ -24,6 +24,16 @@ export class ConfigForm {
     this.config = null;
     this.fields = new Map();
     this.errors = {};
+    /** Settings a start option overrides in the running node ({ nodePort: '--port' }). */
+    this.overrides = {};
+  }
+
+  /** From the status: a field set by a start option says so (saving it changes nothing while it is given). */
+  setOverrides(overrides) {
+    const next = overrides ?? {};
+    if (JSON.stringify(next) === JSON.stringify(this.overrides)) return;
+    this.overrides = next;
+    this.rerender();
   }
 
   setSchema(schema) {
@@ -185,7 +195,8 @@ export class ConfigForm {
       input.readOnly = true;
       input.title = t('config.readonly');
     }
-    const hint = unitSelect ? sizeHint(spec, t) : type === 'array' ? (this.i18n.has(`field.${path}.hint`) ? t(`field.${path}.hint`) : t('config.onePerLine')) : rangeHint(spec, t);
+    const override = this.overrides[path];
+    const hint = override ? t('config.overridden', { option: override }) : unitSelect ? sizeHint(spec, t) : type === 'array' ? (this.i18n.has(`field.${path}.hint`) ? t(`field.${path}.hint`) : t('config.onePerLine')) : rangeHint(spec, t);
     const badge = RESTART.has(path) ? h('span', { className: 'badge', title: t('config.restartTitle') }, t('config.restartBadge')) : null;
     const error = h('span', { className: 'field-error', id: errorId, role: 'alert', dataset: { errorFor: path } });
     error.hidden = true;

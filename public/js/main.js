@@ -245,6 +245,7 @@ class Panel {
     setText('nodeVersion', s.version ?? '—');
     this.renderClock();
 
+    this.form.setOverrides(s.start_overrides);
     const restart = s.restart_required ?? [];
     byId('restartNotice').hidden = restart.length === 0;
     setText('restartNotice', restart.length ? t('node.restart', { keys: restart.join(', ') }) : '');
@@ -411,7 +412,9 @@ class Panel {
       summary.hidden = true;
       this.form.setConfig(result.config, { force: true });
       const restart = result.restart_required ?? [];
-      this.toast(restart.length ? t('config.savedRestart', { keys: restart.join(', ') }) : t('config.saved'), restart.length ? 'warn' : 'ok');
+      const overridden = Object.entries(result.overridden_by_start_options ?? {});
+      if (overridden.length) this.toast(t('config.savedOverridden', { keys: overridden.map(([key, option]) => `${key} (${option})`).join(', ') }), 'warn');
+      else this.toast(restart.length ? t('config.savedRestart', { keys: restart.join(', ') }) : t('config.saved'), restart.length ? 'warn' : 'ok');
       await this.refreshStatus();
     } catch (error) {
       if (error instanceof ApiError && error.status === 400 && error.data?.fields) {

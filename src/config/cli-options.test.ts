@@ -41,3 +41,11 @@ describe('--version', () => {
     assert.equal('version' in parseCliOptions([], {}), false);
   });
 });
+
+test('the port says which start option set it (the flag wins over EDGE_PORT); none when the file decides', () => {
+  assert.deepEqual([parseCliOptions(['--port', '8002'], { EDGE_PORT: '8003' })].map((o) => [o.port, o.portSource]), [[8002, '--port']]);
+  assert.deepEqual([parseCliOptions([], { EDGE_PORT: '8003' })].map((o) => [o.port, o.portSource]), [[8003, 'EDGE_PORT']]);
+  const fromFile = parseCliOptions([], {});
+  assert.equal(fromFile.port, undefined);
+  assert.equal(fromFile.portSource, undefined);
+});

@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 
 export interface CliOptions {
   port?: number;
+  /** Which start option set `port`: then it wins over nodePort in the file for this process. */
+  portSource?: '--port' | 'EDGE_PORT';
   host: string;
   configPath: string;
   help: boolean;
@@ -73,6 +75,7 @@ export function parseCliOptions(argv: string[], env: NodeJS.ProcessEnv): CliOpti
   if (host.trim() === '') throw new UsageError('--host must not be empty');
   return {
     port: portText === undefined ? undefined : parsePort(portText, parsed.port !== undefined ? '--port' : 'EDGE_PORT'),
+    ...(portText === undefined ? {} : { portSource: parsed.port !== undefined ? ('--port' as const) : ('EDGE_PORT' as const) }),
     host,
     configPath: parsed.config ?? env.EDGE_CONFIG ?? './node_config.json',
     help: parsed.help ?? false,

@@ -20,6 +20,11 @@ export interface ConfigApplierDeps {
   events: EventEmitter<NodeEventMap>;
   /** Storage upkeep (the scrub's schedule). */
   maintenance?: { reschedule(): void };
+  /**
+   * Settings a start option overrides, with the option (nodePort: '--port'): saved, but neither
+   * live nor applied by a restart while the option is given; reported as such, not as "restart".
+   */
+  startOverrides?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -50,7 +55,15 @@ export class ConfigApplier {
     const result = this.#deps.config.update(patch);
     if (!result.ok) return result;
     await this.#applying;
-    return { ok: true, changed: result.changed, restartRequired: this.#restartKeysIn(result.changed), config: result.config };
+    const overridden = Object.entries(this.startOverrides)
+      .filter(([key]) => result.changed.includes(key))
+      .map(([key, option]) => ({ key, option }));
+    return { ok: true, changed: result.changed, restartRequired: this.#restartKeysIn(result.changed), overridden, config: result.config };
+  }
+
+  /** Settings a start option overrides for the life of this process, with the option. */
+  get startOverrides(): Readonly<Record<string, string>> {
+    return this.#deps.startOverrides ?? {};
   }
 
   /** Resolves once every saved change is live. */
@@ -61,7 +74,7 @@ export class ConfigApplier {
   /** Saved settings that differ from what the running process uses until it restarts. */
   get restartRequired(): string[] {
     const current = this.#deps.config.current;
-    return RESTART_KEYS.filter((key) => JSON.stringify(pick(current, key)) !== JSON.stringify(pick(this.#boot, key)));
+    return RESTART_KEYS.filter((key) => !(key in this.startOverrides) && JSON.stringify(pick(current, key)) !== JSON.stringify(pick(this.#boot, key)));
   }
 
   /** Changed keys that need a restart: only those whose saved value now differs from the running one (set back: none). */
@@ -111,6 +124,9 @@ export class ConfigApplier {
     if (touched('maintenance.scrubSchedule')) this.#deps.maintenance?.reschedule();
     const restartRequired = this.#restartKeysIn(changed);
     if (restartRequired.length > 0) logger.warn(`config: ${restartRequired.join(', ')} saved; takes effect after a restart`);
+    for (const [key, option] of Object.entries(this.startOverrides)) {
+      if (changed.includes(key)) logger.warn(`config: ${key} saved, but the node was started with ${option}, which wins over it while it is given`);
+    }
     events.emit('config', { changed, restartRequired });
   }
 }

@@ -23,6 +23,8 @@ export interface NodeRuntime {
   version: string;
   schedule: ScheduleInfo;
   restartRequired: string[];
+  /** Settings a start option overrides (nodePort: '--port'). */
+  startOverrides?: Readonly<Record<string, string>>;
 }
 
 /** Everything /api/status reads, and nothing more. */
@@ -210,6 +212,7 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
       discarded_at_start: node.sync.probeCounters?.preheatDiscarded ?? 0,
     },
     restart_required: runtime.restartRequired,
+    start_overrides: runtime.startOverrides ?? {},
     maintenance: node.maintenance?.() ?? null,
   };
 }

@@ -4,7 +4,7 @@ import type { NodeConfig } from '../../config/schema.ts';
 import type { AppEnv } from '../app-env.ts';
 
 export type ConfigApplyResult =
-  | { ok: true; changed: string[]; restartRequired: string[]; config: NodeConfig }
+  | { ok: true; changed: string[]; restartRequired: string[]; overridden: Array<{ key: string; option: string }>; config: NodeConfig }
   | { ok: false; fields: Record<string, string> };
 
 export interface ConfigRoutesDeps {
@@ -92,11 +92,14 @@ export function registerConfigRoutes(app: Hono<AppEnv>, deps: ConfigRoutesDeps):
       message:
         result.changed.length === 0
           ? 'nothing changed'
-          : result.restartRequired.length > 0
-            ? `configuration saved; ${result.restartRequired.join(', ')} take${result.restartRequired.length === 1 ? 's' : ''} effect after a restart`
-            : 'configuration saved and applied',
+          : result.overridden.length > 0
+            ? `configuration saved; ${result.overridden.map((o) => `${o.key} is set by ${o.option} at start, which wins over the file while it is given`).join('; ')}`
+            : result.restartRequired.length > 0
+              ? `configuration saved; ${result.restartRequired.join(', ')} take${result.restartRequired.length === 1 ? 's' : ''} effect after a restart`
+              : 'configuration saved and applied',
       changed: result.changed,
       restart_required: result.restartRequired,
+      overridden_by_start_options: Object.fromEntries(result.overridden.map((o) => [o.key, o.option])),
       config: redactConfig(result.config),
     });
   });
