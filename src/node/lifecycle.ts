@@ -55,7 +55,6 @@ export class NodeLifecycle {
   #port = 0;
   #serving = true;
   #stopping: Promise<void> | null = null;
-  #schedule: ScheduleInfo = { nextPollAt: null, nextHeartbeatAt: null };
   /** Service stop/start requests run one at a time. */
   #serviceOp: Promise<void> = Promise.resolve();
   /** Heartbeats this node started and that have not finished (stop waits for them before unregistering). */
@@ -65,16 +64,10 @@ export class NodeLifecycle {
   constructor(deps: LifecycleDeps) {
     this.#deps = deps;
     const { config, sync, logger } = deps;
-    // The interval callbacks run exactly when the next run is scheduled: noting the time there
-    // makes the next-run times in /api/status those of the real timers.
     this.#tasks = {
       poll: new PeriodicTask(
         'poll',
-        () => {
-          const ms = config().syncInterval * 1000;
-          this.#schedule.nextPollAt = Date.now() + ms;
-          return ms;
-        },
+        () => config().syncInterval * 1000,
         () => sync.pollNow(),
         logger,
       ),
@@ -89,11 +82,7 @@ export class NodeLifecycle {
       ),
       heartbeat: new PeriodicTask(
         'heartbeat',
-        () => {
-          const ms = config().heartbeat.interval * 1000;
-          this.#schedule.nextHeartbeatAt = Date.now() + ms;
-          return ms;
-        },
+        () => config().heartbeat.interval * 1000,
         () => this.#beat(),
         logger,
       ),
@@ -121,9 +110,9 @@ export class NodeLifecycle {
     return this.#address;
   }
 
-  /** When the poll and heartbeat timers fire next (null: not scheduled, e.g. service stopped). */
+  /** When the next poll and heartbeat start, as their timers say (null: not scheduled, e.g. service stopped). */
   get schedule(): ScheduleInfo {
-    return { ...this.#schedule };
+    return { nextPollAt: this.#tasks.poll.nextRunAt, nextHeartbeatAt: this.#tasks.heartbeat.nextRunAt };
   }
 
   /** Listens, then works out the address to register. Rejects when the port cannot be had. */
@@ -161,12 +150,8 @@ export class NodeLifecycle {
   /** Registers, then heartbeats; polls and quick checks start at once. */
   startBackground(): void {
     void this.#deps.announcer.register().then(() => {
-      if (this.#serving && !this.#stopping) {
-        this.#schedule.nextHeartbeatAt = Date.now();
-        this.#tasks.heartbeat.start(0);
-      }
+      if (this.#serving && !this.#stopping) this.#tasks.heartbeat.start(0);
     });
-    this.#schedule.nextPollAt = Date.now();
     this.#tasks.poll.start(0);
     this.#tasks.watch.start(this.#watchDelayMs());
   }
@@ -208,7 +193,6 @@ export class NodeLifecycle {
       if (!this.#serving || this.#stopping) return;
       this.#serving = false;
       this.#stopTasks();
-      this.#schedule = { nextPollAt: null, nextHeartbeatAt: null };
       this.#deps.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
       this.#deps.events.emit('service', { running: false });
       await this.beatsSettled();
@@ -225,8 +209,6 @@ export class NodeLifecycle {
       this.#deps.logger.info('service started by the operator');
       this.#deps.events.emit('service', { running: true });
       await this.#deps.announcer.register();
-      this.#schedule.nextHeartbeatAt = Date.now();
-      this.#schedule.nextPollAt = Date.now();
       this.#tasks.heartbeat.start(0);
       this.#tasks.poll.start(0);
       this.#tasks.watch.start(this.#watchDelayMs());

@@ -16,6 +16,8 @@ export class PeriodicTask {
   #running: Promise<void> | null = null;
   #again = false;
   #started = false;
+  /** When the pending timer fires. */
+  #dueAt: number | null = null;
 
   constructor(name: string, intervalMs: () => number, run: () => Promise<unknown>, logger: Logger) {
     this.name = name;
@@ -26,6 +28,16 @@ export class PeriodicTask {
 
   get started(): boolean {
     return this.#started;
+  }
+
+  /**
+   * When the next run starts: the timer's time, or while a run is in progress, one interval from
+   * now (the next is scheduled when it ends, so it can only be later). Null when stopped.
+   */
+  get nextRunAt(): number | null {
+    if (!this.#started) return null;
+    if (this.#running) return Date.now() + this.#intervalMs();
+    return this.#dueAt;
   }
 
   /** Starts the chain; the first run happens after `initialDelayMs` (default: at once). */
@@ -39,6 +51,7 @@ export class PeriodicTask {
     this.#started = false;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    this.#dueAt = null;
   }
 
   /** The interval changed: count the new one from now. */
@@ -54,6 +67,7 @@ export class PeriodicTask {
     }
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    this.#dueAt = null;
     this.#running = this.#execute();
     return this.#running;
   }
@@ -81,8 +95,10 @@ export class PeriodicTask {
 
   #schedule(delayMs: number): void {
     if (this.#timer) clearTimeout(this.#timer);
+    this.#dueAt = Date.now() + delayMs;
     this.#timer = setTimeout(() => {
       this.#timer = null;
+      this.#dueAt = null;
       void this.runNow();
     }, delayMs);
     this.#timer.unref?.();
