@@ -49,9 +49,9 @@ async function main(): Promise<number> {
       console.error(`meeting-edge: refusing to start: invalid configuration\n  ${error.message}`);
       return 78; // EX_CONFIG
     }
-    const err = error as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
-      console.error(`meeting-edge: cannot listen: ${err.message}`);
+    const why = listenFailure(error as NodeJS.ErrnoException, options.host, options.portSource);
+    if (why) {
+      console.error(`meeting-edge: cannot listen: ${why}`);
       return 1;
     }
     throw error;
@@ -92,3 +92,22 @@ main().then(
     process.exit(1);
   },
 );
+
+/** One line naming what to change, for the ways listening fails; null for anything else. */
+function listenFailure(error: NodeJS.ErrnoException & { port?: number }, host: string, portSource: string | undefined): string | null {
+  const port = portSource ?? 'nodePort in the config';
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return `port ${error.port ?? ''} on ${host} is in use by another program: stop it, or choose another port (${port})`;
+    case 'EACCES':
+      return `no permission to listen on port ${error.port ?? ''} (ports below 1024 need privileges): choose another port (${port})`;
+    case 'EADDRNOTAVAIL':
+      return `${host} is not an address of this machine: pass another --host (or EDGE_HOST)`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+      return `--host ${host} is neither an address nor a host name that resolves (${error.code}): pass another --host (or EDGE_HOST)`;
+    default:
+      return null;
+  }
+}

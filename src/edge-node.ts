@@ -158,8 +158,9 @@ export class EdgeNode {
       if (!options.logger) await logger.close();
       throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
     }
-    const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken);
+    const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
+    adminToken.generateIfMissing();
     node.#lifecycle.startBackground();
     node.#maintenance.start();
     node.#startPreheat();

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { parseCliOptions, UsageError } from '../src/config/cli-options.ts';
@@ -237,6 +237,32 @@ describe('the CLI (node start.js)', () => {
     }
   });
 
+  test('a busy port or a host that is no address here: one line naming the option, exit 1, no admin token generated', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    defer(() => new Promise<void>((resolve) => busy.close(() => resolve())));
+    const port = String((busy.address() as AddressInfo).port);
+    const file = path.join(dir, 'node_config.json');
+    const cases = [
+      { args: ['--port', port, '--host', '127.0.0.1'], message: new RegExp(`port ${port} on 127\\.0\\.0\\.1 is in use .*\\(--port\\)`) },
+      { args: ['--port', port, '--host', 'no-such-host.invalid'], message: /--host no-such-host\.invalid is neither an address nor a host name that resolves/ },
+    ];
+    for (const { args, message } of cases) {
+      // A master nobody listens on: the node must never get as far as polling it.
+      await writeFile(file, JSON.stringify({ mainServerPort: 9, logging: { fileEnabled: false } }));
+      const result = await run(['--config', file, ...args], { cwd: dir });
+      assert.equal(result.code, 1, result.stderr);
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+      assert.match(lines[0] ?? '', message);
+      assert.doesNotMatch(result.stdout, /admin token/, 'no token shown for a start that failed');
+      assert.equal(JSON.parse(await readFile(file, 'utf8')).adminToken, null, 'and none saved');
+    }
+  });
+
   test('--help prints the usage and exits 0; a bad flag exits 2', async (t) => {
     const defer = cleanupStack(t);
     const dir = await tempDir();
@@ -270,14 +296,14 @@ describe('precedence: flag > environment > config file > default', () => {
 
   test('EDGE_* variables fill what no flag gives; NODE_* are not ours', () => {
     const env = { EDGE_PORT: '9001', EDGE_HOST: '127.0.0.1', EDGE_CONFIG: '/etc/edge/node_config.json', NODE_PORT: '1234' };
-    assert.deepEqual(parseCliOptions([], env), { port: 9001, host: '127.0.0.1', configPath: '/etc/edge/node_config.json', help: false });
+    assert.deepEqual(parseCliOptions([], env), { port: 9001, portSource: 'EDGE_PORT', host: '127.0.0.1', configPath: '/etc/edge/node_config.json', help: false });
     assert.equal(parseCliOptions([], { NODE_PORT: '1234' }).port, undefined);
   });
 
   test('flags win over EDGE_* variables', () => {
     const env = { EDGE_PORT: '9001', EDGE_HOST: '127.0.0.1', EDGE_CONFIG: '/etc/edge/node_config.json' };
     const options = parseCliOptions(['--port', '8001', '--host', '::1', '--config', 'mine.json'], env);
-    assert.deepEqual(options, { port: 8001, host: '::1', configPath: 'mine.json', help: false });
+    assert.deepEqual(options, { port: 8001, portSource: '--port', host: '::1', configPath: 'mine.json', help: false });
     assert.equal(parseCliOptions(['--port=8002'], { EDGE_PORT: 'not-a-port' }).port, 8002, 'an unused bad variable is not an error');
   });
 

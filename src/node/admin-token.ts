@@ -11,14 +11,24 @@ export interface AdminTokenSources {
   announce: ((token: string, configPath: string) => void) | null;
 }
 
+export interface AdminToken {
+  /** The token in force, read on every request ('' matches nothing). */
+  current: () => string;
+  /**
+   * With no override and none in the config: a new random token, saved and shown once. Called
+   * once the node listens, so a start that fails (a busy port) neither saves nor shows a token
+   * the operator would then never see again.
+   */
+  generateIfMissing: () => void;
+}
+
 /**
  * Decides the admin API's bearer token at start: the option or EDGE_ADMIN_TOKEN (never saved),
- * else the config's adminToken; with neither, a new random one is saved to the config and shown
- * to the operator once. Returns the token in force, read on every request (a config change to
- * adminToken applies at once unless an override is in force). Throws ConfigError for an override
- * the schema refuses.
+ * else the config's adminToken; with neither, generateIfMissing saves a new random one to the
+ * config and shows it to the operator once. A config change to adminToken applies at once unless
+ * an override is in force. Throws ConfigError for an override the schema refuses.
  */
-export function resolveAdminToken(config: ConfigStore, sources: AdminTokenSources, logger: Logger): () => string {
+export function resolveAdminToken(config: ConfigStore, sources: AdminTokenSources, logger: Logger): AdminToken {
   const override = sources.option ?? sources.environment;
   if (override !== undefined) {
     const checked = config.validate({ ...config.current, adminToken: override });
@@ -26,17 +36,20 @@ export function resolveAdminToken(config: ConfigStore, sources: AdminTokenSource
       const source = sources.option !== undefined ? 'adminToken option' : 'EDGE_ADMIN_TOKEN';
       throw new ConfigError(`${source} ${checked.fields.adminToken ?? 'is invalid'}`, { adminToken: checked.fields.adminToken ?? 'is invalid' });
     }
-    return () => override;
+    return { current: () => override, generateIfMissing: () => {} };
   }
-  const fromConfig = () => config.current.adminToken ?? '';
-  if (config.current.adminToken) return fromConfig;
-  const token = randomBytes(24).toString('base64url');
-  const saved = config.update({ adminToken: token });
-  if (!saved.ok) throw new ConfigError(`cannot save a generated admin token: ${JSON.stringify(saved.fields)}`);
-  // Never in the log (logs go into diagnostics zips); once on the console for the operator.
-  logger.info(`admin token generated and saved as adminToken in ${config.filePath}`);
-  sources.announce?.(token, config.filePath);
-  return fromConfig;
+  return {
+    current: () => config.current.adminToken ?? '',
+    generateIfMissing: () => {
+      if (config.current.adminToken) return;
+      const token = randomBytes(24).toString('base64url');
+      const saved = config.update({ adminToken: token });
+      if (!saved.ok) throw new ConfigError(`cannot save a generated admin token: ${JSON.stringify(saved.fields)}`);
+      // Never in the log (logs go into diagnostics zips); once on the console for the operator.
+      logger.info(`admin token generated and saved as adminToken in ${config.filePath}`);
+      sources.announce?.(token, config.filePath);
+    },
+  };
 }
 
 /** The default announcement: on the console, once. */
