@@ -130,7 +130,7 @@ export class ConfigForm {
         const index = key.startsWith(`${path}.`) ? key.slice(path.length + 1) : null;
         if (index === null || !/^\d+$/.test(index)) continue;
         placed.add(key);
-        const text = /^must match pattern/.test(message) && this.i18n.has(`field.${path}.item`) ? t(`field.${path}.item`) : this.i18n.serverMessage(message);
+        const text = /^must (match pattern|be host:port)/.test(message) && this.i18n.has(`field.${path}.item`) ? t(`field.${path}.item`) : this.i18n.serverMessage(message);
         messages.push(t('config.itemError', { item: Array.isArray(items) ? (items[Number(index)] ?? index) : index, message: text }));
       }
     }

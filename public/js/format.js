@@ -2,7 +2,8 @@
 
 export function formatBytes(bytes, lang) {
   if (bytes === null || bytes === undefined || Number.isNaN(bytes)) return '—';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  // Binary units, named as such (the config form and the logs use them too).
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
   let unit = 0;
   while (value >= 1024 && unit < units.length - 1) {
@@ -26,6 +27,13 @@ export function formatDateTime(value, lang) {
   const date = typeof value === 'number' ? new Date(value) : new Date(String(value));
   if (Number.isNaN(date.getTime())) return '—';
   return new Intl.DateTimeFormat(lang, { dateStyle: 'short', timeStyle: 'medium' }).format(date);
+}
+
+/** A date and time in the browser's zone, with the zone: "12/3/26, 8:34:00 AM (UTC+08:00)". */
+export function formatDateTimeZone(value, lang) {
+  const text = formatDateTime(value, lang);
+  if (text === '—') return text;
+  return `${text} (${utcOffset(typeof value === 'number' ? new Date(value) : new Date(String(value)))})`;
 }
 
 /** "12 s ago", "3 min ago"... relative to now. */

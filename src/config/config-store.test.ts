@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigError, ConfigStore } from './config-store.ts';
 import type { NodeConfig } from './schema.ts';
+import { createConfigValidator } from './validate.ts';
 
 describe('ConfigStore', () => {
   let dir: string;
@@ -223,4 +224,22 @@ describe('ConfigStore', () => {
     assert.equal(store.resolvePath('./storage'), path.join(dir, 'storage'));
     assert.equal(store.resolvePath('/var/lib/edge'), '/var/lib/edge');
   });
+});
+
+test('pattern errors say the rule, never the regular expression; a bad cron names cron whatever its length', () => {
+  const validator = createConfigValidator();
+  const fields = (input: unknown) => {
+    const result = validator.validate(input);
+    assert.equal(result.ok, false);
+    return result.ok ? {} : result.fields;
+  };
+  assert.match(fields({ nodeId: 'a b' }).nodeId ?? '', /^must be 1 to 64 letters, digits/);
+  assert.match(fields({ adminToken: 'has spaces in it, sixteen+' }).adminToken ?? '', /visible ASCII characters without spaces/);
+  assert.match(fields({ peers: { static: ['no-port'] } })['peers.static.0'] ?? '', /^must be host:port/);
+  for (const schedule of ['bad cron', 'x']) {
+    assert.match(fields({ preheat: { schedule } })['preheat.schedule'] ?? '', /^must be a cron expression/);
+  }
+  for (const message of Object.values({ ...fields({ nodeId: 'a b' }), ...fields({ peers: { static: ['x'] } }) })) {
+    assert.doesNotMatch(message, /pattern|\^|\$/);
+  }
 });

@@ -209,7 +209,8 @@ export const configSchema = {
         },
         schedule: {
           type: 'string',
-          minLength: 9,
+          // A cron expression; validate.ts checks it with node-cron (the schema cannot).
+          minLength: 1,
           maxLength: 200,
           default: '*/5 * * * *',
           description: 'When to read the master\'s meeting list (cron, node\'s local time); also once at start.',

@@ -12,6 +12,13 @@ export interface ConfigValidator {
   validate(input: unknown): ValidationResult;
 }
 
+/** What each pattern of the schema means, said as a rule (Ajv would quote the regular expression). */
+const PATTERN_RULES: Record<string, string> = {
+  '#/properties/nodeId/pattern': 'must be 1 to 64 letters, digits, ".", "_" or "-"',
+  '#/properties/adminToken/pattern': 'must be visible ASCII characters without spaces',
+  '#/properties/peers/properties/static/items/pattern': 'must be host:port: a host name or IPv4 address (or an IPv6 address in brackets), a colon, the port',
+};
+
 /** Builds the validator once per process part that needs it (compiling Ajv schemas is not free). */
 export function createConfigValidator(): ConfigValidator {
   const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
@@ -50,6 +57,8 @@ export function createConfigValidator(): ConfigValidator {
           const extra = String((error.params as { additionalProperty?: unknown }).additionalProperty);
           key = key ? `${key}.${extra}` : extra;
           message = 'is not a known setting';
+        } else if (error.keyword === 'pattern' && PATTERN_RULES[error.schemaPath]) {
+          message = PATTERN_RULES[error.schemaPath]!;
         } else if (error.keyword === 'enum') {
           message = `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
         }

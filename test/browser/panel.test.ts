@@ -94,7 +94,7 @@ test('control panel: sign in, live sync progress to 100 %, config errors and app
   await liveRow.locator('[data-testid="meeting-state"]', { hasText: 'Syncing' }).waitFor({ timeout: 15_000 });
   const bar = liveRow.locator('[data-testid="progress"]');
   // Size unknown while fetching (no Content-Length from the master): bytes and rate, no percentage.
-  await liveRow.locator('.progress-text', { hasText: /KB received · .+\/s/ }).waitFor({ timeout: 15_000 });
+  await liveRow.locator('.progress-text', { hasText: /KiB received · .+\/s/ }).waitFor({ timeout: 15_000 });
   const firstText = await bar.getAttribute('aria-valuetext');
   assert.equal(await bar.getAttribute('aria-valuenow'), null);
   assert.match(await bar.getAttribute('class') ?? '', /indeterminate/);
@@ -281,7 +281,7 @@ test('control panel at 390 px, English and Chinese: re-sync percent and time lef
   assert.equal(n.node.config.current.logging.maxFileSize, 512 * 1024);
   assert.equal(await quota.inputValue(), '2560', 'shown back in the largest whole unit');
   assert.equal(await page.locator('[data-unit-for="storage.maxSize"]').inputValue(), 'MiB');
-  await page.locator('#storageText', { hasText: /of 2\.50 GB quota/ }).waitFor();
+  await page.locator('#storageText', { hasText: /of 2\.50 GiB quota/ }).waitFor();
 
   // --- log times: local time with the zone, UTC on hover ---------------------------------------
   await page.click('#logsRefresh');

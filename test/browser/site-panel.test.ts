@@ -147,7 +147,7 @@ test('panel site view, English and Chinese, at 1280 and 390 px: "from node-x" ro
   assert.match(String(await rowA.locator('td').nth(2).textContent()), /^(just now|\d+ s ago) \(\d\d:\d\d:\d\d UTC\+08:00\)$/, 'last seen: relative and local time with zone');
   assert.equal(await rowDead.getAttribute('data-held-out'), 'true');
   assert.match(String(await rowDead.locator('[data-testid="site-held-out"]').textContent()), /^held out after a failure until \d\d:\d\d:\d\d UTC\+08:00$/);
-  assert.match(String(await card.locator('[data-testid="site-fetched"]').textContent()), /^[\d.,]+ (B|KB) from the master · [\d.,]+ KB from nodes$/);
+  assert.match(String(await card.locator('[data-testid="site-fetched"]').textContent()), /^[\d.,]+ (B|KiB) from the master · [\d.,]+ KiB from nodes$/);
   assert.match(String(await card.locator('[data-testid="site-served"]').textContent()), /^0 B to tablets · 0 B to nodes$/);
   const fallbacks = card.locator('[data-testid="site-fallbacks"]');
   assert.equal(await fallbacks.getAttribute('data-count'), String(bSite.fallbacks));
@@ -176,8 +176,8 @@ test('panel site view, English and Chinese, at 1280 and 390 px: "from node-x" ro
   const seedRowA = pageA.locator(`tr[data-meeting-id="${fromSeed}"]`);
   await seedRowA.locator('[data-testid="meeting-source"]', { hasText: 'from the master' }).waitFor();
   assert.equal(await seedRowA.locator('[data-testid="meeting-seed-here"]').textContent(), 'seed: siblings fetch it from this node');
-  assert.match(String(await seedRowA.locator('[data-testid="served-split"]').textContent()), /^0 B to tablets · [\d.,]+ KB to nodes$/);
-  assert.match(String(await pageA.locator('[data-testid="site-served"]').textContent()), /^0 B to tablets · [\d.,]+ KB to nodes$/);
+  assert.match(String(await seedRowA.locator('[data-testid="served-split"]').textContent()), /^0 B to tablets · [\d.,]+ KiB to nodes$/);
+  assert.match(String(await pageA.locator('[data-testid="site-served"]').textContent()), /^0 B to tablets · [\d.,]+ KiB to nodes$/);
   await pageA.locator(`[data-testid="site-card"] tr[data-address="${a.node.address}"] [data-testid="site-self"]`).waitFor();
   assert.equal(await pageA.locator('[data-testid="site-card"] tbody tr').count(), 2, 'a does not know b\'s static sibling');
   await pageA.close();
@@ -192,7 +192,7 @@ test('panel site view, English and Chinese, at 1280 and 390 px: "from node-x" ro
   assert.match(String(await card.locator('[data-testid="site-state"]').textContent()), /^站点分发已开启 · 2 个节点$/);
   assert.equal(await rowB.locator('[data-testid="site-self"]').textContent(), '本节点');
   assert.match(String(await rowDead.locator('[data-testid="site-held-out"]').textContent()), /^出错后暂停使用，至 \d\d:\d\d:\d\d UTC\+08:00$/);
-  assert.match(String(await card.locator('[data-testid="site-fetched"]').textContent()), /^来自主控服务器 .+ · 来自节点 [\d.,]+ KB$/);
+  assert.match(String(await card.locator('[data-testid="site-fetched"]').textContent()), /^来自主控服务器 .+ · 来自节点 [\d.,]+ KiB$/);
   assert.match(String(await fallbacks.textContent()), new RegExp(`^${bSite.fallbacks} 次 · 最近：${dead.replaceAll('.', '\\.')}（连接被拒绝）`), 'the reason translated');
   assert.equal(await listError.textContent(), '有重复的项', 'the list error in Chinese too');
   assert.ok((await horizontalOverflow(page)) <= 0, 'no horizontal scroll at 390 px in Chinese');
