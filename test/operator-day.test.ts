@@ -78,6 +78,15 @@ test('the access log has one INFO line per finished or aborted tablet download, 
   // Small packages can be handed to the kernel whole before the abort lands: either outcome is
   // logged, with what was really sent.
   assert.ok(aborted?.outcome === 'aborted' || aborted?.bytes === full.body.length, JSON.stringify(aborted));
+
+  // A sibling node's download is logged as such, with its node id; a tablet's names no node.
+  const fromPeer = await fetchRaw(packageUrl(n.url, 'acc1'), { headers: { 'x-edge-peer': 'node-sibling' } });
+  assert.equal(fromPeer.status, 200);
+  await waitFor('the sibling\'s download logged', () => n.logger.fields.filter((f) => f.event === 'download').length >= 4);
+  const downloads = n.logger.fields.filter((f) => f.event === 'download');
+  assert.equal(downloads[3]?.peer_node, 'node-sibling');
+  assert.equal(downloads[0]?.peer_node, null);
+  assert.ok(n.logger.lines.some((line) => /^info access 127\.0\.0\.1 \(node node-sibling\) meeting acc1 200 /.test(line)));
 });
 
 test('/metrics shows storage used, quota and disk free as gauges', async (t) => {

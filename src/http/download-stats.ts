@@ -21,6 +21,8 @@ export interface DownloadRecord {
   durationMs: number;
   /** Streamed from a package still syncing. */
   whileSyncing: boolean;
+  /** A sibling node's id when a node of the site asked (X-Edge-Peer), not a tablet. */
+  peer?: string | null;
 }
 
 export interface FinishedDownload extends DownloadRecord {
