@@ -23,6 +23,7 @@ import { createReferenceMaster, type ReferenceMaster } from '../reference-master
 import { runTablet, type TabletResult } from '../bench/herd-client.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { createLogger } from '../src/log/logger.ts';
+import { parseOptions } from './lib/script-options.ts';
 
 // `--site`: the site-tier measurement (issue 12 §3) instead, in simulate-site.ts.
 if (process.argv.includes('--site')) {
@@ -30,19 +31,31 @@ if (process.argv.includes('--site')) {
   process.exit(0);
 }
 
-const { values } = parseArgs({
-  options: {
-    nodes: { type: 'string', default: '0,1,2,4,8' },
-    tablets: { type: 'string', default: '100,400' },
-    'size-mib': { type: 'string', default: '4' },
-    'arrival-ms': { type: 'string', default: '15000' },
-    // Nodes poll every syncInterval (10 s by default): each notices a new meeting within that.
-    'poll-spread-ms': { type: 'string', default: '10000' },
-    'master-rate-mbps': { type: 'string', default: '8' },
-    // When the first node notices the meeting is random: one run says little, their mean more.
-    trials: { type: 'string', default: '3' },
-  },
-});
+const USAGE = `Usage: npm run simulate -- [--nodes 0,1,2,4,8] [--tablets 100,400] [--size-mib 4] [--arrival-ms 15000]
+                            [--poll-spread-ms 10000] [--master-rate-mbps 8] [--trials 3]
+       npm run simulate -- --site [--help]   (the site tier: N nodes against a capped master)
+
+Tablets follow the master's redirect to a node holding the meeting; reports the master's egress per
+byte the tablets received, per number of nodes and tablets.`;
+
+const { values } = parseOptions(
+  () =>
+    parseArgs({
+      options: {
+        help: { type: 'boolean', short: 'h', default: false },
+        nodes: { type: 'string', default: '0,1,2,4,8' },
+        tablets: { type: 'string', default: '100,400' },
+        'size-mib': { type: 'string', default: '4' },
+        'arrival-ms': { type: 'string', default: '15000' },
+        // Nodes poll every syncInterval (10 s by default): each notices a new meeting within that.
+        'poll-spread-ms': { type: 'string', default: '10000' },
+        'master-rate-mbps': { type: 'string', default: '8' },
+        // When the first node notices the meeting is random: one run says little, their mean more.
+        trials: { type: 'string', default: '3' },
+      },
+    }),
+  USAGE,
+);
 const list = (text: string) => text.split(',').map((n) => Number(n.trim()));
 const nodeCounts = list(values.nodes);
 const tabletCounts = list(values.tablets);

@@ -23,17 +23,28 @@ import { createReferenceMaster } from '../reference-master/master.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { MemoryLogger } from '../src/log/memory-logger.ts';
 import { loopbackConfig } from './lib/loopback-config.ts';
+import { parseOptions } from './lib/script-options.ts';
 
-const { values } = parseArgs({
-  args: process.argv.slice(2).filter((a) => a !== '--site'),
-  options: {
-    nodes: { type: 'string', default: '1,2,4,8' },
-    'size-mib': { type: 'string', default: '8' },
-    'rate-mbps': { type: 'string', default: '4' },
-    trials: { type: 'string', default: '1' },
-    trace: { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1] [--trace]
+
+N nodes of one site against the reference master with its package stream capped in aggregate:
+master bytes per build, time until every node serves the package, master bytes per token change.`;
+
+const { values } = parseOptions(
+  () =>
+    parseArgs({
+      args: process.argv.slice(2).filter((a) => a !== '--site'),
+      options: {
+        help: { type: 'boolean', short: 'h', default: false },
+        nodes: { type: 'string', default: '1,2,4,8' },
+        'size-mib': { type: 'string', default: '8' },
+        'rate-mbps': { type: 'string', default: '4' },
+        trials: { type: 'string', default: '1' },
+        trace: { type: 'boolean', default: false },
+      },
+    }),
+  USAGE,
+);
 const nodeCounts = values.nodes.split(',').map((n) => Number(n.trim()));
 const sizeBytes = Math.round(Number(values['size-mib']) * 1024 * 1024);
 const rate = Number(values['rate-mbps']) * 1e6;

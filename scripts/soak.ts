@@ -20,15 +20,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createReferenceMaster } from '../reference-master/master.ts';
 import { loopbackConfig } from '../scripts/lib/loopback-config.ts';
+import { parseOptions } from '../scripts/lib/script-options.ts';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
-  options: {
-    minutes: { type: 'string', default: '10' },
-    clients: { type: 'string', default: '24' },
-    'package-kb': { type: 'string', default: '2048' },
-  },
-});
+const USAGE = `Usage: npx tsx scripts/soak.ts [--minutes 10] [--clients 24] [--package-kb 2048]
+
+A node under a mixed load for the given time; prints its open fds and RSS every 10 s and exits 1
+when a download had wrong bytes or fds or memory kept growing.`;
+const { values: args } = parseOptions(
+  () =>
+    parseArgs({
+      options: {
+        help: { type: 'boolean', short: 'h', default: false },
+        minutes: { type: 'string', default: '10' },
+        clients: { type: 'string', default: '24' },
+        'package-kb': { type: 'string', default: '2048' },
+      },
+    }),
+  USAGE,
+);
 const durationMs = Number(args.minutes) * 60_000;
 const clients = Number(args.clients);
 const packageBytes = Number(args['package-kb']) * 1024;
