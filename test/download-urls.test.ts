@@ -61,9 +61,12 @@ test('GET, HEAD and OPTIONS of both download URLs, plainly spelled or not', asyn
     assert.equal(preflight.headers['access-control-allow-origin'], '*', `OPTIONS ${path}`);
     assert.match(String(preflight.headers['access-control-allow-methods']), /HEAD/, `OPTIONS ${path}`);
   }
-  // An invalid id is refused with 400 by either path; other methods of a download URL need no token and find no route.
+  // An invalid id is refused with 400 by either path; other methods of a download URL need no token and get 405 with Allow.
   assert.equal((await request(port, 'GET', '/api/v1/meetings/a.b/download-package')).status, 400);
   assert.equal((await request(port, 'GET', '/api/v1/meetings/x/../a.b/download-package')).status, 400);
-  assert.equal((await request(port, 'POST', '/api/meetings/u1/download')).status, 404);
+  const post = await request(port, 'POST', '/api/meetings/u1/download');
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.allow, 'GET, HEAD, OPTIONS');
+  assert.match(JSON.parse(post.body.toString('utf8')).error, /POST is not allowed on a download URL/);
   assert.equal((await request(port, 'GET', '/api/status')).status, 401, 'admin routes still need the token');
 });

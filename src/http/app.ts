@@ -62,6 +62,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   for (const route of DOWNLOAD_ROUTES) {
     app.on(['GET', 'HEAD'], route, download);
     app.on('OPTIONS', route, preflight);
+    // A download URL exists: another method is 405 naming the ones it answers, not "no route".
+    app.on(['POST', 'PUT', 'PATCH', 'DELETE'], route, (c) =>
+      c.json({ error: `${c.req.method} is not allowed on a download URL: use GET or HEAD` }, 405, { allow: DOWNLOAD_PREFLIGHT['access-control-allow-methods']!, ...DOWNLOAD_CORS }),
+    );
   }
 
   registerAdminRoutes(app, deps.admin);
