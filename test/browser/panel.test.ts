@@ -331,3 +331,40 @@ test('control panel at 390 px, English and Chinese: re-sync percent and time lef
   assert.deepEqual(problems, [], 'no script errors in the page');
   await context.close();
 });
+
+test('control panel: an upcoming meeting shows its time with the zone and "ready for the start"; a port set by --port says so under the field', { timeout: 120_000 }, async (t) => {
+  const browser = await launch(t);
+  const m = await startMaster();
+  t.after(() => m.close());
+  m.master.addMeeting({ id: 'soon1', title: 'Quarterly plan 季度计划', time: Date.now() + 3_600_000, packageSizeBytes: 150_000 });
+  const n = await startAdminNode(m.port, { config: { preheat: { enabled: true } }, portSource: '--port' });
+  t.after(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  await waitFor('soon1 preheated', () => n.node.store.get('soon1')?.source === 'preheat', 15_000);
+
+  for (const [locale, zoneLabel, ready, overridden] of [
+    ['en-US', /\(UTC[+-]\d\d:\d\d\)$/, 'Ready', 'Set by --port when the node started'],
+    ['zh-CN', /\(UTC[+-]\d\d:\d\d\)$/, '就绪', '节点启动时由 --port 指定'],
+  ] as const) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale, timezoneId: 'Asia/Shanghai' });
+    const page = await context.newPage();
+    const problems = watchConsole(page);
+    await page.goto(`${n.url}/static/index.html`);
+    await page.fill('#tokenInput', ADMIN_TOKEN);
+    await page.click('#loginButton');
+    const row = page.locator('#upcomingBody tr[data-meeting-id="soon1"]');
+    await row.waitFor();
+    const time = String(await row.locator('td').nth(1).textContent());
+    assert.match(time, zoneLabel, `${locale}: the scheduled time carries its zone (${time})`);
+    assert.match(time, /\(UTC\+08:00\)$/, 'in the browser\'s zone');
+    assert.match(String(await row.locator('[data-testid="preheat-state"]').textContent()), new RegExp(ready));
+    const hint = page.locator('[data-field="nodePort"] .field-hint');
+    await hint.waitFor();
+    assert.match(String(await hint.textContent()), new RegExp(overridden));
+    await shot(page, `panel-upcoming-${locale}.png`);
+    assert.deepEqual(problems, []);
+    await context.close();
+  }
+});
