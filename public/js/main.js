@@ -2,7 +2,7 @@
 import { Api, ApiError } from './api.js';
 import { ConfigForm } from './config-form.js';
 import { byId, h, setText } from './dom.js';
-import { formatAgo, formatBytes, formatClockTime, formatLogTime, formatPercent, formatUptime } from './format.js';
+import { formatAgo, formatBytes, formatClockTime, formatDateTimeZone, formatLogTime, formatPercent, formatUptime } from './format.js';
 import { I18n } from './i18n.js';
 import { renderMeetings } from './meetings.js';
 import { refreshSiteClock, renderSite } from './site.js';
@@ -514,7 +514,7 @@ function scrubText(scrub, t, lang) {
   if (!scrub) return '—';
   if (scrub.running) return t('storage.scrubRunning', { checked: String(scrub.running.packages_checked) });
   const last = scrub.last;
-  if (!last) return scrub.next_at ? t('storage.scrubNever', { next: new Date(scrub.next_at).toLocaleString(lang) }) : '—';
+  if (!last) return scrub.next_at ? t('storage.scrubNever', { next: formatDateTimeZone(scrub.next_at, lang) }) : '—';
   const summary = t('storage.scrubLast', { ago: formatAgo(last.finished_at, t), checked: String(last.packages_checked), bytes: formatBytes(last.bytes_checked, lang) });
   const found = last.findings.length === 0 ? t('storage.scrubClean') : t('storage.scrubFindings', { count: String(last.findings.length), ids: last.findings.map((f) => f.meeting_id).join(', ') });
   return `${summary} · ${found}`;

@@ -1,7 +1,7 @@
 // The meetings table: one row per meeting the master lists as active or whose package is held,
 // with a live progress bar while its package syncs.
 import { h } from './dom.js';
-import { formatAgo, formatBytes, formatDateTime, formatDuration, formatPercent, formatRate } from './format.js';
+import { formatAgo, formatBytes, formatDateTimeZone, formatDuration, formatPercent, formatRate } from './format.js';
 import { nodeName, sourceOf } from './site.js';
 
 const STATE_ORDER = { syncing: 0, failed: 1, active: 2, synced: 3, preheated: 4, ended: 5 };
@@ -34,7 +34,7 @@ export function renderMeetings(body, meetings, i18n, site = null) {
       h('td', { dataset: { label: labels.state } }, h('span', { className: `state state-${meeting.state}`, dataset: { testid: 'meeting-state' } }, t(`state.${meeting.state}`))),
       h('td', { className: 'col-progress', dataset: { label: labels.progress } }, progressCell(meeting, t, lang, i18n)),
       h('td', { dataset: { label: labels.size } }, meeting.size === null ? '—' : formatBytes(meeting.size, lang)),
-      h('td', { dataset: { label: labels.syncedAt }, title: meeting.synced_at ? formatDateTime(meeting.synced_at, lang) : null }, meeting.synced_at ? formatAgo(meeting.synced_at, t) : '—'),
+      h('td', { dataset: { label: labels.syncedAt }, title: meeting.synced_at ? formatDateTimeZone(meeting.synced_at, lang) : null }, meeting.synced_at ? formatAgo(meeting.synced_at, t) : '—'),
       h('td', { dataset: { label: labels.source } }, sourceCell(meeting, site, t)),
       h('td', { dataset: { label: labels.downloads } }, t('meetings.downloads', { completed: meeting.downloads_completed, active: meeting.active_downloads })),
       h('td', { dataset: { label: labels.served } }, servedCell(meeting, t, lang)),
