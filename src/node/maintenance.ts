@@ -63,6 +63,7 @@ export function reportJson(report: ScrubReport | null) {
     started_at: iso(report.startedAt),
     finished_at: iso(report.finishedAt),
     packages_checked: report.checked,
+    packages_skipped: report.skipped,
     bytes_checked: report.bytes,
     paused_seconds: Math.round(report.pausedMs / 1000),
     findings: report.findings.map((f) => ({

@@ -55,7 +55,26 @@ type ToWorker = { type: 'hash' | 'digest'; id: number; path: string; end: number
 type FromWorker =
   | { type: 'digest'; id: number; hex: string }
   | { type: 'hashed'; id: number; end: number }
-  | { type: 'error'; id: number; message: string };
+  | { type: 'error'; id: number; message: string; code: string };
+
+/** The hash thread itself failed (closed, could not start, exited): it says nothing about any file. */
+export class HashThreadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HashThreadError';
+  }
+}
+
+/** The worker could not read the file: `code` is the errno code, or 'SHORT' when it ended early. */
+export class FileReadError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = 'FileReadError';
+  }
+}
 
 // CommonJS source run with `eval`: no separate file to locate from src/ and from the bundle.
 // A file is opened at its first message (the writer has created it by then: it reports bytes only
@@ -76,7 +95,7 @@ function hashTo(file, end) {
   if (file.fd === null) file.fd = openSync(file.path, 'r');
   while (file.offset < end) {
     const n = readSync(file.fd, buffer, 0, Math.min(buffer.length, end - file.offset), file.offset);
-    if (n === 0) throw new Error(file.path + ' ends at ' + file.offset + ' bytes, ' + end + ' were written');
+    if (n === 0) throw Object.assign(new Error(file.path + ' ends at ' + file.offset + ' bytes, ' + end + ' were written'), { code: 'SHORT' });
     file.hash.update(n === buffer.length ? buffer : buffer.subarray(0, n));
     file.offset += n;
   }
@@ -106,7 +125,7 @@ parentPort.on('message', (message) => {
     close(file);
     file.failed = true;
     if (message.type === 'digest') files.delete(message.id);
-    parentPort.postMessage({ type: 'error', id: message.id, message: 'hashing ' + file.path + ': ' + error.message });
+    parentPort.postMessage({ type: 'error', id: message.id, message: 'hashing ' + file.path + ': ' + error.message, code: String(error.code || 'ERROR') });
   }
 });
 `;
@@ -173,7 +192,7 @@ export class HashThread {
    */
   async hashStored(path: string, size: number, options: { sliceBytes?: number; beforeSlice?: () => Promise<void> } = {}): Promise<string> {
     const slice = Math.max(READ_BYTES, options.sliceBytes ?? 16 * READ_BYTES);
-    if (this.#closed) throw new Error('hash thread closed');
+    if (this.#closed) throw new HashThreadError('hash thread closed');
     const id = this.#nextId++;
     const hash = new StoredFileHash();
     this.#hashes.set(id, hash);
@@ -199,7 +218,7 @@ export class HashThread {
     this.#closed = true;
     const worker = this.#worker;
     this.#worker = null;
-    this.#fail(new Error('hash thread closed'));
+    this.#fail(new HashThreadError('hash thread closed'));
     await worker?.terminate();
   }
 
@@ -213,7 +232,7 @@ export class HashThread {
       // No worker could start: the hashes in progress fail (their downloads are retried, inline
       // once this has happened MAX_WORKER_FAILURES times).
       this.#workerFailures += 1;
-      this.#fail(error as Error);
+      this.#fail(new HashThreadError(`hash thread could not start: ${(error as Error).message}`));
       return;
     }
     worker.postMessage(message);
@@ -242,7 +261,7 @@ export class HashThread {
       } else {
         // The worker keeps a failed file's entry (closed) until told: drop it now.
         this.forget(message.id, true);
-        hash?.failed(new Error(message.message));
+        hash?.failed(new FileReadError(message.message, message.code));
       }
     });
     const fail = (error: Error) => {
@@ -251,8 +270,8 @@ export class HashThread {
       this.#workerFailures += 1;
       this.#fail(error);
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`hash thread exited (code ${code})`)));
+    worker.on('error', (error) => fail(new HashThreadError(`hash thread failed: ${error.message}`)));
+    worker.on('exit', (code) => fail(new HashThreadError(`hash thread exited (code ${code})`)));
     this.#worker = worker;
     return worker;
   }

@@ -3,6 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { formatBytes } from '../store/quota.ts';
+import { FileReadError, HashThreadError } from './hash-thread.ts';
+
+/** Read errors that are the machine's state, not the file's: the package is skipped, not quarantined. */
+const RESOURCE_SHORTAGE = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR']);
 
 /**
  * The scrub: every stored package hashed again and compared with its manifest, so bit rot or a
@@ -28,6 +32,8 @@ export interface ScrubReport {
   finishedAt: number | null;
   /** Packages hashed to the end (skipped ones, replaced or removed meanwhile, not counted). */
   checked: number;
+  /** Packages that could not be read for a reason that is not the file's (out of descriptors): kept, checked next time. */
+  skipped: number;
   bytes: number;
   /** Time spent waiting for a busy node. */
   pausedMs: number;
@@ -89,7 +95,7 @@ export class Scrubber {
   /** Scrubs every stored package now; joins the scrub in progress. */
   run(trigger: ScrubReport['trigger'] = 'manual'): Promise<ScrubReport> {
     if (this.#running) return this.#running.done;
-    const report: ScrubReport = { trigger, startedAt: this.#now(), finishedAt: null, checked: 0, bytes: 0, pausedMs: 0, findings: [], error: null };
+    const report: ScrubReport = { trigger, startedAt: this.#now(), finishedAt: null, checked: 0, skipped: 0, bytes: 0, pausedMs: 0, findings: [], error: null };
     const controller = new AbortController();
     const done = this.#scrub(report, controller.signal).finally(() => {
       this.#running = null;
@@ -166,10 +172,18 @@ export class Scrubber {
       });
     } catch (error) {
       if (signal.aborted) throw error;
+      // The hash thread failing (closed, crashed, could not start) says nothing about the file:
+      // the scrub stops, and the next one tries again. Deleting an intact package mid-meeting
+      // would cost tablets and the master far more than a scrub put off.
+      if (error instanceof HashThreadError) throw error;
       if (!unchanged()) return;
       const message = (error as Error).message;
-      // The thread closing is the node stopping, not the file's fault.
-      if (/hash thread closed/.test(message)) throw error;
+      // Out of descriptors or memory (a tablet herd), or not a read error at all: skip, not quarantine.
+      if (!(error instanceof FileReadError) || RESOURCE_SHORTAGE.has(error.code)) {
+        report.skipped++;
+        this.#deps.logger.warn(`scrub: meeting ${pkg.meetingId}: not checked this time (${message}); kept`);
+        return;
+      }
       await this.#quarantine(pkg, report, `package.zip cannot be read (${message})`, null);
       return;
     }
