@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Fault } from '../reference-master/master.ts';
 import {
   cleanupStack,
@@ -161,4 +163,34 @@ test('a broken first attempt is retried within the same job', async (t) => {
   assert.equal(m.master.stats().packageDownloads.m1?.started, 2);
   assert.equal(m.master.stats().packageDownloads.m1?.faulted, 1);
   assert.equal(n.node.jobs.failure('m1'), undefined, 'a job that succeeded leaves no failure');
+});
+
+test('a master that accepts but never answers does not hold a stop: the node leaves it within a few seconds and stops', async (t) => {
+  // Registration answered (so heartbeats start), every other request left hanging: a stuck worker.
+  const hanging = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    if (req.url === '/api/v1/nodes/register') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"success"}');
+      return;
+    }
+    hanging.add(res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    for (const res of hanging) res.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  const n = await startNode(port, { config: { heartbeat: { interval: 10, timeout: 30 }, network: { connectionTimeout: 10 } } });
+  t.after(() => removeDir(n.dir));
+  await waitFor('a heartbeat and a poll hanging', () => [...hanging].length >= 2, 10_000);
+
+  const started = Date.now();
+  await n.stop();
+  const took = Date.now() - started;
+  // Before: the heartbeat's 30 s, then the unregister's 30 s, then the hung poll, before the drain even began.
+  assert.ok(took < 15_000, `stop took ${took} ms with the master hung`);
+  assert.ok(n.logger.lines.some((line) => /heartbeat to the master got no answer/.test(line)));
+  assert.ok(n.logger.lines.some((line) => /^info stopped$/.test(line)));
 });

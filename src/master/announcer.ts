@@ -72,9 +72,10 @@ export class Announcer {
     }
   }
 
-  async unregister(master: MasterClient = this.#deps.master()): Promise<void> {
+  /** `signal`: gives up waiting for the master (a stop does not wait long for a hung one). */
+  async unregister(master: MasterClient = this.#deps.master(), signal?: AbortSignal): Promise<void> {
     try {
-      await master.unregister(this.#deps.nodeId());
+      await master.unregister(this.#deps.nodeId(), signal);
       this.#deps.logger.info(`unregistered from master ${master.baseUrl}`);
     } catch (error) {
       this.#deps.logger.warn(`unregister from ${master.baseUrl} failed: ${(error as Error).message}`);

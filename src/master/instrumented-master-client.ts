@@ -23,8 +23,8 @@ export class InstrumentedMasterClient extends MasterClient {
     return this.#observe('heartbeat', super.heartbeat(payload));
   }
 
-  override async unregister(nodeId: string): Promise<void> {
-    return this.#observe('unregister', super.unregister(nodeId));
+  override async unregister(nodeId: string, signal?: AbortSignal): Promise<void> {
+    return this.#observe('unregister', super.unregister(nodeId, signal));
   }
 
   override async getMeetingStatus(signal?: AbortSignal): Promise<MeetingStatus> {

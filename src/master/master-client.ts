@@ -188,9 +188,9 @@ export class MasterClient {
   }
 
   /** Unregisters; an unknown node (404) is fine at shutdown. */
-  async unregister(nodeId: string): Promise<void> {
+  async unregister(nodeId: string, signal?: AbortSignal): Promise<void> {
     try {
-      await this.#postJson('/api/v1/nodes/unregister', { node_id: nodeId });
+      await this.#call('POST', '/api/v1/nodes/unregister', { node_id: nodeId }, signal);
     } catch (error) {
       if (error instanceof MasterError && error.status === 404) return;
       throw error;

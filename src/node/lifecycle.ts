@@ -195,8 +195,7 @@ export class NodeLifecycle {
       this.#stopTasks();
       this.#deps.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
       this.#deps.events.emit('service', { running: false });
-      await this.beatsSettled();
-      await this.#deps.announcer.unregister();
+      await this.#leaveMaster();
     });
   }
 
@@ -231,10 +230,7 @@ export class NodeLifecycle {
     const wasServing = this.#serving;
     this.#serving = false;
     this.#deps.closeAtStop();
-    if (wasServing) {
-      await this.beatsSettled();
-      await this.#deps.announcer.unregister();
-    }
+    if (wasServing) await this.#leaveMaster();
     // Refuse new connections; let running downloads (tablets and master) finish within the bound.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
@@ -249,9 +245,24 @@ export class NodeLifecycle {
     await Promise.all([closed, this.#deps.burstAccept?.closed()]);
     clearTimeout(timer);
     for (const close of this.#deps.closeAfterDrain) await close();
-    await this.#deps.master.client.close();
+    // A poll or watch still waiting on a hung master: cut it rather than wait for its timeout.
+    const client = this.#deps.master.client;
+    if (!(await settledWithin(client.close(), policy.stopMasterWaitMs))) await client.destroy();
     logger.info('stopped');
     if (this.#deps.ownsLogger) await logger.close();
+  }
+
+  /**
+   * Unregisters, having let a heartbeat in flight land first (one landing after the unregister
+   * would register the node again). Each wait is bounded: a hung master gets stopMasterWaitMs for
+   * the heartbeat and as long again for the unregister, and the stop goes on without it.
+   */
+  async #leaveMaster(): Promise<void> {
+    const waitMs = this.#deps.policy.stopMasterWaitMs;
+    if (!(await settledWithin(this.beatsSettled(), waitMs))) {
+      this.#deps.logger.warn(`stopping: a heartbeat to the master got no answer in ${waitMs / 1000} s; unregistering anyway`);
+    }
+    await this.#deps.announcer.unregister(undefined, AbortSignal.timeout(waitMs));
   }
 
   #stopTasks(): void {
@@ -278,4 +289,20 @@ export class NodeLifecycle {
     this.#serviceOp = run.catch(() => {});
     return run;
   }
+}
+
+/** Resolves true when `work` settles within `ms`, false when the time is up first. */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    work.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
 }

@@ -25,6 +25,12 @@ export interface NodePolicy {
   cancelGraceMs: number;
   /** After a drain that timed out: how long tablets' connections get before they are closed. */
   closeGraceMs: number;
+  /**
+   * At a stop, how long the node waits for the master: for a heartbeat in flight, then for the
+   * unregister, then for its requests to end. A hung master must not hold the drain past
+   * systemd's (60 s) or Docker's (10 s) stop timeout; it drops a silent node within 40 s anyway.
+   */
+  stopMasterWaitMs: number;
   /** Log lines kept in memory for /api/logs, the panel and the diagnostics zip. */
   logRingLines: number;
   /** Quick checks switched off (watchInterval 0) still wake this often, so switching them on applies soon. */
@@ -43,6 +49,7 @@ export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   drainTimeoutMs: 10_000,
   cancelGraceMs: 2_000,
   closeGraceMs: 1_000,
+  stopMasterWaitMs: 2_000,
   logRingLines: 1_000,
   watchIdleSeconds: 60,
   diskSpaceTtlMs: 2_000,
