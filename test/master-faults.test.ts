@@ -194,3 +194,29 @@ test('a master that accepts but never answers does not hold a stop: the node lea
   assert.ok(n.logger.lines.some((line) => /heartbeat to the master got no answer/.test(line)));
   assert.ok(n.logger.lines.some((line) => /^info stopped$/.test(line)));
 });
+
+test('a service stop while a master change is being applied leaves the node unregistered from the new master', async (t) => {
+  const oldMaster = await startMaster();
+  const newMaster = await startMaster();
+  const n = await startNode(oldMaster.port, { config: { heartbeat: { interval: 10, timeout: 2 }, network: { connectionTimeout: 1, retryDelay: 0.05, downloadTimeout: 5 } } });
+  t.after(async () => {
+    await n.stop();
+    await oldMaster.close();
+    await newMaster.close();
+    await removeDir(n.dir);
+  });
+  await waitFor('registered with the old master', () => oldMaster.master.nodes().some((x) => x.online));
+  // The old master is slow to answer the unregister: the stop lands while the change is applied.
+  oldMaster.master.setFault('unregister', { kind: 'hang' });
+  const applying = n.node.updateConfig({ mainServerPort: newMaster.port });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await n.node.stopService();
+  await applying;
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(n.node.serving, false);
+  assert.deepEqual(
+    newMaster.master.nodes().filter((x) => x.online).map((x) => x.nodeId),
+    [],
+    'the new master lists no node whose service is stopped',
+  );
+});

@@ -16,7 +16,7 @@ export interface ConfigApplierDeps {
   logger: Logger;
   master: MasterLink;
   announcer: Pick<Announcer, 'register'>;
-  lifecycle: Pick<NodeLifecycle, 'serving' | 'beatsSettled' | 'refreshAddress' | 'runNow' | 'reschedule'>;
+  lifecycle: Pick<NodeLifecycle, 'serving' | 'beatsSettled' | 'refreshAddress' | 'runNow' | 'reschedule' | 'whileServing'>;
   events: EventEmitter<NodeEventMap>;
   /** Storage upkeep (the scrub's schedule). */
   maintenance?: { reschedule(): void };
@@ -112,9 +112,13 @@ export class ConfigApplier {
           logger.warn(`config: unregister ${oldId} from ${oldMaster.baseUrl} failed: ${(error as Error).message}`);
         }
       }
-      await announcer.register();
-      void lifecycle.runNow('heartbeat');
-      if (endpointChanged) void lifecycle.runNow('poll');
+      // Only if the service still runs: an operator's stop during the awaits above unregistered
+      // the node, and registering after it would list a stopped node (serialized with stop/start).
+      await lifecycle.whileServing(async () => {
+        await announcer.register();
+        void lifecycle.runNow('heartbeat');
+        if (endpointChanged) void lifecycle.runNow('poll');
+      });
     }
     if (clientChanged) void oldMaster.close();
 

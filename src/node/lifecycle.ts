@@ -157,8 +157,17 @@ export class NodeLifecycle {
   }
 
   /** Runs a task now (or right after its current run) and counts its interval from then. */
+  /** Runs a task now, if the service runs (a stopped service polls and beats no more). */
   runNow(task: TaskName): Promise<void> {
+    if (!this.#serving || this.#stopping) return Promise.resolve();
     return this.#tasks[task].runNow();
+  }
+
+  /** Runs `operation` only while the service runs, never interleaved with a service stop or start. */
+  whileServing(operation: () => Promise<void>): Promise<void> {
+    return this.#serialized(async () => {
+      if (this.#serving && !this.#stopping) await operation();
+    });
   }
 
   /** Its interval changed: the next run counts the new one from now. */
