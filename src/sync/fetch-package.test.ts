@@ -1,37 +1,32 @@
 import assert from 'node:assert/strict';
-import fsp from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import os from 'node:os';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { descriptorsOn, waitFor } from '../../test/helpers.ts';
-import { MasterClient } from '../master/master-client.ts';
-import { fetchPackage, FetchError } from './fetch-package.ts';
-import { HashThread } from './hash-thread.ts';
+import { buildMeetingPackage } from '../../reference-master/packages.ts';
+import type { MasterClient, PackageResponse } from '../master/master-client.ts';
+import { fetchPackage } from './fetch-package.ts';
+import type { PackageHash } from './hash-thread.ts';
 
-test('a download that fails after its body was written gives its hash up: the worker lets go of the temp file', async (t) => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'fetch-package-'));
-  t.after(() => fsp.rm(dir, { recursive: true, force: true }));
-  // 3 MiB that are not a zip: the body ends properly, the zip check refuses it after the digest was asked for.
-  const body = Buffer.alloc(3 * 1024 * 1024, 7);
-  const server = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/zip' });
-    res.end(body);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const master = new MasterClient({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000 });
-  const thread = new HashThread();
-  t.after(() => thread.close());
+/** A hash whose digest never comes: a worker stuck in a read. */
+function stuckHash(): PackageHash {
+  return { appended: () => {}, digest: () => new Promise<string>(() => {}), dispose: () => {}, failure: null };
+}
 
-  const tempPath = path.join(dir, 'package.zip.part-1');
+test('a hash that never finishes does not hold the download: the idle timeout, or a cancel, ends it', { timeout: 10_000 }, async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'fetch-package-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const zip = await readFile((await buildMeetingPackage({ dir, meetingId: 'm1', title: 'Board' })).path);
+  const open = async (): Promise<PackageResponse> => ({ body: Readable.from([zip]) as unknown as PackageResponse['body'], headers: {} });
+  const base = { master: {} as MasterClient, open, meetingId: 'm1', headersTimeoutMs: 5_000, hash: stuckHash };
+
   await assert.rejects(
-    fetchPackage({ master, meetingId: 'm1', tempPath, idleTimeoutMs: 5_000, headersTimeoutMs: 5_000, signal: new AbortController().signal, hash: (file) => thread.create(file) }),
-    (error: unknown) => error instanceof FetchError && error.code === 'NOT_A_ZIP',
+    fetchPackage({ ...base, tempPath: path.join(dir, 'a.part'), idleTimeoutMs: 300, signal: new AbortController().signal }),
+    { code: 'IDLE_TIMEOUT' },
   );
-  assert.equal(thread.inProgress, 0, 'the hash is forgotten');
-  // The caller deletes the temp file; the worker must not keep it (and its disk space) open.
-  await fsp.rm(tempPath);
-  await waitFor('the hash worker to let go of the deleted temp file', () => descriptorsOn(tempPath) === 0);
+  const controller = new AbortController();
+  const cancelled = fetchPackage({ ...base, tempPath: path.join(dir, 'b.part'), idleTimeoutMs: 60_000, signal: controller.signal });
+  setTimeout(() => controller.abort(new Error('node stopping')), 200);
+  await assert.rejects(cancelled, /node stopping|cancel/);
 });

@@ -93,7 +93,9 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     if (!zip.ok) {
       throw new FetchError(`downloaded ${received} bytes but it is not a complete zip: ${zip.reason}`, 'NOT_A_ZIP');
     }
-    return { sha256: await sha256, size: received, headers: response.headers, trailers: response.trailers ?? {} };
+    // Bounded like the body: a hash thread stuck on a read (a hung disk) must not hold the job,
+    // and with it the meeting's slot, past the idle timeout or a cancel.
+    return { sha256: await untilAborted(sha256, signal), size: received, headers: response.headers, trailers: response.trailers ?? {} };
   } catch (error) {
     // The writer gives its hash up when destroyed early, not when the pipeline fails after it
     // finished (or the zip check fails): without this the hash thread would keep the temp file
@@ -107,6 +109,25 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     finished = true;
     clearTimeout(timer);
   }
+}
+
+/** `work`'s outcome, or the signal's reason if it aborts first. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function describeStreamError(error: unknown, signal: AbortSignal, received: number): FetchError {
