@@ -633,6 +633,16 @@ describe('status, sync, events, logs, diagnostics, metrics', () => {
     assert.match(failed.json.error, /poll of the master failed/);
   });
 
+  test('HEAD /api/events answers the stream\'s headers and no body (no stream attached, no error)', async (t) => {
+    const { n } = await setup(t);
+    const res = await api(n.url, 'HEAD', '/api/events');
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    assert.equal(res.text, '');
+    assert.ok(!n.logger.lines.some((line) => /ERR_HTTP_HEADERS_SENT|http HEAD \/api\/events/.test(line)));
+    assert.equal((await api(n.url, 'HEAD', '/api/events', { token: null })).status, 401, 'still needs the token');
+  });
+
   test('GET /api/events streams state changes and coalesced sync progress', async (t) => {
     // Throttled so the sync lasts a couple of seconds and progress is reported along the way.
     const { n, m } = await setup(t, {}, { throttleBytesPerSec: 400_000, chunkSize: 4096 });

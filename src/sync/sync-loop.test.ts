@@ -185,3 +185,32 @@ describe('a request for an id not active here waits for one shared status check 
     assert.deepEqual(master.packageCalls, ['m1'], 'no package request for an unknown id');
   });
 });
+
+test('a poll answered by a master that was replaced while it waited is not acted on', async (t) => {
+  const folder = await mkdtemp(path.join(tmpdir(), 'loop-swap-'));
+  t.after(() => rm(folder, { recursive: true, force: true }));
+  const store = await PackageStore.open(path.join(folder, 'storage'), logger);
+  const zip = Buffer.alloc(0);
+  const oldMaster = new FakeMaster(zip);
+  oldMaster.status = { token: 'OLD', meetings: [{ id: 'old-only', title: 'Old' }], rejectedIds: [] };
+  oldMaster.statusDelayMs = 100;
+  const newMaster = new FakeMaster(zip);
+  let current = oldMaster.asClient();
+  const jobs = new SyncJobs({
+    store,
+    master: () => current,
+    settings: () => ({ maxConcurrentDownloads: 3, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }),
+    logger,
+  });
+  const sync = new SyncLoop({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
+  const polling = sync.pollNow();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  current = newMaster.asClient();
+  assert.equal(await polling, false);
+  const last = () => sync.lastSuccess;
+  assert.equal(last(), null, 'the old master\'s list was not taken');
+  assert.deepEqual(oldMaster.packageCalls, []);
+  assert.deepEqual(newMaster.packageCalls, []);
+  assert.equal(await sync.pollNow(), true, 'the next poll asks the new master');
+  assert.equal(last()?.token, 'T0');
+});

@@ -186,11 +186,13 @@ export class SyncLoop {
   async watch(): Promise<boolean> {
     if (this.#paused || this.#polling || !this.#lastSuccess) return false;
     let status: MeetingStatus;
+    const client = this.#deps.master();
     try {
-      status = await this.#deps.master().getMeetingStatus();
+      status = await client.getMeetingStatus();
     } catch {
       return false;
     }
+    if (client !== this.#deps.master()) return false;
     const last = this.#lastSuccess;
     if (this.#paused || this.#polling || !last || sameStatus(last, status)) return false;
     this.#deps.logger.info('watch: the master\'s active meetings changed; reconciling before the next poll');
@@ -307,8 +309,9 @@ export class SyncLoop {
     this.#lastAttemptAt = this.#now();
     this.events.emit('polling');
     let status: MeetingStatus;
+    const client = this.#deps.master();
     try {
-      status = fetched ?? (await this.#deps.master().getMeetingStatus());
+      status = fetched ?? (await client.getMeetingStatus());
     } catch (error) {
       const message = error instanceof MasterError ? error.message : `status poll failed: ${(error as Error).message}`;
       if (this.#lastError?.message !== message) logger.warn(`poll: ${message}; keeping ${this.#deps.store.list().length} package(s), evicting nothing`);
@@ -317,6 +320,9 @@ export class SyncLoop {
       return false;
     }
     if (this.#paused) return false;
+    // The master was changed while this poll waited: the answer is the old master's list, which
+    // must not decide what is fetched or evicted; the change's own poll follows at once.
+    if (!fetched && client !== this.#deps.master()) return false;
     if (this.#lastError) logger.info('poll: master reachable again');
     this.#lastError = null;
     if (status.rejectedIds.length) logger.warn(`poll: ignoring invalid meeting id(s) from master: ${status.rejectedIds.join(', ')}`);

@@ -59,6 +59,8 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
   registerLogRoutes(app, deps.logs);
   registerDiagnosticsRoutes(app, deps.diagnostics);
   if (deps.maintenance) registerMaintenanceRoutes(app, deps.maintenance);
+  // HEAD of the event stream: its headers only (Hono would run the GET and write the stream).
+  app.on('HEAD', '/api/events', (c) => c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }));
   app.get('/api/events', (c) => {
     deps.events.attach(c.env.outgoing);
     return RESPONSE_ALREADY_SENT;
