@@ -75,6 +75,18 @@ describe('reconcile', () => {
     assert.deepEqual(byType(actions[1]!, 'evict'), []);
   });
 
+  test('a package kept at start-up while its meeting was not active is stale (refetched, not served) when the meeting starts, even under the same token', () => {
+    const keepAtStart = { evictEnded: true, cleanOnStartup: false };
+    const held = [{ meetingId: 'a', token: 'T0' }];
+    const { actions, memory } = run([
+      { active: [], token: 'T0', held, policy: keepAtStart },
+      { active: ['a'], token: 'T0', held, policy: keepAtStart },
+    ]);
+    assert.deepEqual(actions[0], []);
+    assert.deepEqual(actions[1], [{ type: 'fetch', meetingId: 'a', title: 'title a', reason: 'restarted' }]);
+    assert.ok(memory.endedHeld.has('a'), 'not servable until the new package lands');
+  });
+
   test('ended meetings are kept when eviction is off, and refetched (stale) if they restart', () => {
     const noEvict = { evictEnded: false, cleanOnStartup: false };
     const held = [{ meetingId: 'a', token: 'T0' }];

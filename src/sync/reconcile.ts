@@ -113,7 +113,11 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
       if (mayEvict) {
         actions.push({ type: 'evict', meetingId: id, reason: first ? 'startup-cleanup' : 'ended' });
         endedHeld.delete(id);
-      } else if (!first && memory.previousActive!.has(id)) {
+      } else {
+        // Kept while its meeting is not active (seen to end, or not active at start-up): the
+        // master rebuilds a package at every start, so if the meeting becomes active again these
+        // bytes are an earlier activation's, neither served nor reported until fetched again,
+        // even while the master's token has not moved yet.
         endedHeld.add(id);
       }
       continue;
