@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,8 +11,10 @@ import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { handleDownload, type DownloadDeps } from '../http/download-route.ts';
 import { DownloadStats } from '../http/download-stats.ts';
 import { createLogger } from '../log/logger.ts';
+import { MemoryLogger } from '../log/memory-logger.ts';
 import type { MasterClient, MeetingStatus, PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
+import { fileIdentity } from '../store/zip-lead.ts';
 import { SyncJobs } from './sync-jobs.ts';
 import { SyncLoop } from './sync-loop.ts';
 
@@ -214,3 +217,61 @@ test('a poll answered by a master that was replaced while it waited is not acted
   assert.equal(await sync.pollNow(), true, 'the next poll asks the new master');
   assert.equal(last()?.token, 'T0');
 });
+
+test('a sync promoted while the start confirmation writes its manifest is kept, not discarded as a stale preheat', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'loop-confirm-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const zip = (await buildMeetingPackage({ dir, meetingId: 'm1', title: 'One' })).path;
+  const identity = await fileIdentity(zip);
+  const logger = new MemoryLogger();
+  const store = await PackageStore.open(path.join(dir, 'storage'), logger);
+  await promoteFile(store, 'm1', zip, 'preheat');
+  const status: MeetingStatus = { token: 'T1', meetings: [{ id: 'm1', title: 'One' }], rejectedIds: [] };
+  let packageCalls = 0;
+  const zipBytes = await readFile(zip);
+  const client = {
+    getMeetingStatus: async () => structuredClone(status),
+    openPackage: async (): Promise<PackageResponse> => {
+      packageCalls++;
+      const body = new PassThrough();
+      setImmediate(() => body.end(zipBytes));
+      return { body: body as unknown as PackageResponse['body'], headers: {} };
+    },
+  } as unknown as MasterClient;
+  const jobs = new SyncJobs({ store, master: () => client, settings: () => ({ maxConcurrentDownloads: 2, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }), logger });
+  const sync = new SyncLoop({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
+    // Same documents as the preheat: the start confirms it.
+    probe: async () => ({ kind: 'identified', identity, bytesRead: 100 }) });
+  // Emulates the interleaving: the tablets' 'requested' sync promotes the master's package while
+  // confirm() is inside its manifest write (after it read the preheat, before it compares again).
+  const confirm = store.confirm.bind(store);
+  store.confirm = async (...args: Parameters<PackageStore['confirm']>) => {
+    await promoteFile(store, 'm1', zip, 'master');
+    return confirm(...args);
+  };
+  const removed: string[] = [];
+  store.events.on('change', (event) => {
+    if (event.type === 'removed') removed.push(event.reason);
+  });
+  assert.equal(await sync.pollNow(), true);
+  await waitUntil(() => logger.lines.some((line) => /replaced by the meeting's sync during the check|discarding it/.test(line)));
+  await jobs.drain(5_000);
+  assert.deepEqual(removed, [], 'the promoted package was not removed');
+  assert.equal(store.get('m1')?.source, 'master');
+  assert.equal(packageCalls, 0, 'nothing fetched again');
+});
+
+async function promoteFile(store: PackageStore, meetingId: string, file: string, source: 'master' | 'preheat') {
+  const data = await readFile(file);
+  const temp = await store.createTempPath(meetingId);
+  await copyFile(file, temp);
+  return store.promote(meetingId, temp, { sha256: createHash('sha256').update(data).digest('hex'), size: data.length, token: null, title: meetingId, source });
+}
+
+async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    assert.ok(Date.now() < until, 'timed out');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -484,9 +484,14 @@ export class SyncLoop {
       this.events.emit('changed', meetingId);
       return;
     }
+    // Only the preheat checked here: a sync promoted meanwhile (a tablet asked) is the meeting's
+    // package now, complete and current, and must not be thrown away and fetched again.
+    if (!(await store.remove(meetingId, 'preheat-stale', { if: (pkg) => pkg.source === 'preheat' && pkg.sha256 === held.sha256 }))) {
+      logger.info(`preheat ${meetingId}: replaced by the meeting's sync during the check; nothing to discard`);
+      return;
+    }
     this.#probeCounters.preheatDiscarded++;
     logger.info(`preheat ${meetingId}: ${same ? 'the package changed during the check' : 'the documents changed since the preheat'}; discarding it and syncing`);
-    await store.remove(meetingId, 'preheat-stale');
     if (this.activeMeeting(meetingId) && !this.#paused) jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'new' });
   }
 }
