@@ -234,8 +234,11 @@ export class PackageStore {
     if (!pkg || (options.if && !options.if(pkg))) return false;
     this.#packages.delete(meetingId);
     const dir = this.meetingDir(meetingId);
-    await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);
+    // The package first: a package.zip left without its manifest by a crash would be adopted
+    // (servable) at start-up, a stale preheat among them; a manifest left alone is only dropped.
     await unlink(pkg.path).catch(ignoreMissing);
+    await fsyncDirectory(dir).catch(() => {});
+    await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);
     // Only remove the folder if nothing else is in it (a download may be writing a .part there).
     await rmdir(dir).catch(() => {});
     await fsyncDirectory(this.root).catch(() => {});
@@ -299,6 +302,8 @@ export class PackageStore {
     try {
       info = await stat(packagePath);
     } catch {
+      // A removal cut short after the package went: its manifest alone describes nothing.
+      await unlink(path.join(dir, MANIFEST_FILE)).catch(ignoreMissing);
       await rmdir(dir).catch(() => {});
       return;
     }

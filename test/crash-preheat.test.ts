@@ -1,8 +1,8 @@
 /**
  * A process killed at the exact system call where a sync's package is renamed over an unconfirmed
- * preheat (strace's fault injection: SIGKILL on the rename onto package.zip). After the manifest
- * naming the new file is written, the old file no longer matches it, and start-up adopts such a
- * file as servable: the preheat's documents, never checked against the start's build, must not be.
+ * preheat, or where a stale preheat is removed (strace's fault injection: SIGKILL on that call).
+ * A package.zip that no longer matches its manifest, or has none, is adopted as servable at
+ * start-up: the preheat's documents, never checked against the start's build, must not be.
  * .ci/run installs strace; where it is missing or not permitted the test fails (it must not pass unseen).
  */
 import assert from 'node:assert/strict';
@@ -62,5 +62,36 @@ test('killed while a sync is promoted over an unconfirmed preheat: the preheat n
   if (held) {
     assert.notEqual(held.sha256, sha256(preheatBytes), `the preheat's bytes came back as source '${held.source}'`);
     assert.equal(held.sha256, sha256(syncBytes));
+  }
+});
+
+test('killed at either unlink while a stale preheat is removed: the preheat never comes back servable', { timeout: 60_000 }, async (t) => {
+  const dir = await tempDir('crash-preheat-remove-');
+  t.after(() => removeDir(dir));
+  const preheatBytes = await readFile((await buildMeetingPackage({ dir, meetingId: 'm1', title: 'Before the start' })).path);
+  for (const target of ['package.zip', 'manifest.json']) {
+    const root = path.join(dir, `storage-${target}`);
+    const store = await PackageStore.open(root, logger);
+    const temp = await store.createTempPath('m1');
+    await writeFile(temp, preheatBytes);
+    const pkg = await store.promote('m1', temp, { sha256: sha256(preheatBytes), size: preheatBytes.length, token: null, title: 'Board', source: 'preheat' });
+    const child = `
+      import { createLogger } from ${JSON.stringify(path.join(REPO_ROOT, 'src/log/logger.ts'))};
+      import { PackageStore } from ${JSON.stringify(path.join(REPO_ROOT, 'src/store/package-store.ts'))};
+      const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
+      const store = await PackageStore.open(${JSON.stringify(root)}, logger);
+      await store.remove('m1', 'preheat-stale');
+      console.log('removed');
+    `;
+    const unlinks = 'unlink,unlinkat';
+    const run = spawnSync(
+      'strace',
+      ['-f', '-qq', '-o', '/dev/null', '-P', path.join(path.dirname(pkg.path), target), '-e', `trace=${unlinks}`, '-e', `inject=${unlinks}:signal=KILL`, process.execPath, '--import', 'tsx', '--input-type=module', '-e', child],
+      { cwd: REPO_ROOT, encoding: 'utf8' },
+    );
+    assert.equal(run.error?.message ?? null, null, 'strace must be installed (apt-get install strace)');
+    assert.ok(!run.stdout.includes('removed'), `${target}: the child was not killed at its unlink (status ${run.status}, ${run.stderr.slice(0, 300)})`);
+    const held = (await PackageStore.open(root, logger)).get('m1');
+    assert.ok(held === undefined || held.source === 'preheat', `${target}: the stale preheat came back as source '${held?.source}' (servable)`);
   }
 });
