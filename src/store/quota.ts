@@ -54,6 +54,11 @@ export interface QuotaInput {
    * disk figures already include them.
    */
   inFlightBytes?: number;
+  /**
+   * Fits only under the cleanup mark, not the quota: for a preheat, which the next enforcement
+   * would otherwise evict again to get back under the mark (and the preheater fetch again).
+   */
+  fitUnderMark?: boolean;
 }
 
 export type QuotaLimit = 'quota' | 'disk';
@@ -107,7 +112,8 @@ export function planEviction(input: QuotaInput): EvictionPlan {
     }
   }
 
-  const quotaShortfall = quotaOn ? Math.max(0, used + reserve - policy.maxSize) : 0;
+  const ceiling = input.fitUnderMark ? mark : policy.maxSize;
+  const quotaShortfall = quotaOn ? Math.max(0, used + reserve - ceiling) : 0;
   const diskShortfall = available === null ? 0 : Math.max(0, policy.freeFloorBytes - (available - reserve));
   const blockedBy: QuotaLimit | null = quotaShortfall > 0 ? 'quota' : diskShortfall > 0 ? 'disk' : null;
   return {

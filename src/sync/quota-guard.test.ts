@@ -172,6 +172,38 @@ describe('QuotaGuard', () => {
     assert.ok(f.store.get('tomorrow') && f.store.get('tonight'), 'preheats kept while an ended package was enough');
   });
 
+  test('a preheat must fit under the cleanup mark: one that would be evicted at the next poll is stopped, and refused again up front after the poll', async (t) => {
+    const f = await fixture();
+    t.after(() => f.cleanup());
+    await f.add('live', 60 * KiB);
+    f.active.add('live');
+    // 60 + 35 KiB fits the 100 KiB quota but not its 90 KiB cleanup mark: enforce() would evict it.
+    const big = { meetingId: 'tomorrow', reason: 'preheat' as const };
+    f.inFlight.add('tomorrow');
+    await f.guard.beforeAttempt(big);
+    assert.equal(f.guard.onProgress(big, 25 * KiB), null);
+    const stop = f.guard.onProgress(big, 35 * KiB);
+    assert.ok(stop instanceof FetchError, 'stopped above the mark');
+    assert.equal(stop.code, 'QUOTA_EXCEEDED');
+    f.guard.attemptEnded(big, false);
+    f.inFlight.delete('tomorrow');
+    await f.guard.enforce();
+    await assert.rejects(f.guard.beforeAttempt(big), { code: 'QUOTA_EXCEEDED' }, 'what it proved survives the poll: not fetched again');
+
+    // 60 + 25 KiB stays under the mark: admitted, and kept by the next poll.
+    const small = { meetingId: 'tonight', reason: 'preheat' as const };
+    await f.guard.beforeAttempt(small);
+    assert.equal(f.guard.onProgress(small, 25 * KiB), null);
+    f.guard.attemptEnded(small, true);
+    const data = randomBytes(25 * KiB);
+    const temp = await f.store.createTempPath('tonight');
+    await writeFile(temp, data);
+    await f.store.promote('tonight', temp, { sha256: createHash('sha256').update(data).digest('hex'), size: data.length, token: null, title: 'tonight', source: 'preheat' });
+    const plan = await f.guard.enforce();
+    assert.deepEqual(plan.evict, []);
+    assert.ok(f.store.get('tonight'));
+  });
+
   test('room is made by evicting ended meetings before a download starts', async (t) => {
     const f = await fixture();
     t.after(() => f.cleanup());

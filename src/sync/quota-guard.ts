@@ -80,6 +80,8 @@ export class QuotaGuard {
   #attempts = new Map<GuardedJob, number>();
   /** A package proved larger than this by an attempt stopped for lack of space. */
   #atLeast = new Map<string, number>();
+  /** Meetings whose downloads were preheats: never active yet, their proven sizes are kept. */
+  #preheats = new Set<string>();
   /** Evictions run one at a time: two plans made on the same state would evict twice as much. */
   #chain: Promise<unknown> = Promise.resolve();
   #evictionQueued = false;
@@ -105,7 +107,7 @@ export class QuotaGuard {
     return this.#serialized(async () => {
       // A meeting that ended may come back with another package: what its old one proved is moot.
       const active = this.#deps.activeIds();
-      if (active) for (const id of this.#atLeast.keys()) if (!active.has(id)) this.#atLeast.delete(id);
+      if (active) for (const id of this.#atLeast.keys()) if (!active.has(id) && !this.#preheats.has(id)) this.#atLeast.delete(id);
       const disk = await this.#probeDisk();
       return this.#execute(this.#plan(disk, 0, new Set()));
     });
@@ -117,6 +119,7 @@ export class QuotaGuard {
    * again after the job's backoff, by when meetings may have ended.
    */
   beforeAttempt(job: GuardedJob): Promise<void> {
+    if (job.reason === 'preheat') this.#preheats.add(job.meetingId);
     return this.#serialized(async () => {
       const disk = await this.#probeDisk();
       const held = this.#deps.store.get(job.meetingId)?.size ?? 0;
@@ -140,7 +143,9 @@ export class QuotaGuard {
 
     const settings = this.#deps.settings();
     const inFlight = this.#inFlightBytes();
-    const overQuota = settings.maxSize > 0 && this.#deps.store.usedBytes() + inFlight > settings.maxSize;
+    // A preheat must stay under the cleanup mark (see planEviction's fitUnderMark).
+    const ceiling = job.reason === 'preheat' ? settings.cleanupThreshold * settings.maxSize : settings.maxSize;
+    const overQuota = settings.maxSize > 0 && this.#deps.store.usedBytes() + inFlight > ceiling;
     const disk = this.#estimatedDisk();
     const underFloor = disk !== null && disk.available < this.#floor(settings, disk);
     if (!overQuota && !underFloor) return null;
@@ -163,7 +168,10 @@ export class QuotaGuard {
   /** The attempt's temp file is gone (discarded or promoted into a package). */
   attemptEnded(job: GuardedJob, succeeded: boolean): void {
     this.#attempts.delete(job);
-    if (succeeded) this.#atLeast.delete(job.meetingId);
+    if (succeeded) {
+      this.#atLeast.delete(job.meetingId);
+      this.#preheats.delete(job.meetingId);
+    }
   }
 
   #serialized<T>(task: () => Promise<T>): Promise<T> {
@@ -211,6 +219,7 @@ export class QuotaGuard {
       disk: disk ? { available: disk.available, total: disk.total } : null,
       reserveBytes: need,
       inFlightBytes: this.#inFlightBytes(),
+      fitUnderMark: pinAll,
     });
   }
 
