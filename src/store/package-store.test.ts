@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, readSync, watch } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { createLogger } from '../log/logger.ts';
+import { MemoryLogger } from '../log/memory-logger.ts';
 import { PackageStore, type StoreEvent } from './package-store.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
@@ -240,3 +241,43 @@ describe('PackageStore', () => {
     }
   });
 });
+
+// The sync loop's evict ('ended') runs store.remove() while the job it just cancelled may be inside
+// store.promote() (a cancel does not stop a promotion): both touch meeting_m1/package.zip. The
+// removal is started the moment the new file is renamed into place (inotify), before the promotion
+// has recorded it: the window in which an unserialized removal unlinked the new file.
+test('remove() racing promote() of the same meeting never leaves a package in memory without its file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'store-race-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = await PackageStore.open(dir, new MemoryLogger());
+  const add = async (id: string) => {
+    const data = randomBytes(4096);
+    const temp = await store.createTempPath(id);
+    await writeFile(temp, data);
+    return { temp, meta: { sha256: createHash('sha256').update(data).digest('hex'), size: data.length, token: 'T', title: id } };
+  };
+  let phantoms = 0;
+  const trials = 20;
+  for (let i = 0; i < trials; i++) {
+    const id = `m${i}`;
+    const old = await add(id);
+    await store.promote(id, old.temp, old.meta);
+    const next = await add(id);
+    let removing: Promise<boolean> | null = null;
+    const watcher = watch(store.meetingDir(id), (_event, name) => {
+      if (name === 'package.zip' && !removing) removing = store.remove(id, 'ended');
+    });
+    await store.promote(id, next.temp, next.meta);
+    await waitFor(() => removing !== null);
+    watcher.close();
+    await removing;
+    const held = store.get(id);
+    if (held && !existsSync(held.path)) phantoms++;
+  }
+  assert.equal(phantoms, 0, `${phantoms}/${trials} trials: the store holds a package whose file was deleted`);
+});
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.ok(check(), 'timed out');
+}

@@ -95,6 +95,11 @@ export class PackageStore {
   readonly root: string;
   readonly events = new EventEmitter<{ change: [StoreEvent] }>();
   #packages = new Map<string, StoredPackage>();
+  /**
+   * Changes to one meeting's package (promote, retag, confirm, remove), one at a time: a removal
+   * racing a promotion could otherwise unlink the new file after its rename.
+   */
+  #changing = new Map<string, Promise<unknown>>();
   #logger: Logger;
 
   private constructor(root: string, logger: Logger) {
@@ -149,7 +154,11 @@ export class PackageStore {
    * rename leaves the old package with a manifest that no longer matches its inode, which start-up
    * detects and re-verifies; it never leaves a partial file under the final name.
    */
-  async promote(meetingId: string, tempPath: string, meta: PromoteMeta): Promise<StoredPackage> {
+  promote(meetingId: string, tempPath: string, meta: PromoteMeta): Promise<StoredPackage> {
+    return this.#exclusive(meetingId, () => this.#promote(meetingId, tempPath, meta));
+  }
+
+  async #promote(meetingId: string, tempPath: string, meta: PromoteMeta): Promise<StoredPackage> {
     const dir = this.meetingDir(meetingId);
     await fsyncFile(tempPath);
     const info = await stat(tempPath);
@@ -194,7 +203,11 @@ export class PackageStore {
    * Records a newer master token for a package whose bytes are known to be current, and the
    * master's build they stand for when they are of an equivalent one (`standsFor`).
    */
-  async retag(meetingId: string, token: string | null, standsFor: string | null = null): Promise<void> {
+  retag(meetingId: string, token: string | null, standsFor: string | null = null): Promise<void> {
+    return this.#exclusive(meetingId, () => this.#retag(meetingId, token, standsFor));
+  }
+
+  async #retag(meetingId: string, token: string | null, standsFor: string | null): Promise<void> {
     const pkg = this.#packages.get(meetingId);
     const confirmedBuildId = standsFor !== null && standsFor !== pkg?.buildId ? standsFor : (pkg?.confirmedBuildId ?? null);
     if (!pkg || (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId)) return;
@@ -212,7 +225,11 @@ export class PackageStore {
    * A preheated package found to hold the documents of the master's build at the meeting's start:
    * it now stands for that build (servable, reported synced) under the poll's token.
    */
-  async confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
+  confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
+    return this.#exclusive(meetingId, () => this.#confirm(meetingId, token, buildId));
+  }
+
+  async #confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
     const pkg = this.#packages.get(meetingId);
     if (!pkg || pkg.source !== 'preheat') return false;
     const { path: _path, ...manifest } = pkg;
@@ -229,7 +246,11 @@ export class PackageStore {
    * turn as the removal). It leaves memory first so no new reader can open it; readers already
    * holding the fd finish on the unlinked inode.
    */
-  async remove(meetingId: string, reason: string, options: { if?: (pkg: StoredPackage) => boolean } = {}): Promise<boolean> {
+  remove(meetingId: string, reason: string, options: { if?: (pkg: StoredPackage) => boolean } = {}): Promise<boolean> {
+    return this.#exclusive(meetingId, () => this.#remove(meetingId, reason, options));
+  }
+
+  async #remove(meetingId: string, reason: string, options: { if?: (pkg: StoredPackage) => boolean }): Promise<boolean> {
     const pkg = this.#packages.get(meetingId);
     if (!pkg || (options.if && !options.if(pkg))) return false;
     this.#packages.delete(meetingId);
@@ -268,6 +289,17 @@ export class PackageStore {
       await closeFd(fd);
     }
     return undefined;
+  }
+
+  #exclusive<T>(meetingId: string, change: () => Promise<T>): Promise<T> {
+    const previous = this.#changing.get(meetingId) ?? Promise.resolve();
+    const run = previous.then(change, change);
+    const settled = run.catch(() => {});
+    this.#changing.set(meetingId, settled);
+    void settled.then(() => {
+      if (this.#changing.get(meetingId) === settled) this.#changing.delete(meetingId);
+    });
+    return run;
   }
 
   async #scan(): Promise<void> {
