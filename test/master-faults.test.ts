@@ -165,7 +165,9 @@ test('a broken first attempt is retried within the same job', async (t) => {
   assert.equal(n.node.jobs.failure('m1'), undefined, 'a job that succeeded leaves no failure');
 });
 
-test('a master that accepts but never answers does not hold a stop: the node leaves it within a few seconds and stops', async (t) => {
+// The test's timeout is the guard: before, a stop waited for the heartbeat's 30 s, then the
+// unregister's 30 s, then the hung poll, before the drain even began (about 61 s).
+test('a master that accepts but never answers does not hold a stop: the node gives up on it and stops', { timeout: 25_000 }, async (t) => {
   // Registration answered (so heartbeats start), every other request left hanging: a stuck worker.
   const hanging = new Set<ServerResponse>();
   const server = createServer((req, res) => {
@@ -186,13 +188,11 @@ test('a master that accepts but never answers does not hold a stop: the node lea
   t.after(() => removeDir(n.dir));
   await waitFor('a heartbeat and a poll hanging', () => [...hanging].length >= 2, 10_000);
 
-  const started = Date.now();
   await n.stop();
-  const took = Date.now() - started;
-  // Before: the heartbeat's 30 s, then the unregister's 30 s, then the hung poll, before the drain even began.
-  assert.ok(took < 15_000, `stop took ${took} ms with the master hung`);
-  assert.ok(n.logger.lines.some((line) => /heartbeat to the master got no answer/.test(line)));
+  assert.ok(n.logger.lines.some((line) => /heartbeat to the master got no answer/.test(line)), 'it stopped waiting for the heartbeat');
+  assert.ok(n.logger.lines.some((line) => /^warn unregister from .* failed/.test(line)), 'and for the unregister');
   assert.ok(n.logger.lines.some((line) => /^info stopped$/.test(line)));
+  assert.ok([...hanging].every((res) => !res.writableEnded), 'the master answered nothing meanwhile');
 });
 
 test('a service stop while a master change is being applied leaves the node unregistered from the new master', async (t) => {

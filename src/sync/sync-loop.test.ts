@@ -123,17 +123,12 @@ describe('a request for an id not active here waits for one shared status check 
 
     // The meeting starts right after that check; a made-up id still gets the last check's answer.
     master.status = { token: 'T1', meetings: [{ id: 'm1', title: 'One' }], rejectedIds: [] };
-    let started = Date.now();
     await sync.settleRequest('made-up', 2_000);
-    assert.ok(Date.now() - started < 500, 'a made-up id waits for nothing');
-    assert.equal(master.statusCalls, 1);
+    assert.equal(master.statusCalls, 1, 'a made-up id is answered from the last check');
     assert.equal(sync.activeMeeting('m1'), undefined);
 
-    started = Date.now();
     await Promise.all(Array.from({ length: 10 }, () => sync.settleRequest('m1', 2_000)));
-    const waited = Date.now() - started;
     assert.equal(master.statusCalls, 2, 'one more check for all ten, after the gap');
-    assert.ok(waited >= 500 && waited < 2_000, `waited ${waited} ms for the next check`);
     assert.equal(sync.activeMeeting('m1')?.id, 'm1', 'the start is seen: served, not 404');
   });
 
