@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
-import type { PackageStore, StoredPackage } from '../store/package-store.ts';
+import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
 import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
@@ -36,11 +36,6 @@ export function peerRequest(req: IncomingMessage): PeerRequest | null {
   if (node === null) return null;
   const notBuilds = (header(req, NOT_BUILD_HEADER) ?? '').split(',').map((id) => id.trim()).filter((id) => id !== '').slice(0, 4);
   return { node: node.slice(0, 64), build: header(req, BUILD_HEADER), token: header(req, TOKEN_HEADER), notBuilds };
-}
-
-/** The master's build a package stands for: its own, or the start's build a preheat was confirmed for. */
-export function standsFor(held: StoredPackage): string {
-  return held.confirmedBuildId ?? held.buildId;
 }
 
 /** Whether the package held is the one the sibling asked for (without build or token: any). */

@@ -48,6 +48,11 @@ export interface StoredPackage extends PackageManifest {
   path: string;
 }
 
+/** The master's build a package stands for: its own, or the one it was found equivalent to (confirmedBuildId). */
+export function standsFor(pkg: PackageManifest): string {
+  return pkg.confirmedBuildId ?? pkg.buildId;
+}
+
 export interface OpenedPackage {
   fd: number;
   pkg: StoredPackage;

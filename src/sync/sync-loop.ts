@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
-import type { PackageStore, StoredPackage } from '../store/package-store.ts';
+import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
 import type { DownloadView } from './download-view.ts';
@@ -446,7 +446,7 @@ export class SyncLoop {
     this.#probeRetry.delete(meetingId);
     const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
     // A confirmed preheat stands for the build probed at its start (same documents, other build time).
-    if (result.identity.buildId === (held.confirmedBuildId ?? held.buildId)) {
+    if (result.identity.buildId === standsFor(held)) {
       this.#probeCounters.sameBuild++;
       await store.retag(meetingId, poll.token);
       logger.info(`probe ${meetingId}: the master's build is the one held (${from}); recorded under token ${poll.token}`);
