@@ -61,18 +61,26 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
     }
   }
 
-  test('a GET sends most bytes with sendfile and the body is exact', async () => {
+  /** The real addon, counting the bytes it sent; `beforeCall` runs first (to hold the thread). */
+  function countingAddon(options: { beforeCall?: () => void; maxCount?: number } = {}) {
     const addon = loadZeroCopy({}).zeroCopy;
     assert.ok(addon);
-    let viaSendfile = 0;
-    const counting: ZeroCopy = {
+    const counted = { bytes: 0 };
+    const zeroCopy: ZeroCopy = {
       sendfile: (socket, file, offset, count) => {
-        const sent = addon.sendfile(socket, file, offset, count);
-        if (sent > 0) viaSendfile += sent;
+        options.beforeCall?.();
+        const sent = addon.sendfile(socket, file, offset, Math.min(count, options.maxCount ?? count));
+        if (sent > 0) counted.bytes += sent;
         return sent;
       },
     };
-    const { body, result } = await serve(counting);
+    return { zeroCopy, counted };
+  }
+
+  test('a GET sends most bytes with sendfile and the body is exact', async () => {
+    const { zeroCopy, counted } = countingAddon();
+    const { body, result } = await serve(zeroCopy);
+    const viaSendfile = counted.bytes;
     assert.ok(body.equals(content));
     assert.equal(result.completed, true);
     assert.equal(result.bytesSent, content.length);
@@ -80,20 +88,14 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
   });
 
   test('a slow sendfile that read nothing from the disk (a preempted thread) keeps the response on sendfile', async () => {
-    const addon = loadZeroCopy({}).zeroCopy;
-    assert.ok(addon);
-    let viaSendfile = 0;
     // Every call holds the thread 3 ms, as a busy machine's scheduler would; the file is cached.
-    const preempted: ZeroCopy = {
-      sendfile: (socket, file, offset, count) => {
-        const until = performance.now() + 3;
-        while (performance.now() < until);
-        const sent = addon.sendfile(socket, file, offset, Math.min(count, 1024 * 1024));
-        if (sent > 0) viaSendfile += sent;
-        return sent;
-      },
+    const holdThread = () => {
+      const until = performance.now() + 3;
+      while (performance.now() < until);
     };
-    const { body, result } = await serve(preempted);
+    const { zeroCopy, counted } = countingAddon({ beforeCall: holdThread, maxCount: 1024 * 1024 });
+    const { body, result } = await serve(zeroCopy);
+    const viaSendfile = counted.bytes;
     assert.ok(body.equals(content));
     assert.equal(result.completed, true);
     assert.ok(viaSendfile > content.length * 0.9, `${viaSendfile} of ${content.length} bytes went through sendfile`);

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { handleDownload, type DownloadDeps } from '../http/download-route.ts';
 import { DownloadStats } from '../http/download-stats.ts';
-import { createLogger } from '../log/logger.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
 import { MemoryLogger } from '../log/memory-logger.ts';
 import type { MasterClient, MeetingStatus, PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
@@ -19,6 +19,12 @@ import { SyncJobs } from './sync-jobs.ts';
 import { SyncLoop } from './sync-loop.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
+
+/** Download jobs against `master`, with quick retries (the tests' master answers at once). */
+function jobsFor(store: PackageStore, master: () => MasterClient, jobLogger: Logger = logger): SyncJobs {
+  const settings = { maxConcurrentDownloads: 3, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 };
+  return new SyncJobs({ store, master, settings: () => settings, logger: jobLogger });
+}
 
 /** A master whose status answers the test sets, delayed as the test says; counts every request. */
 class FakeMaster {
@@ -68,12 +74,7 @@ describe('a request for an id not active here waits for one shared status check 
     const store = await PackageStore.open(path.join(folder, 'storage'), logger);
     const master = new FakeMaster(zip);
     const client = master.asClient();
-    const jobs = new SyncJobs({
-      store,
-      master: () => client,
-      settings: () => ({ maxConcurrentDownloads: 3, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }),
-      logger,
-    });
+    const jobs = jobsFor(store, () => client);
     let now = 1_000_000;
     const clock = { advance: (ms: number) => (now += ms) };
     const scheduled = new Set<string>();
@@ -194,12 +195,7 @@ test('a poll answered by a master that was replaced while it waited is not acted
   oldMaster.statusDelayMs = 100;
   const newMaster = new FakeMaster(zip);
   let current = oldMaster.asClient();
-  const jobs = new SyncJobs({
-    store,
-    master: () => current,
-    settings: () => ({ maxConcurrentDownloads: 3, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }),
-    logger,
-  });
+  const jobs = jobsFor(store, () => current);
   const sync = new SyncLoop({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
   const polling = sync.pollNow();
   await new Promise((resolve) => setTimeout(resolve, 30));
@@ -233,7 +229,7 @@ test('a sync promoted while the start confirmation writes its manifest is kept, 
       return { body: body as unknown as PackageResponse['body'], headers: {} };
     },
   } as unknown as MasterClient;
-  const jobs = new SyncJobs({ store, master: () => client, settings: () => ({ maxConcurrentDownloads: 2, retryCount: 1, retryDelayMs: 1, idleTimeoutMs: 5_000, connectTimeoutMs: 1_000 }), logger });
+  const jobs = jobsFor(store, () => client, logger);
   const sync = new SyncLoop({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
     // Same documents as the preheat: the start confirms it.
     probe: async () => ({ kind: 'identified', identity, bytesRead: 100 }) });
