@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EnvironmentSettings } from './config/cli-options.ts';
-import { ConfigStore } from './config/config-store.ts';
+import { ConfigError, ConfigStore } from './config/config-store.ts';
 import { configSchema, type NodeConfig } from './config/schema.ts';
 import type { ConfigApplyResult } from './http/admin/config-routes.ts';
 import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
@@ -38,9 +38,13 @@ import { PackageStore } from './store/package-store.ts';
 import { probeMasterBuild } from './sync/build-probe.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { Scrubber } from './sync/scrub.ts';
-import { SiteMembers } from './sync/site-members.ts';
-import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
-import { PeerServeStats } from './http/peer-serving.ts';
+import { SiteHealth, type HealthPolicy } from './site/health.ts';
+import { PeerServeStats, SeedSigner } from './site/seed-serving.ts';
+import { SiteKeyring, siteKeyProblem } from './site/site-key.ts';
+import { SiteMembers } from './site/site-members.ts';
+import { SiteTier, type SiteTierDeps } from './site/site-tier.ts';
+import { httpHealthTransport } from './site/wire.ts';
+import { siteProbe } from './sync/site-probe.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -76,7 +80,7 @@ export interface EdgeNodeOptions {
   /** Overrides of the operating policy (node/policy.ts): tests and benchmarks run shorter. */
   policy?: Partial<NodePolicy>;
   /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
-  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
+  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'> & { health?: HealthPolicy };
 }
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
@@ -158,8 +162,17 @@ export class EdgeNode {
       if (!options.logger) await logger.close();
       throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
     }
+    const siteKeyOverride = options.environment?.siteKey;
+    const siteKeyRefused = siteKeyOverride === undefined ? null : siteKeyProblem(siteKeyOverride);
+    if (siteKeyRefused) {
+      if (!options.logger) await logger.close();
+      throw new ConfigError(`EDGE_SITE_KEY ${siteKeyRefused}`, { 'peers.key': siteKeyRefused });
+    }
     const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current);
     await node.#lifecycle.listen(options.port ?? config.current.nodePort);
+    const siteOff = node.site.offReason;
+    logger.info(siteOff === null ? 'site tier on: packages are shared with the siblings that prove the site key' : `site tier off: ${siteOff}`);
+    node.site.health.start();
     adminToken.generateIfMissing();
     node.#lifecycle.startBackground();
     node.#maintenance.start();
@@ -212,17 +225,29 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
+    const keyring = siteKeyring(() => options.environment?.siteKey ?? current().peers.key, () => current().peers.previousKeys);
+    const self = () => this.#lifecycle.address;
+    const members = new SiteMembers({ listNodes: () => master().listNodes(), self, staticPeers: () => current().peers.static });
+    const { health: healthPolicy, ...siteOptions } = options.site ?? {};
     this.site = new SiteTier({
-      members: new SiteMembers({
-        listNodes: () => master().listNodes(),
-        self: () => this.#lifecycle.address,
-        staticPeers: () => current().peers.static,
+      members,
+      health: new SiteHealth({
+        transport: httpHealthTransport(() => current().peers.connectTimeout * 1000),
+        keyring,
+        // Only while the tier is on; this node is not probed by itself.
+        members: () => (this.site.enabled ? members.view().members.filter((m) => m !== self()) : []),
+        logger,
+        policy: healthPolicy,
       }),
-      self: () => this.#lifecycle.address,
+      keyring,
+      self,
       nodeId: () => current().nodeId ?? 'node-unknown',
-      settings: () => ({ enabled: current().peers.enabled, connectTimeoutMs: current().peers.connectTimeout * 1000 }),
+      settings: () => {
+        const { enabled, connectTimeout, stallTimeout } = current().peers;
+        return { enabled, connectTimeoutMs: connectTimeout * 1000, stallTimeoutMs: stallTimeout * 1000 };
+      },
       logger,
-      ...options.site,
+      ...siteOptions,
     });
     this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
     this.sync = new SyncLoop({
@@ -236,7 +261,7 @@ export class EdgeNode {
       quota: this.quota,
       scheduled: (meetingId) => this.preheater.isScheduled(meetingId),
       // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
-      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 })),
+      probe: (meetingId, token) => siteProbe(this.site, meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 }), logger),
       logger,
     });
     // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
@@ -328,6 +353,7 @@ export class EdgeNode {
       tailFiles: new SharedReadFiles(),
       zeroCopy: zeroCopy.zeroCopy,
       peers: this.peerStats,
+      signer: new SeedSigner(keyring, self),
       settings: () => ({
         waitForSyncMs: policy.waitForSyncMs,
         idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, current().network.downloadTimeout * 1000),
@@ -363,6 +389,7 @@ export class EdgeNode {
               metrics: async () => (await this.metrics.render()).body,
               version: this.version,
               adminToken: () => this.adminToken,
+              siteKeys: () => [options.environment?.siteKey, current().peers.key, ...current().peers.previousKeys].filter((key): key is string => typeof key === 'string'),
             }),
         },
         health: {
@@ -539,6 +566,7 @@ export class EdgeNode {
   /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
   stop(): Promise<void> {
     this.preheatTask.stop();
+    this.site.health.stop();
     this.preheater.close();
     return this.#lifecycle.stop();
   }
@@ -562,5 +590,27 @@ export function syncSettings(config: NodeConfig): SyncSettings {
     retryDelayMs: config.network.retryDelay * 1000,
     idleTimeoutMs: config.network.downloadTimeout * 1000,
     connectTimeoutMs: config.network.connectionTimeout * 1000,
+  };
+}
+
+/**
+ * The site's keys in force, rebuilt only when the key (EDGE_SITE_KEY, else peers.key) or the
+ * previous keys change; a key the schema let through but that is not one (never expected) turns
+ * the tier off rather than the node.
+ */
+function siteKeyring(key: () => string | null, previous: () => readonly string[]): () => SiteKeyring {
+  let built: { text: string; keyring: SiteKeyring } | null = null;
+  return () => {
+    const text = `${key() ?? ''} ${previous().join(' ')}`;
+    if (built?.text !== text) {
+      let keyring: SiteKeyring;
+      try {
+        keyring = new SiteKeyring(key(), previous());
+      } catch {
+        keyring = new SiteKeyring(null);
+      }
+      built = { text, keyring };
+    }
+    return built.keyring;
   };
 }

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { EdgeNodeOptions } from '../../src/edge-node.ts';
-import { pickSeed } from '../../src/sync/rendezvous.ts';
+import { pickSeed } from '../../src/site/rendezvous.ts';
 import { ADMIN_TOKEN } from '../admin-helpers.ts';
 import { cleanupStack, masterSha, nodeStatus, REPO_ROOT, removeDir, startMaster, startNode, waitFor, type TestNode } from '../helpers.ts';
 

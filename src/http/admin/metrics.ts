@@ -8,8 +8,8 @@ import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { Preheater } from '../../sync/preheat.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
-import type { PeerServeStats } from '../peer-serving.ts';
-import type { SiteTier } from '../../sync/site-tier.ts';
+import type { PeerServeStats } from '../../site/seed-serving.ts';
+import type { SiteTier } from '../../site/site-tier.ts';
 
 export interface MetricsSources {
   jobs: SyncJobs;

@@ -1,18 +1,70 @@
 /**
- * The seed's side of the site tier (sync/site-tier.ts is the asking side): what a sibling's
- * request carries, the bytes served to siblings (apart from tablets'), and the build-identity
- * route a sibling asks instead of probing the master itself.
+ * The seed's side of the site tier (site-tier.ts is the asking side): what a sibling's request
+ * carries, the signatures on what is served to siblings, the bytes served to siblings counted
+ * apart from tablets', the build-identity route a sibling asks instead of probing the master
+ * itself, and the health route siblings probe (answered with the proof of the site key).
+ *
+ * What it needs from the sync is the SeedSync interface below (SyncLoop implements it): the site
+ * sits below the sync and imports nothing of it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
 import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
-import type { BuildAnswer } from '../sync/site-tier.ts';
-import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import { buildMessage, healthMessage, isNonce, packageMessage, type SiteKeyring } from './site-key.ts';
+import type { BuildAnswer } from './site-tier.ts';
+import { BUILD_HEADER, NONCE_PARAM, NOT_BUILD_HEADER, PEER_HEADER, SIGNATURE_HEADER, STANDS_FOR_HEADER, TOKEN_HEADER } from './wire.ts';
+
+/** What the seed's side asks of the sync (SyncLoop). */
+export interface SeedSync {
+  activeMeeting(meetingId: string): unknown;
+  isServable(meetingId: string): boolean;
+  refreshSoon(): Promise<void>;
+  readonly lastSuccess: { token: string | null } | null;
+  /** Probes the master's current build (joining a probe already queued) and acts on it. */
+  probeForPeer(meetingId: string): Promise<{ kind: 'identified'; identity: { buildId: string; documentsId: string | null } } | { kind: 'unknown'; reason: string }>;
+}
+
+/** Signs what this node vouches for to its siblings: the key in force and its own registered address. */
+export class SeedSigner {
+  readonly #keyring: () => SiteKeyring;
+  readonly #self: () => string;
+
+  constructor(keyring: () => SiteKeyring, self: () => string) {
+    this.#keyring = keyring;
+    this.#self = self;
+  }
+
+  /** The proof of the site key for a sibling's health probe; null without a key. */
+  health(nonce: string): string | null {
+    return this.#keyring().sign(healthMessage(nonce, this.#self()));
+  }
+
+  /** The signature of a package served to a sibling (`standsFor`: as sent in STANDS_FOR_HEADER, or null). */
+  package(meetingId: string, pkg: Pick<StoredPackage, 'buildId' | 'size' | 'sha256'>, standsFor: string | null): string | null {
+    return this.#keyring().sign(packageMessage({ meetingId, buildId: pkg.buildId, standsFor, size: pkg.size, sha256: pkg.sha256, address: this.#self() }));
+  }
+
+  build(meetingId: string, buildId: string, documentsId: string | null, nonce: string | null): string | null {
+    return nonce === null ? null : this.#keyring().sign(buildMessage({ meetingId, buildId, documentsId, nonce, address: this.#self() }));
+  }
+}
+
+/**
+ * Headers of a complete package's answer to a sibling (GET and HEAD): the build it stands for,
+ * if another, and the signature over both.
+ */
+export function peerPackageHeaders(signer: SeedSigner | undefined, meetingId: string, pkg: StoredPackage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (pkg.confirmedBuildId !== null) headers[STANDS_FOR_HEADER] = pkg.confirmedBuildId;
+  const signature = signer?.package(meetingId, pkg, pkg.confirmedBuildId);
+  if (signature) headers[SIGNATURE_HEADER] = signature;
+  return headers;
+}
 
 export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
-  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
+  sync: SeedSync;
+  signer?: SeedSigner;
   isServing: () => boolean;
   retryAfterSeconds: number;
   /** How long the answer may wait for a probe of the master. */
@@ -76,14 +128,18 @@ export class PeerServeStats {
 export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: string, url: string, res: ServerResponse): Promise<void> {
   if (!isValidMeetingId(meetingId)) return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
   if (!deps.isServing()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
-  const token = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length)).get('token');
+  const params = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length));
+  const token = params.get('token');
   if (!deps.sync.activeMeeting(meetingId)) {
     void deps.sync.refreshSoon().catch(() => {});
     return sendJson(res, 404, { error: `meeting ${meetingId} is not active on this node`, field: 'id' });
   }
   const held = deps.store.get(meetingId);
   if (!held || !deps.sync.isServable(meetingId)) return sendJson(res, 404, { error: `no package of meeting ${meetingId} held here`, field: 'id' });
-  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, standsFor(held), held.documentsId));
+  const nonce = params.get(NONCE_PARAM);
+  const signed = (pkg: StoredPackage | null, buildId: string, documentsId: string | null) =>
+    answer(pkg, buildId, documentsId, deps.signer?.build(meetingId, buildId, documentsId, isNonce(nonce) ? nonce : null) ?? null);
+  if (token !== null && held.token === token) return sendJson(res, 200, signed(held, standsFor(held), held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
   if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   let timer: NodeJS.Timeout | undefined;
@@ -97,11 +153,22 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
     return sendJson(res, 503, { error: `the master's current build is not known yet${result ? `: ${result.reason}` : ''}` }, { 'retry-after': '1' });
   }
   const now = deps.store.get(meetingId);
-  return sendJson(res, 200, answer(now && standsFor(now) === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
+  return sendJson(res, 200, signed(now && standsFor(now) === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
 }
 
-function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null): BuildAnswer {
-  return { buildId, documentsId, sha256: pkg?.sha256 ?? null, size: pkg?.size ?? null, token: pkg?.token ?? null };
+function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null, signature: string | null): BuildAnswer {
+  return { buildId, documentsId, sha256: pkg?.sha256 ?? null, size: pkg?.size ?? null, token: pkg?.token ?? null, signature };
+}
+
+/**
+ * GET /api/edge/v1/health?nonce=…: alive, and the proof that this node holds the site key (null
+ * without a key: siblings then take it for a stranger). Answered at once, whatever the service
+ * state: it says whether the process is alive, not whether it serves.
+ */
+export function handleHealth(signer: SeedSigner | undefined, url: string, res: ServerResponse): void {
+  const nonce = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length)).get(NONCE_PARAM);
+  if (!isNonce(nonce)) return sendJson(res, 400, { error: 'nonce must be 16 to 64 lower-case hex digits', field: NONCE_PARAM });
+  sendJson(res, 200, { ok: true, proof: signer?.health(nonce) ?? null });
 }
 
 function header(req: IncomingMessage, name: string): string | null {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { standsFor, type StoredPackage } from '../store/package-store.ts';
-import { holdsWanted, type PeerRequest } from './peer-serving.ts';
+import { holdsWanted, type PeerRequest } from './seed-serving.ts';
 
 const P = 'p'.repeat(64);
 const B2 = 'b'.repeat(64);
