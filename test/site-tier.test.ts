@@ -13,6 +13,7 @@ import { pickSeed } from '../src/site/rendezvous.ts';
 import { healthMessage, packageMessage, SiteKeyring } from '../src/site/site-key.ts';
 import { SIGNATURE_HEADER } from '../src/site/wire.ts';
 import { buildIdentity } from '../src/store/zip-lead.ts';
+import { forgePackage } from '../scripts/lib/forgery.ts';
 import {
   cleanupStack,
   fetchRaw,
@@ -412,7 +413,7 @@ test('two nodes that each take the other for the seed do not loop: both end with
   const nodes: TestNode[] = [];
   for (let i = 0; i < 2; i++) {
     let me = '';
-    const n = await startNode(m.port, { node: { site: { ...SITE, pickSeed: other(() => me) } } });
+    const n = await startNode(m.port, { config: KEYED, node: { site: { ...SITE, pickSeed: other(() => me) } } });
     me = n.node.address;
     addresses.push(me);
     nodes.push(n);
@@ -422,6 +423,7 @@ test('two nodes that each take the other for the seed do not loop: both end with
     });
   }
   await waitFor('both registered', () => m.master.nodes().filter((n) => n.online).length === 2);
+  await settleSite(nodes);
   m.master.addMeeting({ id: 'loop', title: 'Loop', packageSizeBytes: 2_000_000 });
   await m.master.startMeeting('loop');
   m.master.resetStats();
@@ -461,4 +463,100 @@ test('a probe the master cuts short is "unknown": the package is kept, served, a
   // Counted on the node: the master may have written a whole small package into the socket
   // buffers before a probe hung up, which its own counters call a completed download.
   assert.equal(n.node.jobs.fetchedBytes.master, n.node.store.get('cut')!.size + n.node.store.get('other')!.size, 'never fetched again in full');
+});
+
+test('a registered rogue without the key, serving a forgery that starts with the master\'s README, is never asked and never promoted', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster();
+  cleanup(() => m.close());
+  const dir = await tempDir();
+  cleanup(() => removeDir(dir));
+  let forged: Buffer = Buffer.alloc(0);
+  let served = 0;
+  const rogue = await startFakePeer(
+    t,
+    m,
+    (req, res) => {
+      if (!req.url?.includes('download-package') && !req.url?.includes('/build')) {
+        res.writeHead(404).end();
+        return;
+      }
+      served++;
+      res.writeHead(200, { 'content-length': forged.length, etag: `"${sha256Hex(forged)}"` });
+      res.end(forged);
+    },
+    () => null,
+  );
+  // Registered with the master's open registry, as any host that reaches it can do.
+  const registered = await fetch(`${m.url}/api/v1/nodes/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ node_id: 'rogue', address: rogue.address, status: 'online' }),
+  });
+  assert.equal(registered.status, 200);
+  const n = await startNode(m.port, { config: KEYED, node: { site: SITE } });
+  cleanup(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  await settleSite([n]);
+  const id = idSeededBy(rogue.address, [rogue.address, n.node.address], 'rogue');
+  m.master.addMeeting({ id, title: 'Forged', packageSizeBytes: 300_000 });
+  await m.master.startMeeting(id);
+  const genuine = await masterPackageBytes(m.url, id);
+  forged = await forgePackage(genuine, dir);
+  const lead = (bytes: Buffer) => buildIdentity(bytes.subarray(0, 64 * 1024), true)?.buildId;
+  assert.equal(lead(forged), lead(genuine), 'the forgery\'s lead is the master\'s');
+  assert.notEqual(sha256Hex(forged), sha256Hex(genuine));
+  await n.node.syncNow();
+  const sha = masterSha(m.master, id);
+  await waitFor('the node holds the master\'s bytes', () => n.node.store.get(id)?.sha256 === sha, 20_000);
+  assert.equal(sha256Hex((await fetchRaw(packageUrl(n.url, id))).body), sha);
+  assert.equal(served, 0, 'the rogue was never asked');
+  const view = n.node.site.health.view().find((member) => member.address === rogue.address);
+  assert.equal(view?.proof, 'refused', 'listed as not of this site');
+  assert.equal(n.logger.lines.filter((line) => line.includes(rogue.address) && /not of this site/.test(line)).length, 1, 'logged once');
+  const status = await nodeStatus(n.node);
+  assert.ok(!JSON.stringify(status).includes(TEST_SITE_KEY), 'the key is not in the status');
+});
+
+test('a rotation, node by node: nodes keyed [new, old] and [old] share packages; once both hold [new, old] they still do', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster({ packageRateBytesPerSec: 4_000_000 });
+  cleanup(() => m.close());
+  const oldKey = TEST_SITE_KEY;
+  const newKey = Buffer.alloc(32, 9).toString('base64');
+  const a = await startNode(m.port, { config: { peers: { key: newKey, previousKeys: [oldKey] } }, node: { site: SITE } });
+  const b = await startNode(m.port, { config: { peers: { key: oldKey, previousKeys: [] } }, node: { site: SITE } });
+  for (const n of [a, b]) {
+    cleanup(async () => {
+      await n.stop();
+      await removeDir(n.dir);
+    });
+  }
+  await waitFor('both registered', () => m.master.nodes().filter((x) => x.online).length === 2);
+  await settleSite([a, b]);
+  const addresses = [a.node.address, b.node.address];
+  assert.equal(a.node.site.health.usable(b.node.address), true, '[new, old] accepts a node still on the old key');
+
+  const fromB = idSeededBy(b.node.address, addresses, 'rot-b');
+  m.master.addMeeting({ id: fromB, title: 'Seeded by the old key', packageSizeBytes: 600_000 });
+  await m.master.startMeeting(fromB);
+  await Promise.all([a, b].map((n) => n.node.syncNow()));
+  await waitFor('both hold it', () => [a, b].every((n) => n.node.store.get(fromB)?.sha256 === masterSha(m.master, fromB)), 20_000);
+  assert.deepEqual(a.node.jobs.jobs().find((j) => j.meetingId === fromB)?.source, { kind: 'peer', node: b.node.address }, 'a took it from b');
+
+  // b moves on: the new key signs, the old one is still accepted.
+  await b.node.updateConfig({ peers: { key: newKey, previousKeys: [oldKey] } });
+  await settleSite([a, b]);
+  assert.equal(b.node.site.health.usable(a.node.address), true);
+  const fromA = idSeededBy(a.node.address, addresses, 'rot-a');
+  m.master.addMeeting({ id: fromA, title: 'Seeded by the new key', packageSizeBytes: 600_000 });
+  await m.master.startMeeting(fromA);
+  m.master.resetStats();
+  await Promise.all([a, b].map((n) => n.node.syncNow()));
+  await waitFor('both hold it', () => [a, b].every((n) => n.node.store.get(fromA)?.sha256 === masterSha(m.master, fromA)), 20_000);
+  assert.deepEqual(b.node.jobs.jobs().find((j) => j.meetingId === fromA)?.source, { kind: 'peer', node: a.node.address }, 'b took it from a');
+  assert.equal(a.node.site.counters.securityEvents + b.node.site.counters.securityEvents, 0);
+  assert.equal(bytesOfBuild(m, fromA), m.master.meeting(fromA)?.package?.size, 'the build left the master once');
 });

@@ -52,7 +52,7 @@ export interface SiteTierDeps {
   logger: Logger;
   /** How fresh the membership must be when a seed is picked (the nodes must agree). */
   membersMaxAgeMs?: number;
-  /** How long a seed answering 404 (it has not seen the start yet) or 409 (not the seed yet) is asked again. */
+  /** How long a seed answering 404 (it has not seen the start yet) is asked again. */
   notFoundRetryMs?: number;
   /** How long a seed answering 503 (bringing its copy up to date, or busy) is asked again. */
   busyRetryMs?: number;
@@ -146,6 +146,11 @@ export class SiteTier {
   /** On when peers.enabled and a site key is set. */
   get enabled(): boolean {
     return this.#deps.settings().enabled && this.#deps.keyring().enabled;
+  }
+
+  /** Whether a site key is set (the key itself is never shown). */
+  get keySet(): boolean {
+    return this.#deps.keyring().enabled;
   }
 
   /** Why the tier is off, said once to the operator with how to turn it on; null when on. */
@@ -268,9 +273,9 @@ export class SiteTier {
   }
 
   /**
-   * Opens the seed's download of the meeting's package. A 404 (the seed has not seen the start) or
-   * 409 (it does not take itself for the seed yet) is asked again for a few seconds, a 503 (it is
-   * bringing its copy up to date) a little longer; anything else but 200 fails (PeerError).
+   * Opens the seed's download of the meeting's package. A 404 (the seed has not seen the start) is
+   * asked again for a few seconds, a 503 (it is bringing its copy up to date) a little longer;
+   * anything else but 200 fails (PeerError): a 409 (it fetches from a sibling itself) at once.
    */
   async openFromSeed(
     seed: string,
@@ -291,7 +296,7 @@ export class SiteTier {
       response.body.destroy();
       const waited = Date.now() - started;
       const status = response.statusCode;
-      const retryable = ((status === 404 || status === 409) && waited < notFoundMs) || (status === 503 && waited < busyMs);
+      const retryable = (status === 404 && waited < notFoundMs) || (status === 503 && waited < busyMs);
       if (!retryable) throw new PeerError(`seed ${seed} answered HTTP ${status}`, 'PEER_STATUS');
       const after = Number(response.headers['retry-after']);
       await sleep(Math.min(Number.isFinite(after) && after > 0 ? after * 1000 : 500, 1_000), undefined, { signal: options.signal }).catch(() => {
