@@ -280,7 +280,7 @@ export class EdgeNode {
     // poll's start, beside the meetings request, so a fetch the poll starts finds the view read
     // (or being read) instead of waiting for one more request to the master before its seed.
     this.sync.events.on('polling', () => {
-      if (this.site.enabled) void this.site.members.refresh();
+      if (this.site.enabled) void this.site.members.refresh().then(() => this.site.health.probeNew());
     });
     this.preheater = new Preheater({
       master,
@@ -447,7 +447,7 @@ export class EdgeNode {
       lifecycle: this.#lifecycle,
       events: this.events,
       maintenance: this.#maintenance,
-      startOverrides: options.portSource ? { nodePort: options.portSource } : {},
+      startOverrides: { ...(options.portSource ? { nodePort: options.portSource } : {}), ...(options.environment?.siteKey ? { 'peers.key': 'EDGE_SITE_KEY' } : {}) },
     });
   }
 

@@ -257,6 +257,35 @@ describe('GET/POST /api/config', () => {
     assert.equal(schema.json.properties.heartbeat.properties.interval.maximum, 300);
   });
 
+  test('the site key is write-only: GET says only that one is set; posted back it is kept; a bad one is a 400 naming peers.key; never in status or diagnostics', async (t) => {
+    const key = Buffer.alloc(32, 3).toString('base64');
+    const previous = Buffer.alloc(32, 4).toString('base64');
+    const { n } = await setup(t, { config: { peers: { key, previousKeys: [previous] } } });
+    const got = await api(n.url, 'GET', '/api/config');
+    assert.equal(got.json.peers.key, '<redacted>');
+    assert.deepEqual(got.json.peers.previousKeys, ['<redacted>']);
+    assert.ok(!got.text.includes(key) && !got.text.includes(previous));
+    const back = await api(n.url, 'POST', '/api/config', { body: got.json });
+    assert.equal(back.status, 200);
+    assert.deepEqual(back.json.changed, []);
+    assert.equal(n.node.config.current.peers.key, key);
+    const bad = await api(n.url, 'POST', '/api/config', { body: { peers: { key: 'not-a-key' } } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.fields['peers.key'], /^must be 32 bytes in base64/);
+    assert.equal(n.node.config.current.peers.key, key, 'nothing applied');
+    const rotated = Buffer.alloc(32, 5).toString('base64');
+    const set = await api(n.url, 'POST', '/api/config', { body: { peers: { key: rotated, previousKeys: [key] } } });
+    assert.equal(set.status, 200);
+    assert.ok(!set.text.includes(rotated), 'the answer does not echo the key');
+    assert.equal(n.node.config.current.peers.key, rotated);
+    const status = await api(n.url, 'GET', '/api/status');
+    assert.equal(status.json.site.key_set, true);
+    assert.equal(status.json.site.enabled, true);
+    for (const secret of [key, rotated]) assert.ok(!status.text.includes(secret), 'no key in the status');
+    const zip = unzipEntries(Buffer.from(await (await fetch(`${n.url}/api/diagnostics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).arrayBuffer()));
+    for (const [name, content] of zip) for (const secret of [key, rotated]) assert.ok(!content.toString('utf8').includes(secret), `${name} has no site key`);
+  });
+
   test('invalid values: 400 naming each field, and nothing changes (memory or file)', async (t) => {
     const { n } = await setup(t);
     const fileBefore = await readFile(n.configPath, 'utf8');

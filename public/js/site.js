@@ -31,7 +31,8 @@ export function renderSite(status, i18n) {
   nodes.sort((a, b) => Number(b.self) - Number(a.self) || String(a.node_id ?? a.address).localeCompare(String(b.node_id ?? b.address)));
 
   const pill = byId('sitePill');
-  const onlineCount = nodes.filter((node) => !heldOut.has(node.address)).length;
+  // The members that share packages: this node and the siblings that proved the key and answer.
+  const onlineCount = nodes.filter((node) => !heldOut.has(node.address) && (node.self || node.health?.state === 'healthy')).length;
   const noKey = !site.enabled && site.off === 'no-key';
   pill.textContent = noKey ? t('site.offNoKey') : !site.enabled ? t('site.off') : onlineCount > 1 ? t('site.on', { count: onlineCount }) : t('site.onAlone');
   pill.className = `pill ${site.enabled ? 'pill-ok' : 'pill-off'}`;

@@ -133,6 +133,15 @@ export class SiteHealth {
   }
 
   /**
+   * Probes the members never probed yet (just read from the master's list), and waits: a seed is
+   * then chosen from a view where a new member is already proven, as its siblings see it.
+   */
+  async probeNew(): Promise<void> {
+    const fresh = this.#deps.members().filter((address) => !this.#members.has(address));
+    await Promise.all(fresh.map((address) => this.probe(address)));
+  }
+
+  /**
    * Asks one member's health now (joining a probe in flight); resolves whether it answered with
    * the proof. Used by a sibling whose seed went silent mid-stream.
    */

@@ -189,6 +189,7 @@ export class SiteTier {
   async seedFor(meetingId: string): Promise<string | null> {
     if (!this.enabled) return null;
     const members = await this.#deps.members.members(this.#deps.membersMaxAgeMs ?? 3_000);
+    await this.#deps.health.probeNew();
     return this.#otherSeed(meetingId, members);
   }
 
