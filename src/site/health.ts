@@ -137,8 +137,16 @@ export class SiteHealth {
    * then chosen from a view where a new member is already proven, as its siblings see it.
    */
   async probeNew(): Promise<void> {
-    const fresh = this.#deps.members().filter((address) => !this.#members.has(address));
-    await Promise.all(fresh.map((address) => this.probe(address)));
+    const waits: Array<Promise<boolean>> = [];
+    for (const address of this.#deps.members()) {
+      const state = this.#members.get(address);
+      // Never probed: probe now. Its first probe still running (started by the poll): wait for it.
+      // One that was probed and never answered is not waited on again (a dead static peer would
+      // otherwise delay every download by the probe's timeout).
+      if (!state) waits.push(this.probe(address));
+      else if (state.proof === 'unknown' && state.inFlight && state.lastAnswerAt === null) waits.push(state.inFlight);
+    }
+    await Promise.all(waits);
   }
 
   /**
