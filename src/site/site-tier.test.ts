@@ -161,3 +161,42 @@ test('a build answer counts only when signed over this node\'s nonce by the seed
   assert.equal(silent?.kind, 'unknown', 'a seed that does not answer in time: the node asks the master itself');
   assert.equal(site.counters.securityEvents, 2, 'silence is no security event');
 });
+
+test('a seed silent mid-stream is asked its health: alive (waiting on a slow master) it is waited on; no answer, the download is abandoned and the seed marked sick', async () => {
+  const key = new SiteKeyring(newSiteKey());
+  const seed = '127.0.0.1:2';
+  let answering = true;
+  let asked = 0;
+  let onAsk: (() => void) | null = null;
+  const logger = new MemoryLogger();
+  const members = new SiteMembers({ listNodes: async () => [], self: () => SELF, staticPeers: () => [seed] });
+  const health = new SiteHealth({
+    transport: async (address, nonce) => {
+      asked++;
+      onAsk?.();
+      if (!answering) throw new Error('no answer');
+      return { proof: key.sign(healthMessage(nonce, address)) };
+    },
+    keyring: () => key,
+    members: () => [seed],
+    logger,
+  });
+  // A stall window of a few milliseconds: the watch's decisions, not its timing, are under test.
+  const site = new SiteTier({ members, health, keyring: () => key, self: () => SELF, nodeId: () => 'n', settings: () => ({ enabled: true, connectTimeoutMs: 500, stallTimeoutMs: 5 }), logger });
+  await health.probeAll();
+  const askedTimes = (n: number) => new Promise<void>((resolve) => {
+    onAsk = () => {
+      if (asked >= n) resolve();
+    };
+  });
+  const watch = site.watchSeed(seed);
+  await askedTimes(asked + 3);
+  assert.equal(watch.signal.aborted, false, 'a seed that answers its health is waited on, however long it is silent');
+  answering = false;
+  const aborted = new Promise<void>((resolve) => watch.signal.addEventListener('abort', () => resolve(), { once: true }));
+  await aborted;
+  assert.equal((watch.signal.reason as { code?: string }).code, 'PEER_STALLED');
+  assert.equal(health.usable(seed), false, 'marked sick');
+  watch.stop();
+  assert.equal(site.fellBack(seed, 'm1', watch.signal.reason as Error), true, 'the next attempt goes to the next healthy member');
+});

@@ -260,7 +260,6 @@ export class SiteTier {
           controller.abort(new PeerError(`seed ${seed}: ${reason}`, 'PEER_STALLED'));
         });
       }, stallMs);
-      timer.unref?.();
     };
     arm();
     return {
