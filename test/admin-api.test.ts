@@ -235,6 +235,33 @@ describe('admin token', () => {
       (error: unknown) => error instanceof ConfigError && /adminToken/.test(error.message) && /16/.test(error.message),
     );
   });
+  test('EDGE_SITE_KEY wins over peers.key and is never saved; a malformed one refuses to start naming it; without any key the log says the tier is off and how to turn it on', async (t) => {
+    const defer = cleanups(t);
+    const m = await startMaster();
+    defer(() => m.close());
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const configPath = path.join(dir, 'node_config.json');
+    await writeFile(configPath, JSON.stringify(testConfig(m.port, { adminToken: ADMIN_TOKEN })));
+    const bare = memoryLogger();
+    const keyless = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: bare });
+    assert.equal(keyless.site.enabled, false);
+    assert.equal(bare.lines.filter((line) => /site tier off: no site key.*--new-site-key/.test(line)).length, 1, 'one line, with how to turn it on');
+    await keyless.stop();
+    const key = Buffer.alloc(32, 6).toString('base64');
+    const logger = memoryLogger();
+    const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, environment: readEnvironment({ EDGE_SITE_KEY: key }) });
+    defer(() => node.stop());
+    assert.equal(node.site.enabled, true);
+    assert.equal(JSON.parse(await readFile(configPath, 'utf8')).peers?.key ?? null, null, 'never written to the file');
+    assert.ok(!logger.lines.some((line) => line.includes(key)), 'never logged');
+    const saved = await api(node.localUrl, 'POST', '/api/config', { body: { peers: { key: Buffer.alloc(32, 8).toString('base64') } } });
+    assert.deepEqual(saved.json.overridden_by_start_options, { 'peers.key': 'EDGE_SITE_KEY' });
+    await assert.rejects(
+      EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), environment: readEnvironment({ EDGE_SITE_KEY: 'not-a-key' }) }),
+      (error: unknown) => error instanceof ConfigError && /^EDGE_SITE_KEY must be 32 bytes in base64/.test(error.message),
+    );
+  });
 });
 
 describe('GET/POST /api/config', () => {
