@@ -16,7 +16,9 @@
  *   - a seed frozen (SIGSTOP, its own process) after --freeze-at of the package: time until the
  *     others serve, master bytes per build, and the resumed seed's time to serve;
  *   - a keyless rogue registered with the master serving a forgery (README lead the master's):
- *     forged copies served (target 0).
+ *     forged copies served (target 0);
+ *   - a meeting ended and started within one second while a tablet per node downloads it: the
+ *     last older-build body after the token change (target: none later than 2 s).
  * Everything on loopback.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -28,12 +30,12 @@ import { createReferenceMaster } from '../reference-master/master.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { MemoryLogger } from '../src/log/memory-logger.ts';
 import { newSiteKey } from '../src/site/site-key.ts';
-import { frozenSeedRun, rogueRun } from './lib/site-faults.ts';
+import { frozenSeedRun, rogueRun, tokenWindowRun } from './lib/site-faults.ts';
 import { loopbackConfig } from './lib/loopback-config.ts';
 import { parseOptions } from './lib/script-options.ts';
 
 const USAGE = `Usage: npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1]
-                                   [--freeze-at 0.2] [--no-faults] [--trace]
+                                   [--freeze-at 0.2] [--faults frozen,rogue,restart] [--no-faults] [--trace]
 
 N nodes of one site (one site key) against the reference master with its package stream capped in
 aggregate: master bytes per build, time until every node serves the package, master bytes per token
@@ -51,6 +53,7 @@ const { values } = parseOptions(
         trials: { type: 'string', default: '1' },
         'freeze-at': { type: 'string', default: '0.2' },
         'no-faults': { type: 'boolean', default: false },
+        faults: { type: 'string', default: 'frozen,rogue,restart' },
         trace: { type: 'boolean', default: false },
       },
     }),
@@ -187,22 +190,34 @@ if (!values['no-faults']) {
     const single = mean(results.get(1) ?? [], (r) => r.allServeMs);
     const alone = Number.isFinite(single) && single > 0 ? single : (sizeBytes / rate) * 1000;
     const options = { sizeBytes, rate, root: faultRoot, freezeAt: Number(values['freeze-at']), trace };
-    process.stderr.write('[simulate --site] a seed frozen mid-stream (3 node processes) ...\n');
-    const frozen = await frozenSeedRun(options);
-    process.stderr.write('[simulate --site] a keyless rogue serving forgeries (3 nodes) ...\n');
-    const rogue = await rogueRun(options);
+    const runs = new Set(values.faults.split(',').map((name) => name.trim()));
+    if (runs.has('frozen')) process.stderr.write('[simulate --site] a seed frozen mid-stream (3 node processes) ...\n');
+    const frozen = runs.has('frozen') ? await frozenSeedRun(options) : null;
+    if (runs.has('rogue')) process.stderr.write('[simulate --site] a keyless rogue serving forgeries (3 nodes) ...\n');
+    const rogue = runs.has('rogue') ? await rogueRun(options) : null;
+    if (runs.has('restart')) process.stderr.write('[simulate --site] a meeting restarted within a second, tablets downloading (3 nodes) ...\n');
+    const window = runs.has('restart') ? await tokenWindowRun(options) : null;
     const seconds = (ms: number | null) => (ms === null ? 'never (120 s)' : `${(ms / 1000).toFixed(2)} s`);
     console.log('');
     console.log(`Faults (3 nodes, package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, one download alone ${(alone / 1000).toFixed(2)} s${results.has(1) ? ' measured above' : ' at the capped rate'}):`);
     console.log('| run | measured | target |');
     console.log('|---|---|---|');
-    console.log(`| seed frozen after ${Math.round(Number(values['freeze-at']) * 100)} %: others serve after the freeze | ${seconds(frozen.othersServeAfterFreezeMs)} (${seconds(frozen.othersServeMs)} after the start) | ≤ ${((1.4 * alone + 20_000) / 1000).toFixed(1)} s (1.4 × alone + 20 s) |`);
-    console.log(`| seed frozen: master bytes per build while frozen / at the end | ${frozen.perBuildWhileFrozen.toFixed(2)} / ${frozen.perBuild.toFixed(2)} | ≤ 2.3 |`);
-    console.log(`| seed frozen: the resumed seed serves after | ${seconds(frozen.seedServesAfterResumeMs)} | ≤ 60 s |`);
-    console.log(`| seed frozen: handovers (seeds abandoned by the others) | ${frozen.handovers} | |`);
-    console.log(`| rogue: forged copies served | ${rogue.forgedServed} of 3 | 0 |`);
-    console.log(`| rogue: requests it got / nodes listing it "not of this site" | ${rogue.rogueRequests} / ${rogue.notOfSite} of 3 | 0 / 3 |`);
-    console.log(`| rogue: master bytes per build, all nodes serve | ${rogue.perBuild.toFixed(2)}, ${seconds(rogue.allServeMs)} | ≤ 1.15 |`);
+    if (frozen) {
+      console.log(`| seed frozen after ${Math.round(Number(values['freeze-at']) * 100)} %: others serve after the freeze | ${seconds(frozen.othersServeAfterFreezeMs)} (${seconds(frozen.othersServeMs)} after the start) | ≤ ${((1.4 * alone + 20_000) / 1000).toFixed(1)} s (1.4 × alone + 20 s) |`);
+      console.log(`| seed frozen: master bytes per build while frozen / at the end | ${frozen.perBuildWhileFrozen.toFixed(2)} / ${frozen.perBuild.toFixed(2)} | ≤ 2.3 |`);
+      console.log(`| seed frozen: the resumed seed serves after | ${seconds(frozen.seedServesAfterResumeMs)} | ≤ 60 s |`);
+      console.log(`| seed frozen: handovers (seeds abandoned by the others) | ${frozen.handovers} | |`);
+    }
+    if (rogue) {
+      console.log(`| rogue: forged copies served | ${rogue.forgedServed} of 3 | 0 |`);
+      console.log(`| rogue: requests it got / nodes listing it "not of this site" | ${rogue.rogueRequests} / ${rogue.notOfSite} of 3 | 0 / 3 |`);
+      console.log(`| rogue: master bytes per build, all nodes serve | ${rogue.perBuild.toFixed(2)}, ${seconds(rogue.allServeMs)} | ≤ 1.15 |`);
+    }
+    if (window) {
+      console.log(`| restart: last older-build body after the token change | ${window.windowMs <= 0 ? 'none after it' : seconds(window.windowMs)} | ≤ 2 s |`);
+      console.log(`| restart: older-build bodies later than 2 s / bodies / wrong bodies | ${window.lateOldBodies} / ${window.bodies} / ${window.wrongBodies} | 0 / – / 0 |`);
+      console.log(`| restart: master bytes of the new build per size | ${window.perBuild.toFixed(2)} | ≤ 1.1 |`);
+    }
   } finally {
     await rm(faultRoot, { recursive: true, force: true });
   }

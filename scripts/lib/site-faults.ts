@@ -249,3 +249,93 @@ export async function rogueRun(options: FaultOptions): Promise<RogueRun> {
     await master.close();
   }
 }
+
+export interface TokenWindowRun {
+  /** From the token change to the start of the last response that carried the previous build (ms; ≤ 0: none after it). */
+  windowMs: number;
+  /** Responses with the previous build's bytes that started more than 2 s after the token change. */
+  lateOldBodies: number;
+  bodies: number;
+  /** Bodies that were neither build (cut or corrupt): must be 0. */
+  wrongBodies: number;
+  perBuild: number;
+}
+
+/**
+ * A meeting restarted within one second (ended and started: the active list looks the same, the
+ * build and then the token change) while a tablet per node keeps downloading it: how long after
+ * the token change an older build is still served.
+ */
+export async function tokenWindowRun(options: FaultOptions): Promise<TokenWindowRun> {
+  const master = createReferenceMaster({ packageRateBytesPerSec: options.rate, tokenCheckIntervalMs: 100, tokenSettleMs: 100, tokenMaxWaitMs: 3_000 });
+  const { port } = await master.listen(0, '127.0.0.1');
+  const key = newSiteKey();
+  const nodes: EdgeNode[] = [];
+  let tablets = true;
+  const tabletLoops: Array<Promise<void>> = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const dir = await mkdtemp(path.join(options.root, `window-${i}-`));
+      const configPath = path.join(dir, 'node_config.json');
+      // The watch as shipped (every 2 s); polls left to it.
+      await writeFile(configPath, JSON.stringify(loopbackConfig(port, { syncInterval: 3600, watchInterval: 2, peers: { key }, network: { retryDelay: 0.2, connectionTimeout: 2, downloadTimeout: 30 } })));
+      nodes.push(await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: new MemoryLogger((line) => options.trace(`node${i}`, line)), adminToken: ADMIN_TOKEN }));
+    }
+    await waitUntil('nodes registered', () => master.nodes().filter((n) => n.online).length === 3, 20_000);
+    await sleep(3_500);
+    const id = 'restarted';
+    master.addMeeting({ id, title: 'Restarted', packageSizeBytes: options.sizeBytes });
+    await master.startMeeting(id);
+    const first = master.meeting(id)?.package;
+    if (!first) throw new Error('no build');
+    await Promise.all(nodes.map((node) => node.syncNow()));
+    await waitUntil('every node holds the first build', () => nodes.every((node) => node.store.get(id)?.sha256 === first.sha256), 120_000);
+    await sleep(1_100);
+    const records: Array<{ at: number; sha: string | null }> = [];
+    for (const node of nodes) {
+      tabletLoops.push(
+        (async () => {
+          while (tablets) {
+            const at = Date.now();
+            try {
+              const res = await fetch(`${node.localUrl}/api/v1/meetings/${id}/download-package`, { signal: AbortSignal.timeout(120_000) });
+              const body = Buffer.from(await res.arrayBuffer());
+              if (res.status === 200) records.push({ at, sha: createHash('sha256').update(body).digest('hex') });
+            } catch {
+              records.push({ at, sha: null });
+            }
+            await sleep(100);
+          }
+        })(),
+      );
+    }
+    await sleep(1_000);
+    const tokenBefore = master.token();
+    master.resetStats();
+    await master.endMeeting(id);
+    await master.startMeeting(id);
+    const second = master.meeting(id)?.package;
+    if (!second) throw new Error('no second build');
+    await waitUntil('the token changed', () => master.token() !== tokenBefore, 60_000, 10);
+    const changedAt = Date.now();
+    options.trace('sim', 'token changed');
+    await waitUntil('every node holds the new build', () => nodes.every((node) => node.store.get(id)?.sha256 === second.sha256), 120_000);
+    await sleep(2_000);
+    tablets = false;
+    await Promise.all(tabletLoops);
+    const old = records.filter((r) => r.sha === first.sha256);
+    const lastOld = Math.max(...old.map((r) => r.at), 0);
+    return {
+      windowMs: lastOld - changedAt,
+      lateOldBodies: old.filter((r) => r.at > changedAt + 2_000).length,
+      bodies: records.length,
+      wrongBodies: records.filter((r) => r.sha !== first.sha256 && r.sha !== second.sha256).length,
+      perBuild: (master.stats().packageBytesByBuild[second.buildId] ?? 0) / second.size,
+    };
+  } finally {
+    tablets = false;
+    await Promise.all(tabletLoops).catch(() => {});
+    await Promise.all(nodes.map((node) => node.stop()));
+    await master.close();
+  }
+}
