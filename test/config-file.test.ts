@@ -13,7 +13,7 @@ import { before, describe, test } from 'node:test';
 import { parseCliOptions, UsageError } from '../src/config/cli-options.ts';
 import { ConfigError, ConfigStore } from '../src/config/config-store.ts';
 import { EdgeNode } from '../src/edge-node.ts';
-import { cleanupStack, fetchRaw, memoryLogger, REPO_ROOT, removeDir, tempDir } from './helpers.ts';
+import { buildStartJs, cleanupStack, freePort, fetchRaw, memoryLogger, REPO_ROOT, removeDir, tempDir } from './helpers.ts';
 
 /** A reference node's default node_config.json (its master address replaced by loopback). */
 const REFERENCE_CONFIG = {
@@ -53,14 +53,6 @@ function assertIncludes(actual: unknown, expected: unknown, at = ''): void {
     return;
   }
   assert.deepEqual(actual, expected, at);
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('a reference node_config.json', () => {
@@ -154,14 +146,10 @@ describe('an invalid config file', () => {
 });
 
 describe('the CLI (node start.js)', () => {
-  const startJs = path.join(REPO_ROOT, 'start.js');
+  let startJs = '';
 
   before(async () => {
-    const build = spawn(process.execPath, ['scripts/build.mjs'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    build.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const code = await new Promise<number | null>((resolve) => build.once('exit', resolve));
-    assert.equal(code, 0, `build failed: ${stderr}`);
+    startJs = await buildStartJs();
   });
 
   function run(args: string[], options: { cwd: string; env?: Record<string, string> }) {

@@ -126,20 +126,32 @@ export class NodeLifecycle {
       });
     });
     this.#port = (server.address() as AddressInfo).port;
-    const resolved = resolveNodeAddress(config(), this.#port, undefined, host);
-    this.#address = resolved.address;
     logger.info(`listening on ${host}:${this.#port}; node ${config().nodeId}`);
-    const why = { public: 'publicIp from config', listen: 'the address listened on', interface: 'first non-internal IPv4', loopback: 'no network interface found, loopback only' };
-    logger.info(`address for tablets: ${this.#address} (${why[resolved.source]})`);
-    this.#warnUnreachable();
+    this.#resolveAddress(true);
     logger.info(`master: ${master.client.baseUrl}; storage: ${store.root} (${store.list().length} package(s))`);
   }
 
   /** The address settings changed: works out the address to register again. */
   refreshAddress(): string {
-    this.#address = resolveNodeAddress(this.#deps.config(), this.#port, undefined, this.#deps.host).address;
-    this.#warnUnreachable();
+    this.#resolveAddress(false);
     return this.#address;
+  }
+
+  /** `announce`: log the address and why it was chosen (at start; the config applier logs a change itself). */
+  #resolveAddress(announce: boolean): void {
+    const { config, host, logger } = this.#deps;
+    const resolved = resolveNodeAddress(config(), this.#port, undefined, host);
+    this.#address = resolved.address;
+    if (resolved.source === 'unlisted') {
+      // Degrade, do not die: the node serves; only the address tablets are sent to is unknown.
+      logger.warn(
+        `address for tablets: cannot list the network interfaces (${resolved.error}); registering ${this.#address}, which tablets cannot reach: start with --host ADDR, or set usePublicAddress and publicIp`,
+      );
+      return;
+    }
+    const why = { public: 'publicIp from config', listen: 'the address listened on', interface: 'first non-internal IPv4', loopback: 'no network interface found, loopback only' };
+    if (announce) logger.info(`address for tablets: ${this.#address} (${why[resolved.source]})`);
+    this.#warnUnreachable();
   }
 
   #warnUnreachable(): void {
