@@ -1,5 +1,7 @@
 import { getRequestListener } from '@hono/node-server';
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +33,7 @@ import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
 import { DEFAULT_POLICY, type NodePolicy } from './node/policy.ts';
 import { buildStatus } from './node/status.ts';
+import { acquireStorageLock, describeHolder } from './node/storage-lock.ts';
 import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
@@ -129,42 +132,57 @@ export class EdgeNode {
     const logFile = logging.fileEnabled && !options.logger ? config.resolvePath(logging.filePath) : null;
     // Before winston or the store touch them: an unusable path is a refused start naming the key.
     refuseUnusable('storage.path', await unusableDirectory(storageRoot));
-    if (logFile) refuseUnusable('logging.filePath', await unusableFile(logFile));
-    const baseLogger =
-      options.logger ??
-      createLogger({
-        level: logging.level,
-        filePath: logFile,
-        maxFileSize: logging.maxFileSize,
-        backupCount: logging.backupCount,
-        format: logging.format,
-      });
-    const policy: NodePolicy = { ...DEFAULT_POLICY, ...options.policy };
-    const logs = new LogRing(policy.logRingLines);
-    const logger = tapLogger(baseLogger, logs);
-    const adminToken = resolveAdminToken(
-      config,
-      {
-        option: options.adminToken,
-        environment: options.environment?.adminToken,
-        announce: options.announceAdminToken ?? (options.logger ? null : printAdminToken),
-      },
-      logger,
-    );
-    let store: PackageStore;
+    // One node per storage, before its log file is opened or the store's start-up cleanup runs.
+    const lock = await acquireStorageLock(storageRoot, config.filePath);
+    const logFileExisted = logFile !== null && existsSync(logFile);
+    let logger: Logger | null = null;
     try {
-      store = await PackageStore.open(storageRoot, logger);
+      if (logFile) refuseUnusable('logging.filePath', await unusableFile(logFile));
+      const baseLogger =
+        options.logger ??
+        createLogger({
+          level: logging.level,
+          filePath: logFile,
+          maxFileSize: logging.maxFileSize,
+          backupCount: logging.backupCount,
+          format: logging.format,
+        });
+      const policy: NodePolicy = { ...DEFAULT_POLICY, ...options.policy };
+      const logs = new LogRing(policy.logRingLines);
+      logger = tapLogger(baseLogger, logs);
+      if (lock.tookOver) logger.warn(`storage: took over the lock of a node that is no longer running (${describeHolder(lock.tookOver)})`);
+      const adminToken = resolveAdminToken(
+        config,
+        {
+          option: options.adminToken,
+          environment: options.environment?.adminToken,
+          announce: options.announceAdminToken ?? (options.logger ? null : printAdminToken),
+        },
+        logger,
+      );
+      let store: PackageStore;
+      try {
+        store = await PackageStore.open(storageRoot, logger);
+      } catch (error) {
+        throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
+      }
+      const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current, lock.release);
+      await node.#lifecycle.listen(options.port ?? config.current.nodePort);
+      // The node runs: its config file is written now (defaults, nodeId, a generated token), never by a failed start.
+      adminToken.generateIfMissing();
+      config.completeFile();
+      node.#lifecycle.startBackground();
+      node.#maintenance.start();
+      node.#startPreheat();
+      return node;
     } catch (error) {
-      if (!options.logger) await logger.close();
-      throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
+      // A failed start leaves what it found: no lock, no log file it created.
+      if (logger && !options.logger) await logger.close();
+      // (Removing it may fail where the path was unusable in the first place: nothing to undo then.)
+      if (logFile && !logFileExisted) await rm(logFile, { force: true }).catch(() => {});
+      await lock.release();
+      throw error;
     }
-    const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current);
-    await node.#lifecycle.listen(options.port ?? config.current.nodePort);
-    adminToken.generateIfMissing();
-    node.#lifecycle.startBackground();
-    node.#maintenance.start();
-    node.#startPreheat();
-    return node;
   }
 
   private constructor(
@@ -175,6 +193,7 @@ export class EdgeNode {
     logs: LogRing,
     store: PackageStore,
     adminToken: () => string,
+    releaseStorage: () => Promise<void>,
   ) {
     this.config = config;
     this.logger = logger;
@@ -406,7 +425,7 @@ export class EdgeNode {
         // No scrub while the node stops: it would only compete with the drain.
         void this.#maintenance.stop();
       },
-      closeAfterDrain: [() => this.#maintenance.stop(), () => this.metrics.close(), () => hashes.close()],
+      closeAfterDrain: [() => this.#maintenance.stop(), () => this.metrics.close(), () => hashes.close(), releaseStorage],
       events: this.events,
       logger,
       ownsLogger: options.logger === undefined,
