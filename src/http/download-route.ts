@@ -183,12 +183,31 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   const client = req.socket.remoteAddress ?? null;
   if (counted) deps.stats.started(meetingId);
   const result = await sendFile(req, res, { fd, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, result, startedAt, false, peer));
+  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, req, result, startedAt, false, peer));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
 }
 
-function downloadRecord(client: string | null, result: SendResult, startedAt: number, whileSyncing: boolean, peer: PeerRequest | null): DownloadRecord {
-  return { client, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing, peer: peer?.node ?? null };
+function downloadRecord(
+  client: string | null,
+  req: IncomingMessage,
+  result: SendResult,
+  startedAt: number,
+  whileSyncing: boolean,
+  peer: PeerRequest | null,
+): DownloadRecord {
+  // References to the strings the parser already made: nothing is copied per request.
+  const { range, 'user-agent': userAgent } = req.headers;
+  return {
+    client,
+    status: result.status,
+    bytes: result.bytesSent,
+    durationMs: Date.now() - startedAt,
+    whileSyncing,
+    peer: peer?.node ?? null,
+    method: req.method ?? 'GET',
+    range: range ?? null,
+    userAgent: userAgent ?? null,
+  };
 }
 
 function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
@@ -226,7 +245,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadVi
         sha256Trailer: peer === null ? undefined : (size) => promotedSha256(deps, meetingId, size),
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true, peer));
+        deps.stats.finished(meetingId, result.completed, downloadRecord(client, req, result, startedAt, true, peer));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';
