@@ -11,6 +11,8 @@ import { configSchema, type NodeConfig } from './config/schema.ts';
 import type { ConfigApplyResult } from './http/admin/config-routes.ts';
 import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
 import { NodeMetrics } from './http/admin/metrics.ts';
+import { PackageHolders } from './http/admin/package-holders.ts';
+import { TrafficHistory } from './http/admin/traffic-history.ts';
 import { createApp } from './http/app.ts';
 import { BurstAccept, loadAcceptor } from './http/burst-accept.ts';
 import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
@@ -326,7 +328,16 @@ export class EdgeNode {
       },
       preheat: this.preheater,
     });
-    const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
+    // The panel's live chart: rates from the counters above, and tablets holding each package.
+    const holders = new PackageHolders(this.stats, store);
+    const traffic = new TrafficHistory({
+      totals: () => ({ servedTablets: Math.max(0, this.stats.totalBytesServed - this.peerStats.bytes), servedPeers: this.peerStats.bytes, fetchedMaster: this.jobs.fetchedBytes.master }),
+      holders: () => holders.counts(),
+      intervalMs: policy.trafficSampleMs,
+      samples: policy.trafficSamples,
+    });
+    traffic.start();
+    const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving, traffic });
 
     // Loaded once (require caches it) for both of its uses.
     const addon = loadNetAddon();
@@ -372,6 +383,7 @@ export class EdgeNode {
           status: () => this.status(),
         },
         events: eventHub,
+        traffic,
         logs,
         diagnostics: {
           collect: () =>
@@ -422,6 +434,8 @@ export class EdgeNode {
       master: this.#master,
       closeAtStop: () => {
         eventHub.close();
+        traffic.stop();
+        holders.close();
         // No scrub while the node stops: it would only compete with the drain.
         void this.#maintenance.stop();
       },

@@ -37,6 +37,9 @@ export interface NodePolicy {
   watchIdleSeconds: number;
   /** How old the cached disk figures (check-disk-space runs df) may get before a read refreshes them. */
   diskSpaceTtlMs: number;
+  /** The panel's traffic chart: a sample of the byte counters this often, this many kept (5 s × 180: the last 15 min). */
+  trafficSampleMs: number;
+  trafficSamples: number;
   /** Failed admin logins allowed per client address and window; undefined: the admin API's own default. */
   authLimit?: { maxFailures: number; windowMs: number };
 }
@@ -53,4 +56,6 @@ export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   logRingLines: 1_000,
   watchIdleSeconds: 60,
   diskSpaceTtlMs: 2_000,
+  trafficSampleMs: 5_000,
+  trafficSamples: 180,
 });
