@@ -15,6 +15,7 @@ import { readEnvironment } from '../src/config/cli-options.ts';
 import { ConfigError } from '../src/config/config-store.ts';
 import { describeJsonError } from '../src/config/json-error.ts';
 import { EdgeNode } from '../src/edge-node.ts';
+import { StorageInUseError } from '../src/node/storage-lock.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -96,6 +97,8 @@ async function main(): Promise<number> {
     });
   } catch (error) {
     await sample.close();
+    // Never "delete the folder" while another node runs on it.
+    if (error instanceof StorageInUseError) throw new DemoError(`another node runs on ${demoDir} (pid ${error.holder.pid}): stop it, or pass another --dir`);
     if (error instanceof ConfigError) throw new DemoError(`${error.message} (fix the file or delete ${demoDir} to start afresh)`);
     throw listenError(error, nodePort, '--node-port');
   }

@@ -45,7 +45,7 @@ import { HashThread } from './sync/hash-thread.ts';
 import { Scrubber } from './sync/scrub.ts';
 import { SiteMembers } from './sync/site-members.ts';
 import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
-import { PeerServeStats } from './http/peer-serving.ts';
+import { bytesServedToTablets, PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
@@ -331,7 +331,7 @@ export class EdgeNode {
     // The panel's live chart: rates from the counters above, and tablets holding each package.
     const holders = new PackageHolders(this.stats, store);
     const traffic = new TrafficHistory({
-      totals: () => ({ servedTablets: Math.max(0, this.stats.totalBytesServed - this.peerStats.bytes), servedPeers: this.peerStats.bytes, fetchedMaster: this.jobs.fetchedBytes.master }),
+      totals: () => ({ servedTablets: bytesServedToTablets(this.stats, this.peerStats), servedPeers: this.peerStats.bytes, fetchedMaster: this.jobs.fetchedBytes.master }),
       holders: () => holders.counts(),
       intervalMs: policy.trafficSampleMs,
       samples: policy.trafficSamples,

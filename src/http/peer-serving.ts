@@ -67,6 +67,14 @@ export class PeerServeStats {
 }
 
 /**
+ * Bytes served to tablets: everything served but what went to sibling nodes (which the download
+ * counters include). Status, /metrics and the panel's chart all read it here.
+ */
+export function bytesServedToTablets(stats: { totalBytesServed: number }, peers: Pick<PeerServeStats, 'bytes'>): number {
+  return Math.max(0, stats.totalBytesServed - peers.bytes);
+}
+
+/**
  * GET /api/edge/v1/meetings/{id}/build?token=…: the identity of this node's package of a meeting
  * under the sibling's token. A package confirmed under that token answers from its manifest;
  * otherwise this node probes the master (one probe queue; a probe already waiting is joined) and

@@ -21,6 +21,18 @@ import { UnusablePathError } from './usable-path.ts';
 
 export const LOCK_FILE = 'meeting-edge.lock';
 
+/** Another running node holds the storage folder: refused like an unusable storage.path (exit 78). */
+export class StorageInUseError extends UnusablePathError {
+  constructor(
+    dir: string,
+    readonly holder: LockHolder,
+    lockPath: string,
+  ) {
+    super('storage.path', `${dir} is in use by another meeting-edge node: ${describeHolder(holder)}, lock file ${lockPath}; stop that node, or give this one its own storage.path`);
+    this.name = 'StorageInUseError';
+  }
+}
+
 export interface LockHolder {
   pid: number;
   /** Field 22 of /proc/<pid>/stat (clock ticks after boot); null where there is no /proc. */
@@ -112,7 +124,7 @@ export async function acquireStorageLock(dir: string, configPath: string, proces
       const holder = await readHolder(lockPath);
       if (holder === 'gone') continue;
       if (holder !== 'unreadable' && holds(holder, self, processes)) {
-        throw new UnusablePathError('storage.path', `${dir} is in use by another meeting-edge node: ${describeHolder(holder)}, lock file ${lockPath}; stop that node, or give this one its own storage.path`);
+        throw new StorageInUseError(dir, holder, lockPath);
       }
       tookOver = holder === 'unreadable' ? null : holder;
       await unlink(lockPath).catch(ignoreMissing);

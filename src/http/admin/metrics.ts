@@ -8,7 +8,7 @@ import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { Preheater } from '../../sync/preheat.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
-import type { PeerServeStats } from '../peer-serving.ts';
+import { bytesServedToTablets, type PeerServeStats } from '../peer-serving.ts';
 import type { SiteTier } from '../../sync/site-tier.ts';
 
 export interface MetricsSources {
@@ -209,7 +209,7 @@ export class NodeMetrics {
         labelNames: ['client'],
         registers,
         collect() {
-          const now = { tablet: Math.max(0, stats.totalBytesServed - site.peers.bytes), peer: site.peers.bytes };
+          const now = { tablet: bytesServedToTablets(stats, site.peers), peer: site.peers.bytes };
           for (const client of ['tablet', 'peer'] as const) {
             if (now[client] > servedSeen[client]) this.inc({ client }, now[client] - servedSeen[client]);
             servedSeen[client] = now[client];
