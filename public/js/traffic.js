@@ -123,7 +123,7 @@ export class TrafficChart {
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_, min, max) => [0, Math.max(1024, max * 1.1)] } },
-      axes: [{}, { size: 90, values: (_, ticks) => ticks.map((value) => formatRate(value, lang)) }],
+      axes: [{ values: timeTicks(lang) }, { size: 90, values: (_, ticks) => ticks.map((value) => formatRate(value, lang)) }],
       series: [
         {},
         ...RATE_SERIES.map((series) => ({
@@ -145,7 +145,7 @@ export class TrafficChart {
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_, min, max) => [0, Math.max(5, Math.ceil(max * 1.1))] } },
-      axes: [{}, { size: 48, values: (_, ticks) => ticks.map((value) => (Number.isInteger(value) ? String(value) : '')) }],
+      axes: [{ values: timeTicks(this.i18n.lang) }, { size: 48, values: (_, ticks) => ticks.map((value) => (Number.isInteger(value) ? String(value) : '')) }],
       series: [
         {},
         ...ids.map((id, index) => ({
@@ -158,4 +158,14 @@ export class TrafficChart {
       ],
     };
   }
+}
+
+/** Time axis labels in the panel's language and the browser's zone: HH:MM, with seconds when ticks are under a minute apart. */
+function timeTicks(lang) {
+  const minutes = new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit' });
+  const seconds = new Intl.DateTimeFormat(lang, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return (_, ticks) => {
+    const format = ticks.length > 1 && ticks[1] - ticks[0] < 60 ? seconds : minutes;
+    return ticks.map((tick) => format.format(tick * 1000));
+  };
 }
