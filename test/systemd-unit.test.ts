@@ -135,6 +135,14 @@ describe('the node inside the unit\'s RestrictAddressFamilies', () => {
     const refused = await runNode(t, families, { config, settings, writable: [log!, etc!] });
     assert.equal(refused.code, 78, refused.lines.join('\n'));
     assert.match(refused.lines.join('\n'), /refusing to start: storage\.path: .*read-only filesystem/);
+    // A config folder left out: a config that needs its first write (no nodeId yet) is refused in one line, not a crash.
+    const etc2 = path.join(root, 'etc2');
+    await mkdir(etc2);
+    const fresh = await runNode(t, families, { config: path.join(etc2, 'node_config.json'), settings, writable: [lib!, log!] });
+    assert.equal(fresh.code, 78, fresh.lines.join('\n'));
+    assert.deepEqual(fresh.lines.filter((line) => line.includes('refusing to start')), fresh.lines.slice(-1));
+    assert.match(fresh.lines.at(-1) ?? '', /refusing to start: invalid configuration: \S+etc2\/node_config\.json: cannot be written \(.*read-only file system/);
+    assert.deepEqual(await readdir(lib!), [], 'no lock left behind');
   });
 });
 

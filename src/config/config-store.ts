@@ -96,7 +96,12 @@ export class ConfigStore {
   completeFile(extra: Partial<NodeConfig> = {}): void {
     const next = { ...this.#current, ...extra };
     if (JSON.stringify(next) === this.#onDisk) return;
-    this.#save(next);
+    try {
+      this.#save(next);
+    } catch (error) {
+      // A read-only config folder (or file): the start is refused in one line, like an unusable path.
+      throw new ConfigError(`${this.filePath}: cannot be written (${(error as Error).message})`);
+    }
     this.#current = next;
   }
 
