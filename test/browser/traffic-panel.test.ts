@@ -87,6 +87,7 @@ test('traffic card: live bytes per second and tablets holding each package, uPlo
 
   await page.locator('[data-testid="traffic-holders-now"]', { hasText: 'Opening 开幕式: 3' }).waitFor({ timeout: 10_000 });
   await waitFor('the chart has drawn the holders', async () => (await card.locator('[data-testid="traffic-holders"] canvas').count()) === 1);
+  assert.equal((await fetchRaw(`${n.url}/api/traffic`)).status, 401, 'the history needs the admin token');
   const history = (await (await fetch(`${n.url}/api/traffic`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
     interval_ms: number;
     samples: Array<{ served_tablets: number; fetched_master: number; holders: Record<string, number> }>;
