@@ -5,7 +5,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
-import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
+import { isBuild, isBuildAskedFor, standsFor } from '../store/package-state.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
 import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
@@ -40,8 +41,8 @@ export function peerRequest(req: IncomingMessage): PeerRequest | null {
 
 /** Whether the package held is the one the sibling asked for (without build or token: any). */
 export function holdsWanted(held: StoredPackage, peer: PeerRequest): boolean {
-  if (peer.notBuilds.includes(held.buildId) || (held.confirmedBuildId !== null && peer.notBuilds.includes(held.confirmedBuildId))) return false;
-  if (peer.build !== null) return held.buildId === peer.build || held.confirmedBuildId === peer.build;
+  if (!isBuildAskedFor(held, peer)) return false;
+  if (peer.build !== null) return true;
   if (peer.token !== null) return held.token === peer.token;
   return true;
 }
@@ -97,7 +98,7 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
     return sendJson(res, 503, { error: `the master's current build is not known yet${result ? `: ${result.reason}` : ''}` }, { 'retry-after': '1' });
   }
   const now = deps.store.get(meetingId);
-  return sendJson(res, 200, answer(now && standsFor(now) === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
+  return sendJson(res, 200, answer(now && isBuild(now, result.identity.buildId) ? now : null, result.identity.buildId, result.identity.documentsId));
 }
 
 function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null): BuildAnswer {

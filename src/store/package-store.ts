@@ -10,6 +10,9 @@ import { fsyncDirectory, fsyncFile, writeFileAtomic } from './fs-durability.ts';
 import { hashFile } from './hash-file.ts';
 import { checkZipFile } from './zip-check.ts';
 import { fileIdentity } from './zip-lead.ts';
+import { asPackageSource, awaitsStartCheck, standsForRecord, type FetchedSource, type PackageSource } from './package-state.ts';
+
+export { standsFor, type PackageSource } from './package-state.ts';
 
 /** What manifest.json beside each package.zip records. */
 export interface PackageManifest {
@@ -42,15 +45,8 @@ export interface PackageManifest {
   mtimeMs: number;
 }
 
-export type PackageSource = 'master' | 'adopted' | 'preheat' | 'confirmed';
-
 export interface StoredPackage extends PackageManifest {
   path: string;
-}
-
-/** The master's build a package stands for: its own, or the one it was found equivalent to (confirmedBuildId). */
-export function standsFor(pkg: PackageManifest): string {
-  return pkg.confirmedBuildId ?? pkg.buildId;
 }
 
 export interface OpenedPackage {
@@ -64,7 +60,7 @@ export interface PromoteMeta {
   token: string | null;
   title: string;
   /** Default 'master'. */
-  source?: 'master' | 'preheat';
+  source?: FetchedSource;
   /** The master's build these bytes stand for when they are of another build with its documents. */
   standsFor?: string | null;
 }
@@ -174,7 +170,8 @@ export class PackageStore {
     // A preheat is not servable, but a package.zip that no longer matches its manifest is adopted
     // (servable) at start-up: a crash after the new manifest, before the rename, would serve the
     // preheat's unchecked documents. Remove it first; a crash then leaves nothing to serve.
-    if (this.#packages.get(meetingId)?.source === 'preheat') {
+    const previous = this.#packages.get(meetingId);
+    if (previous && awaitsStartCheck(previous)) {
       await unlink(finalPath).catch(ignoreMissing);
       await fsyncDirectory(dir);
     }
@@ -190,7 +187,7 @@ export class PackageStore {
       source: meta.source ?? 'master',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
-      confirmedBuildId: meta.standsFor && meta.standsFor !== identity.buildId ? meta.standsFor : null,
+      confirmedBuildId: standsForRecord(identity.buildId, meta.standsFor),
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
@@ -214,8 +211,9 @@ export class PackageStore {
 
   async #retag(meetingId: string, token: string | null, standsFor: string | null): Promise<void> {
     const pkg = this.#packages.get(meetingId);
-    const confirmedBuildId = standsFor !== null && standsFor !== pkg?.buildId ? standsFor : (pkg?.confirmedBuildId ?? null);
-    if (!pkg || (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId)) return;
+    if (!pkg) return;
+    const confirmedBuildId = standsForRecord(pkg.buildId, standsFor) ?? pkg.confirmedBuildId;
+    if (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId) return;
     const { path: _path, ...manifest } = pkg;
     const next: PackageManifest = { ...manifest, token, confirmedBuildId };
     await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
@@ -236,7 +234,7 @@ export class PackageStore {
 
   async #confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
     const pkg = this.#packages.get(meetingId);
-    if (!pkg || pkg.source !== 'preheat') return false;
+    if (!pkg || !awaitsStartCheck(pkg)) return false;
     const { path: _path, ...manifest } = pkg;
     const next: PackageManifest = { ...manifest, token, source: 'confirmed', confirmedBuildId: buildId };
     await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
@@ -418,7 +416,7 @@ async function readManifest(file: string): Promise<PackageManifest | null> {
         fetchedAt: String(parsed.fetchedAt ?? new Date(0).toISOString()),
         token: typeof parsed.token === 'string' ? parsed.token : null,
         title: typeof parsed.title === 'string' ? parsed.title : '',
-        source: parsed.source === 'adopted' || parsed.source === 'preheat' || parsed.source === 'confirmed' ? parsed.source : 'master',
+        source: asPackageSource(parsed.source) ?? 'master',
         // Empty: an older manifest; the scan fills it in from the file.
         buildId: typeof parsed.buildId === 'string' ? parsed.buildId : '',
         documentsId: typeof parsed.documentsId === 'string' ? parsed.documentsId : null,

@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import type { AttemptStatus, DownloadListener, DownloadView, FetchReason, FetchSource, JobOutcome, JobState } from './download-view.ts';
+import { mayBeServed } from '../store/package-state.ts';
+import { storedSource, yieldsToSyncs, type AttemptStatus, type DownloadListener, type DownloadView, type FetchReason, type FetchSource, type JobOutcome, type JobState } from './download-view.ts';
 import { FetchError, fetchPackage, type OpenPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
 import type { SiteTier } from './site-tier.ts';
@@ -303,7 +304,7 @@ export class SyncJobs {
     if (existing && !existing.settled) {
       // A preheat is the build of a meeting not started: once it is wanted as a sync (the meeting
       // started), nobody may be served from it. It is cancelled and the sync starts cleanly.
-      if (existing.reason !== 'preheat' || request.reason === 'preheat') {
+      if (!yieldsToSyncs(existing) || yieldsToSyncs(request)) {
         if (request.urgent) existing.markUrgent();
         return existing;
       }
@@ -370,7 +371,7 @@ export class SyncJobs {
   }
 
   async #acquire(job: SyncJob): Promise<void> {
-    if (job.reason === 'preheat') {
+    if (yieldsToSyncs(job)) {
       if (this.#backgroundRunning === 0 && this.#idle()) {
         this.#backgroundRunning++;
         return;
@@ -392,7 +393,7 @@ export class SyncJobs {
         reject(job.signal.reason as Error);
       };
       job.signal.addEventListener('abort', onAbort, { once: true });
-      (job.reason === 'preheat' ? this.#backgroundWaiting : job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
+      (yieldsToSyncs(job) ? this.#backgroundWaiting : job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
     });
   }
 
@@ -401,7 +402,7 @@ export class SyncJobs {
   }
 
   #release(job: SyncJob): void {
-    if (job.reason === 'preheat') {
+    if (yieldsToSyncs(job)) {
       this.#backgroundRunning--;
     } else {
       // Hand the slot straight to the next waiter (urgent first) if the limit still allows it.
@@ -479,7 +480,7 @@ export class SyncJobs {
       retryAt: error.code === 'CANCELLED' ? now : now + Math.min(300_000, backoffDelay(settings.retryDelayMs, failedJobs + settings.retryCount - 2, this.#random())),
     };
     // A failed preheat must not hold back the meeting's sync at its start: the preheater keeps its own record.
-    if (error.code !== 'CANCELLED' && job.reason !== 'preheat') this.#failures.set(job.meetingId, failure);
+    if (error.code !== 'CANCELLED' && !yieldsToSyncs(job)) this.#failures.set(job.meetingId, failure);
     // A cancellation (the node stopping, a meeting ended, a preheat giving way) is not a fault.
     if (error.code === 'CANCELLED') logger.info(`sync ${job.meetingId} stopped: ${error.message}`);
     else logger.error(`sync ${job.meetingId} failed: ${error.message}`);
@@ -548,9 +549,8 @@ export class SyncJobs {
       const mbps = fetched.size / 1e6 / seconds;
       const held = store.get(job.meetingId);
       let outcome: JobOutcome;
-      const preheat = job.reason === 'preheat';
       // Same bytes as held: only the token is news; unless a preheat's bytes are now wanted as the sync.
-      if (held && held.sha256 === fetched.sha256 && (held.source !== 'preheat' || preheat)) {
+      if (held && held.sha256 === fetched.sha256 && (mayBeServed(held) || yieldsToSyncs(job))) {
         await store.discardTemp(tempPath);
         await store.retag(job.meetingId, job.token, standsFor);
         outcome = { pkg: store.get(job.meetingId) ?? held, replaced: false };
@@ -560,7 +560,7 @@ export class SyncJobs {
           size: fetched.size,
           token: job.token,
           title: job.title,
-          source: preheat ? 'preheat' : 'master',
+          source: storedSource(job),
           standsFor,
         });
         outcome = { pkg, replaced: true };

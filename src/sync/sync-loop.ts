@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
-import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
+import { awaitsStartCheck, buildsOf, isBuild, mayBeServed } from '../store/package-state.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import type { DownloadView } from './download-view.ts';
+import { yieldsToSyncs, type DownloadView } from './download-view.ts';
 import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
 
 export interface PollRecord {
@@ -86,7 +87,7 @@ export class SyncLoop {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     deps.jobs.events.on('succeeded', (job) => {
-      if (job.reason === 'preheat') {
+      if (yieldsToSyncs(job)) {
         // Finished just as its meeting started: confirm it now rather than at the next check.
         const meeting = this.activeMeeting(job.meetingId);
         const poll = this.#lastSuccess;
@@ -146,7 +147,7 @@ export class SyncLoop {
    */
   isServable(meetingId: string): boolean {
     const held = this.#deps.store.get(meetingId);
-    if (!held || held.source === 'preheat') return false;
+    if (!held || !mayBeServed(held)) return false;
     return !(this.#memory.endedHeld.has(meetingId) && this.activeMeeting(meetingId));
   }
 
@@ -231,13 +232,18 @@ export class SyncLoop {
     // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
     // each check makes the master read the whole package.
     const waiting = (this.#probeRetry.get(meetingId)?.at ?? 0) > this.#now() || this.#deps.jobs.inFlight(meetingId) !== undefined;
-    if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
+    if (poll && !waiting && this.activeMeeting(meetingId) && this.#awaitsStartCheck(meetingId)) {
       await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
     }
   }
 
+  #awaitsStartCheck(meetingId: string): boolean {
+    const held = this.#deps.store.get(meetingId);
+    return held !== undefined && awaitsStartCheck(held);
+  }
+
   #expectedToStart(meetingId: string): boolean {
-    return this.#deps.store.get(meetingId)?.source === 'preheat' || (this.#deps.scheduled?.(meetingId) ?? false);
+    return this.#awaitsStartCheck(meetingId) || (this.#deps.scheduled?.(meetingId) ?? false);
   }
 
   /** One unknown-id check `delayMs` from now, shared by every request that waits for it. */
@@ -340,9 +346,9 @@ export class SyncLoop {
     const result = reconcile({
       now: this.#now(),
       poll: record,
-      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token, preheated: p.source === 'preheat' })),
+      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token, preheated: awaitsStartCheck(p) })),
       inFlight: jobs.inFlightIds(),
-      preheating: new Set(jobs.jobs().filter((j) => !j.settled && j.reason === 'preheat').map((j) => j.meetingId)),
+      preheating: new Set(jobs.jobs().filter((j) => !j.settled && yieldsToSyncs(j)).map((j) => j.meetingId)),
       probing: this.#probes.pendingIds(),
       retryAt,
       memory: this.#memory,
@@ -418,7 +424,7 @@ export class SyncLoop {
    */
   #heldBefore(action: { meetingId: string; reason: string }): string[] {
     const held = action.reason === 'restarted' ? this.#deps.store.get(action.meetingId) : undefined;
-    return held ? [held.buildId, held.confirmedBuildId].filter((id): id is string => !!id) : [];
+    return held ? buildsOf(held) : [];
   }
 
   /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
@@ -434,7 +440,7 @@ export class SyncLoop {
     const held = store.get(meetingId);
     const meeting = this.activeMeeting(meetingId);
     if (!held || !meeting || this.#paused) return;
-    if (held.source === 'preheat') return this.#confirmPreheat(meetingId, held, poll, result);
+    if (awaitsStartCheck(held)) return this.#confirmPreheat(meetingId, held, poll, result);
     if (result.kind === 'unknown') {
       this.#probeCounters.unknown++;
       const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
@@ -446,7 +452,7 @@ export class SyncLoop {
     this.#probeRetry.delete(meetingId);
     const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
     // A confirmed preheat stands for the build probed at its start (same documents, other build time).
-    if (result.identity.buildId === standsFor(held)) {
+    if (isBuild(held, result.identity.buildId)) {
       this.#probeCounters.sameBuild++;
       await store.retag(meetingId, poll.token);
       logger.info(`probe ${meetingId}: the master's build is the one held (${from}); recorded under token ${poll.token}`);
@@ -486,7 +492,7 @@ export class SyncLoop {
     }
     // Only the preheat checked here: a sync promoted meanwhile (a tablet asked) is the meeting's
     // package now, complete and current, and must not be thrown away and fetched again.
-    if (!(await store.remove(meetingId, 'preheat-stale', { if: (pkg) => pkg.source === 'preheat' && pkg.sha256 === held.sha256 }))) {
+    if (!(await store.remove(meetingId, 'preheat-stale', { if: (pkg) => awaitsStartCheck(pkg) && pkg.sha256 === held.sha256 }))) {
       logger.info(`preheat ${meetingId}: replaced by the meeting's sync during the check; nothing to discard`);
       return;
     }
