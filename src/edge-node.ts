@@ -29,7 +29,7 @@ import { Maintenance } from './node/maintenance.ts';
 import { collectDiagnostics } from './node/diagnostics.ts';
 import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
-import { DEFAULT_POLICY, type NodePolicy } from './node/policy.ts';
+import { DEFAULT_POLICY, SYNC_POLICY, type NodePolicy } from './policy.ts';
 import { buildStatus } from './node/status.ts';
 import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
@@ -73,7 +73,7 @@ export interface EdgeNodeOptions {
    * a logger was passed in (tests, embedding), which then read node.adminToken.
    */
   announceAdminToken?: (token: string, configPath: string) => void;
-  /** Overrides of the operating policy (node/policy.ts): tests and benchmarks run shorter. */
+  /** Overrides of the operating policy (policy.ts): tests and benchmarks run shorter. */
   policy?: Partial<NodePolicy>;
   /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
   site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
@@ -236,7 +236,7 @@ export class EdgeNode {
       quota: this.quota,
       scheduled: (meetingId) => this.preheater.isScheduled(meetingId),
       // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
-      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: 30_000 })),
+      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: SYNC_POLICY.probeTimeoutMs })),
       logger,
     });
     // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
@@ -332,6 +332,8 @@ export class EdgeNode {
         waitForSyncMs: policy.waitForSyncMs,
         idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, current().network.downloadTimeout * 1000),
         retryAfterSeconds: policy.retryAfterSeconds,
+        settleWaitMs: policy.settleWaitMs,
+        buildAnswerWaitMs: policy.buildAnswerWaitMs,
       }),
     };
     const app = createApp({

@@ -11,7 +11,7 @@ import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { MasterLink } from './master-link.ts';
-import type { NodePolicy } from './policy.ts';
+import type { NodePolicy } from '../policy.ts';
 import { PeriodicTask } from './scheduler.ts';
 
 export interface ScheduleInfo {

@@ -1,10 +1,12 @@
 import type { Logger } from '../log/logger.ts';
+import { SYNC_POLICY, type RetryPolicy } from '../policy.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { planPreheat, preheatCandidates, type PreheatCandidate, type PreheatWindow } from './preheat-plan.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
 import { yieldsToSyncs, type DownloadView } from './download-view.ts';
-import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
+import { RetrySchedule } from './retry-schedule.ts';
+import type { SyncJobs } from './sync-jobs.ts';
 import type { SyncLoop } from './sync-loop.ts';
 
 export interface PreheatSettings extends PreheatWindow {
@@ -20,8 +22,8 @@ export interface PreheaterDeps {
   logger: Logger;
   /** False while the operator has stopped the service: no preheat starts. */
   running?: () => boolean;
-  /** Base of the backoff after a failed preheat (default 60 s). */
-  retryDelayMs?: number;
+  /** The backoff after a failed preheat (default: policy.ts SYNC_POLICY.preheatRetry). */
+  retry?: RetryPolicy;
   now?: () => number;
   random?: () => number;
 }
@@ -73,7 +75,7 @@ export class Preheater {
    * different moments: a preheat whose start only the scan has seen is the poll's to confirm.
    */
   #started = new Set<string>();
-  #retry = new Map<string, { at: number; failures: number; message: string; failedAt: number }>();
+  #retry: RetrySchedule<{ message: string; failedAt: number }>;
   /** Meetings whose preheated package the start found stale: shown until their sync ends. */
   #stale = new Set<string>();
   #lastScan: { at: number; ok: boolean; error: string | null } | null = null;
@@ -86,13 +88,14 @@ export class Preheater {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
+    this.#retry = new RetrySchedule({ now: this.#now, random: this.#random });
     deps.jobs.events.on('started', (job) => {
       if (!yieldsToSyncs(job)) this.#yieldTo(job);
     });
     deps.jobs.events.on('succeeded', (job) => {
       if (yieldsToSyncs(job)) {
         this.#counters.completed++;
-        this.#retry.delete(job.meetingId);
+        this.#retry.clear(job.meetingId);
       } else this.#stale.delete(job.meetingId);
       this.advance();
     });
@@ -101,9 +104,7 @@ export class Preheater {
         if (failure.code === 'CANCELLED') this.#counters.cancelled++;
         else {
           this.#counters.failed++;
-          const failures = (this.#retry.get(job.meetingId)?.failures ?? 0) + 1;
-          const delay = Math.min(3_600_000, backoffDelay(this.#deps.retryDelayMs ?? 60_000, failures - 1, this.#random()));
-          this.#retry.set(job.meetingId, { at: this.#now() + delay, failures, message: failure.message, failedAt: this.#now() });
+          this.#retry.failed(job.meetingId, this.#deps.retry ?? SYNC_POLICY.preheatRetry, { message: failure.message, failedAt: this.#now() });
         }
       }
       this.advance();
@@ -133,7 +134,7 @@ export class Preheater {
     }
     this.#counters.scans++;
     try {
-      const meetings = await this.#deps.master().listMeetings(AbortSignal.timeout(30_000));
+      const meetings = await this.#deps.master().listMeetings(AbortSignal.timeout(SYNC_POLICY.meetingListTimeoutMs));
       this.#candidates = preheatCandidates(meetings, this.#now(), settings);
       this.#started = new Set(meetings.filter((m) => m.status === 'active').map((m) => m.id));
       this.#lastScan = { at: this.#now(), ok: true, error: null };
@@ -233,7 +234,7 @@ export class Preheater {
       held: new Set(store.list().map((p) => p.meetingId)),
       preheating: new Set(all.filter(yieldsToSyncs).map((j) => j.meetingId)),
       inFlight: new Set(all.map((j) => j.meetingId)),
-      retryAt: new Map([...this.#retry].map(([id, r]) => [id, r.at])),
+      retryAt: new Map(this.#retry.entries().map(([id, r]) => [id, r.at])),
       now: this.#now(),
     });
     // Until the first successful poll, "not active" is unknown: remove nothing yet.

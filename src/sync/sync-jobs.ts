@@ -1,12 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
+import { SYNC_POLICY } from '../policy.ts';
+import { within } from '../time-limit.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { mayBeServed } from '../store/package-state.ts';
 import { storedSource, yieldsToSyncs, type AttemptStatus, type DownloadListener, type DownloadView, type FetchReason, type FetchSource, type JobOutcome, type JobState } from './download-view.ts';
 import { FetchError, fetchPackage, type OpenPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
+import { backoffDelay, RetrySchedule, type RetryEntry } from './retry-schedule.ts';
 import type { SiteTier } from './site-tier.ts';
 
 export interface JobRequest {
@@ -277,7 +280,8 @@ export class SyncJobs {
     failed: [DownloadView, SyncFailure];
   }>();
   #jobs = new Map<string, SyncJob>();
-  #failures = new Map<string, SyncFailure>();
+  /** Failed jobs per meeting: the poller starts no job of it before their retry time. */
+  #failures: RetrySchedule<{ message: string; code: string; failedAt: number }>;
   #waiting: Array<() => void> = [];
   #urgentWaiting: Array<() => void> = [];
   /** Preheat jobs waiting: they get a slot only when no other job runs or waits. */
@@ -295,6 +299,7 @@ export class SyncJobs {
     this.#deps = deps;
     this.#random = deps.random ?? Math.random;
     this.#now = deps.now ?? Date.now;
+    this.#failures = new RetrySchedule({ now: this.#now, random: this.#random });
   }
 
   /** The running job for this meeting, or a new one. */
@@ -340,22 +345,23 @@ export class SyncJobs {
   }
 
   failure(meetingId: string): SyncFailure | undefined {
-    return this.#failures.get(meetingId);
+    const entry = this.#failures.get(meetingId);
+    return entry && asSyncFailure(entry);
   }
 
   failures(): Map<string, SyncFailure> {
-    return new Map(this.#failures);
+    return new Map(this.#failures.entries().map(([id, entry]) => [id, asSyncFailure(entry)]));
   }
 
-  /** Forget a meeting (it ended): cancel its job and drop its failure record. */
   /** Cancels the meeting's download in progress, if any (a preheat giving the master's stream back). */
   cancel(meetingId: string, reason: string): void {
     this.#jobs.get(meetingId)?.cancel(reason);
   }
 
+  /** Forget a meeting (it ended): cancel its job and drop its failure record. */
   forget(meetingId: string, reason: string): void {
     this.#jobs.get(meetingId)?.cancel(reason);
-    this.#failures.delete(meetingId);
+    this.#failures.clear(meetingId);
   }
 
   cancelAll(reason: string): void {
@@ -366,8 +372,7 @@ export class SyncJobs {
   async drain(timeoutMs: number): Promise<boolean> {
     const pending = [...this.#jobs.values()].filter((job) => !job.settled).map((job) => job.done.catch(() => {}));
     if (pending.length === 0) return true;
-    const timer = sleep(timeoutMs, false, { ref: false });
-    return Promise.race([Promise.all(pending).then(() => true), timer]);
+    return within(Promise.all(pending).then(() => true), timeoutMs, false, { ref: false });
   }
 
   async #acquire(job: SyncJob): Promise<void> {
@@ -448,7 +453,7 @@ export class SyncJobs {
       }
       try {
         const outcome = await this.#attempt(job, settings);
-        this.#failures.delete(job.meetingId);
+        this.#failures.clear(job.meetingId);
         job.settle(outcome);
         this.events.emit('succeeded', job, outcome);
         return;
@@ -467,20 +472,17 @@ export class SyncJobs {
       }
     }
     const error = lastError ?? new FetchError('no attempt was made', 'NO_ATTEMPT');
-    const previous = this.#failures.get(job.meetingId);
-    const failedJobs = (previous?.failedJobs ?? 0) + 1;
     const now = this.#now();
-    const failure: SyncFailure = {
-      message: error.message,
-      code: error.code,
-      at: now,
-      failedJobs,
-      // Between jobs, back off further each time (capped at 5 min) so a broken package
-      // does not hammer a struggling master every poll.
-      retryAt: error.code === 'CANCELLED' ? now : now + Math.min(300_000, backoffDelay(settings.retryDelayMs, failedJobs + settings.retryCount - 2, this.#random())),
-    };
-    // A failed preheat must not hold back the meeting's sync at its start: the preheater keeps its own record.
-    if (error.code !== 'CANCELLED' && !yieldsToSyncs(job)) this.#failures.set(job.meetingId, failure);
+    const details = { message: error.message, code: error.code, failedAt: now };
+    // Between jobs the wait goes on from where the job's own attempts left it.
+    const retry = { firstDelayMs: settings.retryDelayMs, maxDelayMs: SYNC_POLICY.failedJobMaxDelayMs };
+    const skip = settings.retryCount - 1;
+    let failure: SyncFailure;
+    // A cancellation is no failure to wait out; a failed preheat must not hold back the meeting's
+    // sync at its start (the preheater keeps its own record).
+    if (error.code === 'CANCELLED') failure = { message: error.message, code: error.code, at: now, failedJobs: (this.#failures.get(job.meetingId)?.failures ?? 0) + 1, retryAt: now };
+    else if (yieldsToSyncs(job)) failure = asSyncFailure(this.#failures.next(job.meetingId, retry, details, skip));
+    else failure = asSyncFailure(this.#failures.failed(job.meetingId, retry, details, skip));
     // A cancellation (the node stopping, a meeting ended, a preheat giving way) is not a fault.
     if (error.code === 'CANCELLED') logger.info(`sync ${job.meetingId} stopped: ${error.message}`);
     else logger.error(`sync ${job.meetingId} failed: ${error.message}`);
@@ -535,7 +537,7 @@ export class SyncJobs {
           counted = bytes;
           job.wrote(bytes, written, now);
           // Status/SSE consumers want a few updates a second, not one per chunk.
-          if (now - lastEmit >= 250) {
+          if (now - lastEmit >= SYNC_POLICY.progressEventMs) {
             lastEmit = now;
             this.events.emit('progress', job);
           }
@@ -598,10 +600,8 @@ class PeerFetchError extends FetchError {
   }
 }
 
-/** retryDelay × 2^step, with ±25 % jitter so nodes do not retry in lockstep. */
-export function backoffDelay(baseMs: number, step: number, random: number): number {
-  const exponential = baseMs * 2 ** Math.max(0, step);
-  return Math.round(Math.min(600_000, exponential) * (0.75 + random * 0.5));
+function asSyncFailure(entry: RetryEntry & { message: string; code: string; failedAt: number }): SyncFailure {
+  return { message: entry.message, code: entry.code, at: entry.failedAt, failedJobs: entry.failures, retryAt: entry.at };
 }
 
 function asFetchError(error: unknown): FetchError {

@@ -1,12 +1,15 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
+import { SYNC_POLICY, type RetryPolicy } from '../policy.ts';
+import { settledWithin } from '../time-limit.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import { awaitsStartCheck, buildsOf, isBuild, mayBeServed } from '../store/package-state.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
 import { yieldsToSyncs, type DownloadView } from './download-view.ts';
-import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
+import { RetrySchedule } from './retry-schedule.ts';
+import type { SyncJobs } from './sync-jobs.ts';
 
 export interface PollRecord {
   at: number;
@@ -21,7 +24,7 @@ export interface SyncLoopDeps {
   policy: () => ReconcilePolicy;
   logger: Logger;
   now?: () => number;
-  /** Minimum gap between extra polls triggered by requests for ids not seen yet (default 1 s). */
+  /** Minimum gap between extra polls triggered by requests for ids not seen yet (default: policy.ts). */
   unknownIdRefreshMs?: number;
   /**
    * Ids of meetings the master lists as not started yet (the preheat's scan): a request for one is
@@ -35,10 +38,12 @@ export interface SyncLoopDeps {
    * master's stream, build-probe.ts; with the site tier, the seed's answer). Called one meeting at a time.
    */
   probe?: (meetingId: string, token: string | null) => Promise<ProbeResult>;
-  /** Timeout of a default probe. */
+  /** Timeout of a default probe (default: policy.ts). */
   probeTimeoutMs?: number;
-  /** First wait before probing again after an unanswered probe (doubles per failure, at most 5 min). */
-  probeRetryMs?: number;
+  /** Waits before probing again after unanswered probes, and before checking a preheat again (default: policy.ts). */
+  probeRetry?: RetryPolicy;
+  startCheckRetry?: RetryPolicy;
+  random?: () => number;
 }
 
 /** What the probes of this process cost the master and found. */
@@ -80,12 +85,13 @@ export class SyncLoop {
    * Meetings whose last probe got no usable answer: when to ask again, how many in a row, and
    * under which token (a newer token is news: it is probed at once).
    */
-  #probeRetry = new Map<string, { at: number; failures: number; token: string | null }>();
+  #probeRetry: RetrySchedule<{ token: string | null }>;
   #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0, preheatConfirmed: 0, preheatDiscarded: 0 };
 
   constructor(deps: SyncLoopDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
+    this.#probeRetry = new RetrySchedule({ now: this.#now, random: deps.random });
     deps.jobs.events.on('succeeded', (job) => {
       if (yieldsToSyncs(job)) {
         // Finished just as its meeting started: confirm it now rather than at the next check.
@@ -214,7 +220,7 @@ export class SyncLoop {
     if (this.#paused) return;
     let pending: Promise<unknown> | undefined;
     if (!this.activeMeeting(meetingId)) {
-      const gap = this.#deps.unknownIdRefreshMs ?? 1_000;
+      const gap = this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs;
       const sinceLast = this.#now() - this.#lastUnknownRefresh;
       if (this.#polling) pending = this.#polling;
       else if (sinceLast >= gap) {
@@ -226,14 +232,14 @@ export class SyncLoop {
         // ids is still answered from the last check at once.
         pending = this.#refreshAfter(gap - sinceLast);
       }
-      if (pending) await withinMs(pending, maxWaitMs);
+      if (pending) await settledWithin(pending, maxWaitMs);
     }
     const poll = this.#lastSuccess;
     // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
     // each check makes the master read the whole package.
-    const waiting = (this.#probeRetry.get(meetingId)?.at ?? 0) > this.#now() || this.#deps.jobs.inFlight(meetingId) !== undefined;
+    const waiting = this.#probeRetry.waiting(meetingId) || this.#deps.jobs.inFlight(meetingId) !== undefined;
     if (poll && !waiting && this.activeMeeting(meetingId) && this.#awaitsStartCheck(meetingId)) {
-      await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
+      await settledWithin(this.#startConfirm(meetingId, poll), maxWaitMs);
     }
   }
 
@@ -263,7 +269,7 @@ export class SyncLoop {
    * newer token than this node's, say): news worth a poll, but never a flood of them.
    */
   async refreshSoon(): Promise<void> {
-    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? 1_000)) return;
+    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs)) return;
     this.#lastUnknownRefresh = this.#now();
     await this.pollNow();
   }
@@ -300,7 +306,7 @@ export class SyncLoop {
     if (!poll || this.#paused || !this.#deps.store.get(meetingId) || !this.activeMeeting(meetingId)) {
       return Promise.resolve({ kind: 'unknown', reason: 'not held or not active here', bytesRead: 0 });
     }
-    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
+    const timeoutMs = this.#deps.probeTimeoutMs ?? SYNC_POLICY.probeTimeoutMs;
     return this.#probes.run(meetingId, async () => {
       const result = await probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs });
       await this.#probed(meetingId, this.#lastSuccess ?? poll, result);
@@ -340,7 +346,7 @@ export class SyncLoop {
     const { jobs, store } = this.#deps;
     const retryAt = new Map<string, number>();
     for (const [id, failure] of jobs.failures()) retryAt.set(id, failure.retryAt);
-    for (const [id, retry] of this.#probeRetry) {
+    for (const [id, retry] of this.#probeRetry.entries()) {
       if (retry.token === record.token) retryAt.set(id, Math.max(retry.at, retryAt.get(id) ?? 0));
     }
     const result = reconcile({
@@ -408,7 +414,7 @@ export class SyncLoop {
    * package is kept and probed again later.
    */
   async #probe(meetingId: string, poll: PollRecord): Promise<void> {
-    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
+    const timeoutMs = this.#deps.probeTimeoutMs ?? SYNC_POLICY.probeTimeoutMs;
     // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
     // no job) between a probe that found a new build and the job that fetches it.
     await this.#probes.run(meetingId, async () => {
@@ -443,13 +449,11 @@ export class SyncLoop {
     if (awaitsStartCheck(held)) return this.#confirmPreheat(meetingId, held, poll, result);
     if (result.kind === 'unknown') {
       this.#probeCounters.unknown++;
-      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
-      const delay = Math.min(300_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
-      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
+      const delay = this.#probeRetry.failed(meetingId, this.#deps.probeRetry ?? SYNC_POLICY.probeRetry, { token: poll.token }).delayMs;
       logger.warn(`probe ${meetingId}: ${result.reason}; keeping the held package, asking again in ${Math.round(delay / 1000)} s`);
       return;
     }
-    this.#probeRetry.delete(meetingId);
+    this.#probeRetry.clear(meetingId);
     const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
     // A confirmed preheat stands for the build probed at its start (same documents, other build time).
     if (isBuild(held, result.identity.buildId)) {
@@ -476,13 +480,11 @@ export class SyncLoop {
     if (!meeting) return;
     if (result.kind === 'unknown') {
       this.#probeCounters.unknown++;
-      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
-      const delay = Math.min(60_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
-      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
+      const delay = this.#probeRetry.failed(meetingId, this.#deps.startCheckRetry ?? SYNC_POLICY.startCheckRetry, { token: poll.token }).delayMs;
       logger.warn(`preheat ${meetingId}: ${result.reason}; the preheated package waits for its check (again in ${Math.round(delay / 1000)} s)`);
       return;
     }
-    this.#probeRetry.delete(meetingId);
+    this.#probeRetry.clear(meetingId);
     const same = held.documentsId !== null && result.identity.documentsId === held.documentsId;
     if (same && (await store.confirm(meetingId, this.#lastSuccess?.token ?? poll.token, result.identity.buildId))) {
       this.#probeCounters.preheatConfirmed++;
@@ -500,13 +502,6 @@ export class SyncLoop {
     logger.info(`preheat ${meetingId}: ${same ? 'the package changed during the check' : 'the documents changed since the preheat'}; discarding it and syncing`);
     if (this.activeMeeting(meetingId) && !this.#paused) jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'new' });
   }
-}
-
-/** Resolves when `work` settles or `ms` passes, whichever is first; never rejects. */
-async function withinMs(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
 
 /** Same token and the same active meetings (ids and titles, in any order). */
