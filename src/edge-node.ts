@@ -29,13 +29,12 @@ import { Maintenance } from './node/maintenance.ts';
 import { collectDiagnostics } from './node/diagnostics.ts';
 import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
-import { DEFAULT_POLICY, SYNC_POLICY, type NodePolicy } from './policy.ts';
+import { DEFAULT_POLICY, type NodePolicy } from './policy.ts';
 import { buildStatus } from './node/status.ts';
 import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
-import { probeMasterBuild } from './sync/build-probe.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { Scrubber } from './sync/scrub.ts';
 import { SiteMembers } from './sync/site-members.ts';
@@ -236,7 +235,7 @@ export class EdgeNode {
       quota: this.quota,
       scheduled: (meetingId) => this.preheater.isScheduled(meetingId),
       // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
-      probe: (meetingId, token) => this.site.probe(meetingId, token, () => probeMasterBuild(master(), meetingId, { timeoutMs: SYNC_POLICY.probeTimeoutMs })),
+      site: this.site,
       logger,
     });
     // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;

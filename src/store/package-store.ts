@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { close, constants, fstat, open as openCallback } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { Logger } from '../log/logger.ts';
