@@ -5,13 +5,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EnvironmentSettings } from './config/cli-options.ts';
 import { ConfigStore } from './config/config-store.ts';
-import { configSchema, type NodeConfig } from './config/schema.ts';
-import type { ConfigApplyResult } from './http/admin/config-routes.ts';
-import { AdminEventHub, type NodeEventMap } from './http/admin/events.ts';
+import { configSchema } from './config/schema.ts';
+import { AdminEventHub } from './http/admin/events.ts';
+import type { ConfigApplyResult, NodeEventMap } from './node-events.ts';
 import { NodeMetrics } from './http/admin/metrics.ts';
 import { createApp } from './http/app.ts';
 import { BurstAccept, loadAcceptor } from './http/burst-accept.ts';
-import { createDownloadListener, type DownloadDeps } from './http/download-route.ts';
+import { createDownloadListener, downloadSettings, type DownloadDeps } from './http/download-route.ts';
 import { logDownloads } from './http/access-log.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { loadNetAddon } from './http/net-addon.ts';
@@ -36,15 +36,15 @@ import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
 import { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
-import { Scrubber } from './sync/scrub.ts';
+import { Scrubber, type NodeLoad } from './sync/scrub.ts';
 import { SiteMembers } from './sync/site-members.ts';
 import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
 import { PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
-import { SyncJobs, type SyncSettings } from './sync/sync-jobs.ts';
+import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
 import { Preheater } from './sync/preheat.ts';
-import { CronTask } from './node/cron-task.ts';
+import { PreheatSchedule } from './node/preheat-schedule.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 
@@ -103,7 +103,7 @@ export class EdgeNode {
   /** Fetches the packages of meetings scheduled soon, before they start (preheat.*). */
   readonly preheater: Preheater;
   /** When the preheater reads the master's meeting list (preheat.schedule). */
-  readonly preheatTask: CronTask;
+  readonly preheatTask: PreheatSchedule;
   readonly server: Server;
   readonly startedAt = Date.now();
   readonly host: string;
@@ -162,7 +162,7 @@ export class EdgeNode {
     adminToken.generateIfMissing();
     node.#lifecycle.startBackground();
     node.#maintenance.start();
-    node.#startPreheat();
+    node.preheatTask.begin();
     return node;
   }
 
@@ -197,6 +197,7 @@ export class EdgeNode {
     // first 1 GiB sync of the node's life, not during it (issue 12).
     hashes.start();
 
+    const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({
       store,
       settings: () => {
@@ -205,8 +206,7 @@ export class EdgeNode {
         return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
       },
       disk: () => this.#disk.read(),
-      // null before the first successful poll: nothing is evicted on an unknown active set.
-      activeIds: () => (this.sync.lastSuccess ? new Set(this.sync.activeMeetings().map((m) => m.id)) : null),
+      activeIds: () => this.sync.knownActiveIds(),
       inFlightIds: () => this.jobs.inFlightIds(),
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
@@ -243,7 +243,7 @@ export class EdgeNode {
     const scrubber = new Scrubber({
       store,
       hash: (file, size, options) => hashes.hashStored(file, size, options),
-      busy: () => this.stats.activeDownloads > 0 || this.jobs.inFlightIds().size > 0,
+      load,
       onQuarantined: () => {
         if (this.serving) void this.syncNow();
       },
@@ -265,20 +265,14 @@ export class EdgeNode {
       running: serving,
       logger,
     });
-    this.preheatTask = new CronTask('preheat', () => current().preheat.schedule, () => this.preheater.scan(), logger);
-    this.events.on('service', ({ running }) => (running ? this.#startPreheat() : this.preheatTask.stop()));
-    this.events.on('config', ({ changed }) => {
-      if (!changed.some((key) => key === 'preheat' || key.startsWith('preheat.'))) return;
-      this.preheatTask.reschedule();
-      void this.preheatTask.runNow();
-    });
+    this.preheatTask = new PreheatSchedule(this.preheater, () => current().preheat.schedule, this.events, logger);
     this.announcer = new Announcer({
       master,
       nodeId: () => current().nodeId ?? 'node-unknown',
       address: () => this.#lifecycle.address,
       activeMeetings: () => this.sync.activeMeetings(),
       syncedMeetingIds: () => this.sync.syncedMeetingIds(),
-      extras: () => ({ load: { activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size } }),
+      extras: () => ({ load: load() }),
       logger,
     });
     this.metrics = new NodeMetrics({
@@ -327,13 +321,7 @@ export class EdgeNode {
       tailFiles: new SharedReadFiles(),
       zeroCopy: zeroCopy.zeroCopy,
       peers: this.peerStats,
-      settings: () => ({
-        waitForSyncMs: policy.waitForSyncMs,
-        idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, current().network.downloadTimeout * 1000),
-        retryAfterSeconds: policy.retryAfterSeconds,
-        settleWaitMs: policy.settleWaitMs,
-        buildAnswerWaitMs: policy.buildAnswerWaitMs,
-      }),
+      settings: () => downloadSettings(current(), policy),
     };
     const app = createApp({
       downloads,
@@ -543,25 +531,9 @@ export class EdgeNode {
     this.preheater.close();
     return this.#lifecycle.stop();
   }
-
-  /** The preheat scan runs at start, then on its cron schedule. */
-  #startPreheat(): void {
-    this.preheatTask.start();
-    void this.preheatTask.runNow();
-  }
 }
 
 /** A path the node cannot use: the start is refused like an invalid config, naming the key. */
 function refuseUnusable(key: string, reason: string | null): void {
   if (reason !== null) throw new UnusablePathError(key, reason);
-}
-
-export function syncSettings(config: NodeConfig): SyncSettings {
-  return {
-    maxConcurrentDownloads: config.network.maxConcurrentDownloads,
-    retryCount: config.network.retryCount,
-    retryDelayMs: config.network.retryDelay * 1000,
-    idleTimeoutMs: config.network.downloadTimeout * 1000,
-    connectTimeoutMs: config.network.connectionTimeout * 1000,
-  };
 }

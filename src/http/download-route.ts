@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
-import { DEFAULT_POLICY } from '../policy.ts';
+import { DEFAULT_POLICY, type NodePolicy } from '../policy.ts';
+import type { NodeConfig } from '../config/schema.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
@@ -40,6 +41,19 @@ export interface DownloadDeps {
    * sibling's request (X-Edge-Peer) is still answered by the tier's rules, uncounted.
    */
   peers?: PeerServeStats;
+}
+
+/** The route's settings from the node's config and policy. */
+export function downloadSettings(config: NodeConfig, policy: NodePolicy): DownloadSettings {
+  return {
+    waitForSyncMs: policy.waitForSyncMs,
+    // network.downloadTimeout may be lower than the floor: a tablet reading a package still
+    // syncing waits on the master's pace, which the tablet cannot help.
+    idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, config.network.downloadTimeout * 1000),
+    retryAfterSeconds: policy.retryAfterSeconds,
+    settleWaitMs: policy.settleWaitMs,
+    buildAnswerWaitMs: policy.buildAnswerWaitMs,
+  };
 }
 
 export interface DownloadSettings {

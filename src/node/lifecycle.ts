@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NodeConfig } from '../config/schema.ts';
-import type { NodeEventMap } from '../http/admin/events.ts';
+import type { NodeEventMap } from '../node-events.ts';
 import type { BurstAccept } from '../http/burst-accept.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';

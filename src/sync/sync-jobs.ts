@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NodeConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import { SYNC_POLICY } from '../policy.ts';
@@ -214,6 +215,17 @@ export class SyncJobs {
     this.events.emit('failed', job, failure);
   }
 
+}
+
+/** The sync's settings from the node's config (network.*). */
+export function syncSettings(config: NodeConfig): SyncSettings {
+  return {
+    maxConcurrentDownloads: config.network.maxConcurrentDownloads,
+    retryCount: config.network.retryCount,
+    retryDelayMs: config.network.retryDelay * 1000,
+    idleTimeoutMs: config.network.downloadTimeout * 1000,
+    connectTimeoutMs: config.network.connectionTimeout * 1000,
+  };
 }
 
 function asSyncFailure(entry: RetryEntry & { message: string; code: string; failedAt: number }): SyncFailure {

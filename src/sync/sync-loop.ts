@@ -110,6 +110,11 @@ export class SyncLoop {
     return this.#lastSuccess?.meetings ?? [];
   }
 
+  /** The active meetings' ids; null before the first successful poll (nothing may be evicted on an unknown active set). */
+  knownActiveIds(): Set<string> | null {
+    return this.#lastSuccess ? new Set(this.#lastSuccess.meetings.map((m) => m.id)) : null;
+  }
+
   activeMeeting(meetingId: string): ActiveMeeting | undefined {
     return this.#lastSuccess?.meetings.find((m) => m.id === meetingId);
   }

@@ -5,12 +5,8 @@ import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { LogRing } from '../../log/log-ring.ts';
+import type { NodeEventMap } from '../../node-events.ts';
 
-/** Node-level happenings the sync and store emitters do not cover. */
-export type NodeEventMap = {
-  service: [{ running: boolean }];
-  config: [{ changed: string[]; restartRequired: string[] }];
-};
 
 export interface EventHubSources {
   jobs: SyncJobs;
