@@ -156,8 +156,10 @@ export class NodeLifecycle {
     this.#tasks.watch.start(this.#watchDelayMs());
   }
 
-  /** Runs a task now (or right after its current run) and counts its interval from then. */
-  /** Runs a task now, if the service runs (a stopped service polls and beats no more). */
+  /**
+   * Runs a task now (or right after its current run) and counts its interval from then; only while
+   * the service runs (a stopped service polls and beats no more).
+   */
   runNow(task: TaskName): Promise<void> {
     if (!this.#serving || this.#stopping) return Promise.resolve();
     return this.#tasks[task].runNow();

@@ -37,8 +37,7 @@ export interface QuotaGuardDeps {
   diskProbeIntervalMs?: number;
 }
 
-/** What a download attempt is, as far as the guard cares. */
-/** 'preheat' reason: a meeting not started yet; it never evicts a package to fit, it is refused instead. */
+/** What a download attempt is, as far as the guard cares: its meeting, and whether it may evict to fit (evictsToFit). */
 export type GuardedJob = Pick<DownloadView, 'meetingId'> & Partial<Pick<DownloadView, 'reason'>>;
 
 export interface QuotaEviction {
