@@ -1,23 +1,16 @@
-import { getRequestListener } from '@hono/node-server';
 import { EventEmitter } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EnvironmentSettings } from './config/cli-options.ts';
 import { ConfigStore } from './config/config-store.ts';
 import { configSchema } from './config/schema.ts';
 import { AdminEventHub } from './http/admin/events.ts';
 import type { ConfigApplyResult, NodeEventMap } from './node-events.ts';
 import { NodeMetrics } from './http/admin/metrics.ts';
 import { createApp } from './http/app.ts';
-import { BurstAccept, loadAcceptor } from './http/burst-accept.ts';
-import { createDownloadListener, downloadSettings, type DownloadDeps } from './http/download-route.ts';
+import { downloadSettings, type DownloadDeps } from './http/download-route.ts';
 import { logDownloads } from './http/access-log.ts';
 import { DownloadStats } from './http/download-stats.ts';
-import { loadNetAddon } from './http/net-addon.ts';
-import { SharedReadFiles } from './http/shared-files.ts';
-import { TailLimit } from './http/tail-send.ts';
-import { loadZeroCopy } from './http/zero-copy.ts';
 import { LogRing, tapLogger } from './log/log-ring.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -38,45 +31,19 @@ import { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import { Scrubber, type NodeLoad } from './sync/scrub.ts';
 import { SiteMembers } from './sync/site-members.ts';
-import { SiteTier, type SiteTierDeps } from './sync/site-tier.ts';
+import { SiteTier } from './sync/site-tier.ts';
 import { PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
 import { SyncLoop } from './sync/sync-loop.ts';
 import { Preheater } from './sync/preheat.ts';
 import { PreheatSchedule } from './node/preheat-schedule.ts';
+import { createHttpFront } from './node/http-front.ts';
+import type { EdgeNodeOptions } from './node/edge-node-options.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 
-export interface EdgeNodeOptions {
-  configPath: string;
-  /** Overrides nodePort from the config (flag or EDGE_PORT). 0 picks a free port (tests). */
-  port?: number;
-  /** The start option an operator set `port` with: a nodePort saved later is then reported as overridden by it. */
-  portSource?: string;
-  /** Listen address; default 0.0.0.0. */
-  host?: string;
-  /** A ready logger (tests pass a MemoryLogger); otherwise built from the config's logging section. */
-  logger?: Logger;
-  /** Folder of the control panel; default ./public beside the program. */
-  publicDir?: string;
-  /** The EDGE_* switches (config/cli-options.ts readEnvironment; start.ts passes them). Default: none set. */
-  environment?: Partial<EnvironmentSettings>;
-  /**
-   * Admin token overriding EDGE_ADMIN_TOKEN and the config's adminToken (tests, benchmarks).
-   * With none, the config's token is used, or one is generated and saved on first start.
-   */
-  adminToken?: string;
-  /**
-   * Shows a newly generated admin token to the operator. Default: printed on the console, unless
-   * a logger was passed in (tests, embedding), which then read node.adminToken.
-   */
-  announceAdminToken?: (token: string, configPath: string) => void;
-  /** Overrides of the operating policy (policy.ts): tests and benchmarks run shorter. */
-  policy?: Partial<NodePolicy>;
-  /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
-  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
-}
+export type { EdgeNodeOptions } from './node/edge-node-options.ts';
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
 const PROGRAM_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -302,89 +269,76 @@ export class EdgeNode {
     });
     const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving });
 
-    // Loaded once (require caches it) for both of its uses.
-    const addon = loadNetAddon();
-    const zeroCopy = loadZeroCopy({ enabled: options.environment?.zeroCopy }, addon);
-    logger.info(zeroCopy.zeroCopy ? 'serving packages with sendfile (zero copy)' : `serving packages by copying through buffers: ${zeroCopy.reason}`);
-    const acceptor = loadAcceptor({ enabled: options.environment?.burstAccept }, addon);
-    if (!acceptor.acceptor) logger.info(`accepting connections one per event-loop turn: ${acceptor.reason}`);
-
-    const downloads: DownloadDeps = {
+    const downloads: Omit<DownloadDeps, 'zeroCopy' | 'tailing' | 'tailFiles'> = {
       store,
       sync: this.sync,
       stats: this.stats,
       logger,
       isServing: serving,
-      // Serve while downloading: tablets of a package still syncing stream the bytes already
-      // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
-      tailing: new TailLimit(policy.maxTailingClients),
-      tailFiles: new SharedReadFiles(),
-      zeroCopy: zeroCopy.zeroCopy,
       peers: this.peerStats,
       settings: () => downloadSettings(current(), policy),
     };
-    const app = createApp({
+    const front = createHttpFront({
       downloads,
-      admin: {
-        logger,
-        token: () => this.adminToken,
-        authLimit: policy.authLimit,
-        config: {
-          current,
-          schema: configSchema,
-          update: (patch) => this.updateConfig(patch),
+      app: (full) =>
+        createApp({
+          downloads: full,
+        admin: {
+          logger,
+          token: () => this.adminToken,
+          authLimit: policy.authLimit,
+          config: {
+            current,
+            schema: configSchema,
+            update: (patch) => this.updateConfig(patch),
+          },
+          service: {
+            running: serving,
+            stop: () => this.stopService(),
+            start: () => this.startService(),
+            syncNow: () => this.#lifecycle.syncNowReport(),
+            status: () => this.status(),
+          },
+          events: eventHub,
+          logs,
+          diagnostics: {
+            collect: () =>
+              collectDiagnostics({
+                config: current,
+                logs,
+                status: () => this.status(),
+                metrics: async () => (await this.metrics.render()).body,
+                version: this.version,
+                adminToken: () => this.adminToken,
+              }),
+          },
+          health: {
+            storageRoot: store.root,
+            configValid: () => this.config.validate(current()).ok,
+            running: serving,
+            metrics: this.metrics,
+            metricsPublic: () => current().metricsPublic,
+          },
+          maintenance: {
+            scrubNow: () => this.#maintenance.scrubNow(),
+            scrubbing: () => scrubber.current !== null,
+            scrubStatus: () => this.#maintenance.scrubStatus(),
+          },
         },
-        service: {
-          running: serving,
-          stop: () => this.stopService(),
-          start: () => this.startService(),
-          syncNow: () => this.#lifecycle.syncNowReport(),
-          status: () => this.status(),
-        },
-        events: eventHub,
-        logs,
-        diagnostics: {
-          collect: () =>
-            collectDiagnostics({
-              config: current,
-              logs,
-              status: () => this.status(),
-              metrics: async () => (await this.metrics.render()).body,
-              version: this.version,
-              adminToken: () => this.adminToken,
-            }),
-        },
-        health: {
-          storageRoot: store.root,
-          configValid: () => this.config.validate(current()).ok,
-          running: serving,
-          metrics: this.metrics,
-          metricsPublic: () => current().metricsPublic,
-        },
-        maintenance: {
-          scrubNow: () => this.#maintenance.scrubNow(),
-          scrubbing: () => scrubber.current !== null,
-          scrubStatus: () => this.#maintenance.scrubStatus(),
-        },
-      },
-      publicDir,
+        publicDir,
+      }),
+      environment: options.environment,
+      policy,
+      logger,
     });
-    // Package downloads are answered before Hono: its HEAD handling re-dispatches through a slow
-    // Response path (HEAD 6.5k → 23.6k req/s and 304 13k → 24k req/s measured with this fast
-    // path), and the herd at meeting start is exactly these requests. Everything else is Hono.
-    const honoListener = getRequestListener(app.fetch);
-    const downloadListener = createDownloadListener(downloads);
-    this.server = createServer((req, res) => {
-      if (!downloadListener(req, res)) void honoListener(req, res);
-    });
+    this.server = front.server;
 
     this.#lifecycle = new NodeLifecycle({
       config: current,
       policy,
       server: this.server,
       host: this.host,
-      // A meeting start connects every tablet at once: accept them in one turn, not one per turn.
-      burstAccept: acceptor.acceptor ? new BurstAccept(this.server, acceptor.acceptor) : null,
+      burstAccept: front.burstAccept,
       store,
       sync: this.sync,
       jobs: this.jobs,
