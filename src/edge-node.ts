@@ -283,50 +283,50 @@ export class EdgeNode {
       app: (full) =>
         createApp({
           downloads: full,
-        admin: {
-          logger,
-          token: () => this.adminToken,
-          authLimit: policy.authLimit,
-          config: {
-            current,
-            schema: configSchema,
-            update: (patch) => this.updateConfig(patch),
+          admin: {
+            logger,
+            token: () => this.adminToken,
+            authLimit: policy.authLimit,
+            config: {
+              current,
+              schema: configSchema,
+              update: (patch) => this.updateConfig(patch),
+            },
+            service: {
+              running: serving,
+              stop: () => this.stopService(),
+              start: () => this.startService(),
+              syncNow: () => this.#lifecycle.syncNowReport(),
+              status: () => this.status(),
+            },
+            events: eventHub,
+            logs,
+            diagnostics: {
+              collect: () =>
+                collectDiagnostics({
+                  config: current,
+                  logs,
+                  status: () => this.status(),
+                  metrics: async () => (await this.metrics.render()).body,
+                  version: this.version,
+                  adminToken: () => this.adminToken,
+                }),
+            },
+            health: {
+              storageRoot: store.root,
+              configValid: () => this.config.validate(current()).ok,
+              running: serving,
+              metrics: this.metrics,
+              metricsPublic: () => current().metricsPublic,
+            },
+            maintenance: {
+              scrubNow: () => this.#maintenance.scrubNow(),
+              scrubbing: () => scrubber.current !== null,
+              scrubStatus: () => this.#maintenance.scrubStatus(),
+            },
           },
-          service: {
-            running: serving,
-            stop: () => this.stopService(),
-            start: () => this.startService(),
-            syncNow: () => this.#lifecycle.syncNowReport(),
-            status: () => this.status(),
-          },
-          events: eventHub,
-          logs,
-          diagnostics: {
-            collect: () =>
-              collectDiagnostics({
-                config: current,
-                logs,
-                status: () => this.status(),
-                metrics: async () => (await this.metrics.render()).body,
-                version: this.version,
-                adminToken: () => this.adminToken,
-              }),
-          },
-          health: {
-            storageRoot: store.root,
-            configValid: () => this.config.validate(current()).ok,
-            running: serving,
-            metrics: this.metrics,
-            metricsPublic: () => current().metricsPublic,
-          },
-          maintenance: {
-            scrubNow: () => this.#maintenance.scrubNow(),
-            scrubbing: () => scrubber.current !== null,
-            scrubStatus: () => this.#maintenance.scrubStatus(),
-          },
-        },
-        publicDir,
-      }),
+          publicDir,
+        }),
       environment: options.environment,
       policy,
       logger,
