@@ -20,14 +20,14 @@ export async function within<T, U>(work: Promise<T>, ms: number, onTimeout: U, o
   }
 }
 
-/** Resolves when `work` settles or `ms` passes, whichever is first; never rejects. */
-export async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  await within(
+/** Resolves when `work` settles (true) or `ms` passes (false), whichever is first; never rejects. */
+export function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  return within(
     work.then(
-      () => {},
-      () => {},
+      () => true,
+      () => true,
     ),
     ms,
-    undefined,
+    false,
   );
 }

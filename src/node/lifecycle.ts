@@ -12,6 +12,7 @@ import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { MasterLink } from './master-link.ts';
 import type { NodePolicy } from '../policy.ts';
+import { settledWithin } from '../time-limit.ts';
 import { PeriodicTask } from './scheduler.ts';
 
 export interface ScheduleInfo {
@@ -300,20 +301,4 @@ export class NodeLifecycle {
     this.#serviceOp = run.catch(() => {});
     return run;
   }
-}
-
-/** Resolves true when `work` settles within `ms`, false when the time is up first. */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }
