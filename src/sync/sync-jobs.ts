@@ -148,7 +148,6 @@ export class SyncJobs {
     return within(Promise.all(pending).then(() => true), timeoutMs, false, { ref: false });
   }
 
-
   async #run(job: SyncJob): Promise<void> {
     const { logger } = this.#deps;
     let lastError: FetchError | null = null;

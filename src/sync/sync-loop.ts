@@ -276,7 +276,6 @@ export class SyncLoop {
     });
   }
 
-
   /** `fetched`: a status the watch already got (it counts as this poll's answer). */
   async #pollAndReconcile(fetched?: MeetingStatus): Promise<boolean> {
     if (this.#paused) return false;
@@ -369,7 +368,6 @@ export class SyncLoop {
         return;
     }
   }
-
 
   /**
    * A meeting seen to end and start again has a new build: the one held is not it, whatever a

@@ -4,7 +4,6 @@ import type { NodeConfig } from '../../config/schema.ts';
 import type { ConfigApplyResult } from '../../node-events.ts';
 import type { AppEnv } from '../app-env.ts';
 
-
 export interface ConfigRoutesDeps {
   current: () => NodeConfig;
   schema: object;

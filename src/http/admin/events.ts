@@ -7,7 +7,6 @@ import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 import type { NodeEventMap } from '../../node-events.ts';
 
-
 export interface EventHubSources {
   jobs: SyncJobs;
   sync: SyncLoop;
