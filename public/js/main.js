@@ -169,19 +169,12 @@ class Panel {
         this.renderMeetings();
         break;
       case 'sync': {
+        // The meeting's state is the server's (status.ts): fetched now rather than guessed here.
         const meeting = find(data.id);
-        if (meeting && data.phase === 'started') {
-          meeting.state = 'syncing';
-          meeting.progress = { bytes: 0, total: null, rate: 0, attempt: data.attempt };
-        } else if (meeting && data.phase === 'succeeded') {
-          // Shown at once; the status refresh below brings the rest (synced time, sha256).
-          meeting.state = meeting.active === false ? 'ended' : 'synced';
-          meeting.size = data.size;
-          meeting.progress = null;
-          meeting.last_error = null;
-        }
+        if (meeting && data.phase === 'started') meeting.progress = { bytes: 0, total: null, rate: 0, attempt: data.attempt };
+        else if (meeting && data.phase === 'succeeded') meeting.progress = null;
         this.renderMeetings();
-        this.scheduleRefresh();
+        this.scheduleRefresh(0);
         break;
       }
       case 'log':
@@ -206,7 +199,6 @@ class Panel {
 
   applyProgress(meeting, progress) {
     if (!meeting) return;
-    meeting.state = 'syncing';
     meeting.progress = { ...(meeting.progress ?? {}), ...progress };
   }
 

@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NodeConfig } from '../config/schema.ts';
-import type { NodeEventMap } from '../http/admin/events.ts';
+import type { NodeEventMap } from '../node-events.ts';
 import type { BurstAccept } from '../http/burst-accept.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';
@@ -11,7 +11,8 @@ import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { MasterLink } from './master-link.ts';
-import type { NodePolicy } from './policy.ts';
+import type { NodePolicy } from '../policy.ts';
+import { settledWithin } from '../time-limit.ts';
 import { PeriodicTask } from './scheduler.ts';
 
 export interface ScheduleInfo {
@@ -168,8 +169,10 @@ export class NodeLifecycle {
     this.#tasks.watch.start(this.#watchDelayMs());
   }
 
-  /** Runs a task now (or right after its current run) and counts its interval from then. */
-  /** Runs a task now, if the service runs (a stopped service polls and beats no more). */
+  /**
+   * Runs a task now (or right after its current run) and counts its interval from then; only while
+   * the service runs (a stopped service polls and beats no more).
+   */
   runNow(task: TaskName): Promise<void> {
     if (!this.#serving || this.#stopping) return Promise.resolve();
     return this.#tasks[task].runNow();
@@ -310,20 +313,4 @@ export class NodeLifecycle {
     this.#serviceOp = run.catch(() => {});
     return run;
   }
-}
-
-/** Resolves true when `work` settles within `ms`, false when the time is up first. */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }

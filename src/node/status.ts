@@ -2,6 +2,7 @@ import type { NodeConfig } from '../config/schema.ts';
 import type { DownloadStats } from '../http/download-stats.ts';
 import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
+import { awaitsStartCheck } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { bytesServedToTablets, type PeerServeStats } from '../http/peer-serving.ts';
 import type { Preheater } from '../sync/preheat.ts';
@@ -75,7 +76,7 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
     // preheated: fetched before its meeting started, ready for the start (not served until then).
     const state = syncing.has(id)
       ? 'syncing'
-      : pkg?.source === 'preheat' && !activeById.has(id)
+      : pkg && awaitsStartCheck(pkg) && !activeById.has(id)
         ? 'preheated'
         : !activeById.has(id)
         ? 'ended'

@@ -6,12 +6,7 @@ import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 import type { TrafficHistory, TrafficSample } from './traffic-history.ts';
-
-/** Node-level happenings the sync and store emitters do not cover. */
-export type NodeEventMap = {
-  service: [{ running: boolean }];
-  config: [{ changed: string[]; restartRequired: string[] }];
-};
+import type { NodeEventMap } from '../../node-events.ts';
 
 export interface EventHubSources {
   jobs: SyncJobs;

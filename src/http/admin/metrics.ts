@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { DiskSpace } from '../../store/disk-space.ts';
+import { awaitsStartCheck } from '../../store/package-state.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
@@ -143,7 +144,7 @@ export class NodeMetrics {
         help: 'Bytes of preheated packages held, ready for their meeting\'s start.',
         registers,
         collect() {
-          this.set(store.list().filter((p) => p.source === 'preheat').reduce((sum, p) => sum + p.size, 0));
+          this.set(store.list().filter(awaitsStartCheck).reduce((sum, p) => sum + p.size, 0));
         },
       });
       new Counter({

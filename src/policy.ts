@@ -1,6 +1,6 @@
 /**
- * The node's operating policy: the fixed numbers of how it serves, waits and stops, in one place.
- * Not settings: an operator tunes the node through node_config.json (config/schema.ts) and the
+ * The node's operating policy: the fixed numbers of how it serves, waits, retries and stops, in one
+ * place. A leaf module: every layer may read it (the sync's own numbers are in SYNC_POLICY). Not settings: an operator tunes the node through node_config.json (config/schema.ts) and the
  * command line (config/cli-options.ts). Tests and benchmarks may override a few through
  * EdgeNodeOptions.policy, to run shorter.
  */
@@ -42,7 +42,42 @@ export interface NodePolicy {
   trafficSamples: number;
   /** Failed admin logins allowed per client address and window; undefined: the admin API's own default. */
   authLimit?: { maxFailures: number; windowMs: number };
+  /** A tablet's request for an id not active here waits at most this long for the check it triggers. */
+  settleWaitMs: number;
+  /** The build-identity route (a sibling asking its seed) waits this long for a probe of the master before 503. */
+  buildAnswerWaitMs: number;
 }
+
+/** A retry schedule's numbers: the first wait, doubled per failure (with jitter), never above the cap. */
+export interface RetryPolicy {
+  firstDelayMs: number;
+  maxDelayMs: number;
+}
+
+/** The sync's fixed numbers (sync/): how it retries, probes and reports. */
+export const SYNC_POLICY = Object.freeze({
+  /** Any backoff step, before jitter, is at most this: retryDelay × 2^n grows no further. */
+  backoffStepCapMs: 600_000,
+  /**
+   * Between failed jobs of one meeting, the poller waits longer each time (after the job's own
+   * retries), so a broken package does not hammer a struggling master every poll.
+   */
+  failedJobMaxDelayMs: 300_000,
+  /** A probe of a held package that got no usable answer is asked again after this, doubling. */
+  probeRetry: { firstDelayMs: 5_000, maxDelayMs: 300_000 } satisfies RetryPolicy,
+  /** A preheat waiting for its start check is asked about sooner: tablets wait for it. */
+  startCheckRetry: { firstDelayMs: 5_000, maxDelayMs: 60_000 } satisfies RetryPolicy,
+  /** A failed preheat is tried again after this, doubling (nothing waits for it). */
+  preheatRetry: { firstDelayMs: 60_000, maxDelayMs: 3_600_000 } satisfies RetryPolicy,
+  /** How long a probe of the master's stream (the build's first bytes) may take. */
+  probeTimeoutMs: 30_000,
+  /** How long the preheat's read of the master's meeting list may take. */
+  meetingListTimeoutMs: 30_000,
+  /** Least gap between the extra polls that requests for unknown ids trigger (all requests together). */
+  unknownIdRefreshMs: 1_000,
+  /** Download progress events, for status and admin consumers: at most one per this per download. */
+  progressEventMs: 250,
+});
 
 export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   waitForSyncMs: 30_000,
@@ -58,4 +93,6 @@ export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   diskSpaceTtlMs: 2_000,
   trafficSampleMs: 5_000,
   trafficSamples: 180,
+  settleWaitMs: 2_000,
+  buildAnswerWaitMs: 10_000,
 });
