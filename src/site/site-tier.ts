@@ -24,6 +24,7 @@ import type { Logger } from '../log/logger.ts';
 import { readBoundedText, type PackageResponse } from '../master/master-client.ts';
 import type { PackageGetResponse } from '../master/package-get.ts';
 import { buildPath, packagePath } from '../download-urls.ts';
+import { isAnyBuild, isBuild } from '../store/package-state.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import type { SiteHealth } from './health.ts';
 import { pickSeed, rendezvousOrder } from './rendezvous.ts';
@@ -346,10 +347,10 @@ export class SiteTier {
       this.#securityEvent(seed, `${reason} (meeting ${meetingId}, sha256 ${received.sha256.slice(0, 12)}…); dropped`);
       throw new PeerError(`${seed} sent ${reason}`, signature === null ? 'PEER_UNSIGNED' : 'PEER_BAD_SIGNATURE');
     }
-    if (want.notBuilds.includes(identity.buildId)) {
+    if (isAnyBuild(identity, want.notBuilds)) {
       throw new PeerError(`${seed} sent the build held before the meeting restarted (it has not seen the restart)`, 'PEER_STALE_BUILD');
     }
-    if (want.build === null || identity.buildId === want.build) return null;
+    if (want.build === null || isBuild(identity, want.build)) return null;
     if (standsFor === want.build && want.documents !== null && identity.documentsId === want.documents) return want.build;
     throw new PeerError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');
   }
