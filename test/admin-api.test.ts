@@ -260,6 +260,7 @@ describe('admin token', () => {
     assert.ok(!logger.lines.some((line) => line.includes(key)), 'never logged');
     const saved = await api(node.localUrl, 'POST', '/api/config', { body: { peers: { key: Buffer.alloc(32, 8).toString('base64') } } });
     assert.deepEqual(saved.json.overridden_by_start_options, { 'peers.key': 'EDGE_SITE_KEY' });
+    await node.stop();
     await assert.rejects(
       EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), environment: readEnvironment({ EDGE_SITE_KEY: 'not-a-key' }) }),
       (error: unknown) => error instanceof ConfigError && /^EDGE_SITE_KEY must be 32 bytes in base64/.test(error.message),

@@ -92,14 +92,17 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
     deps.peers && deps.peers.requests++;
     if (await answeredForPeer(deps, meetingId, peer, req, res)) return;
   }
-  if (!deps.sync.isServable(meetingId)) {
+  // A tablet (not a sibling: it names the build it wants) waits for its package's check after a
+  // token change, and is sent to the new build's download when the held one is older.
+  const older = () => peer === null && deps.sync.replacing(meetingId);
+  if (!deps.sync.isServable(meetingId) || (peer === null && deps.sync.awaitsTokenCheck(meetingId))) {
     // Maybe the meeting started since our last poll, or its preheated package awaits the start's
     // check: wait (bounded) for the shared status check / the confirmation, never asking the
     // master for a package of an id it does not list as active.
     await deps.sync.settleRequest(meetingId, deps.settings().settleWaitMs ?? DEFAULT_POLICY.settleWaitMs);
     if (res.destroyed) return;
   }
-  if (!deps.sync.isServable(meetingId)) {
+  if (!deps.sync.isServable(meetingId) || older()) {
     const active = deps.sync.activeMeeting(meetingId);
     if (!active) {
       return sendJson(res, 404, { error: `meeting ${meetingId} is not available on this node`, field: 'id' });

@@ -77,9 +77,23 @@ export class BuildChecks {
   #probeRetry: RetrySchedule<{ token: string | null }>;
   #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0, preheatConfirmed: 0, preheatDiscarded: 0 };
 
+  /**
+   * Meetings whose held package a check found older than the master's build, while the new build
+   * downloads: tablets are sent to that download, never to the older bytes (issue 18).
+   */
+  #replacing = new Set<string>();
+
   constructor(deps: BuildChecksDeps) {
     this.#deps = deps;
     this.#probeRetry = new RetrySchedule({ now: deps.now, random: deps.random });
+    const settled = (job: { meetingId: string }) => this.#replacing.delete(job.meetingId);
+    deps.jobs.events.on('succeeded', settled);
+    deps.jobs.events.on('failed', settled);
+  }
+
+  /** The held package is known to be older than the master's build, and the new one is downloading. */
+  replacing(meetingId: string): boolean {
+    return this.#replacing.has(meetingId) && this.#deps.jobs.inFlight(meetingId) !== undefined;
   }
 
   get counters(): ProbeCounters {
@@ -118,14 +132,18 @@ export class BuildChecks {
    * download job, the held package served until the new one is promoted; no usable answer → the
    * package is kept and probed again later.
    */
-  async probe(meetingId: string, poll: PollRecord): Promise<void> {
+  async probe(meetingId: string, poll: PollRecord, options: { urgent?: boolean } = {}): Promise<void> {
     // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
     // no job) between a probe that found a new build and the job that fetches it.
-    await this.#probes.run(meetingId, async () => {
-      const result = await this.#current(meetingId, poll.token);
-      await this.#probed(meetingId, poll, result);
-      return result;
-    });
+    await this.#probes.run(
+      meetingId,
+      async () => {
+        const result = await this.#current(meetingId, poll.token);
+        await this.#probed(meetingId, poll, result);
+        return result;
+      },
+      options,
+    );
   }
 
   /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
@@ -158,8 +176,9 @@ export class BuildChecks {
       return;
     }
     this.#probeCounters.newBuild++;
-    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
+    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (tablets get it as it downloads, not the older held package)`);
     jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId, documents: result.identity.documentsId });
+    this.#replacing.add(meetingId);
   }
 
   /**
