@@ -10,9 +10,10 @@
  * Clock and transport are injected: the unit tests drive probes one by one, with no timer.
  */
 import type { Logger } from '../log/logger.ts';
+import { SITE_POLICY } from '../policy.ts';
 import { healthMessage, newNonce, type SiteKeyring } from './site-key.ts';
 
-/** The probe's numbers, in one place. */
+/** The probe's numbers (policy.ts SITE_POLICY.health by default). */
 export interface HealthPolicy {
   intervalMs: number;
   timeoutMs: number;
@@ -22,7 +23,7 @@ export interface HealthPolicy {
   threshold: number;
 }
 
-export const HEALTH_POLICY: HealthPolicy = { intervalMs: 2_000, timeoutMs: 1_000, window: 5, threshold: 3 };
+export const HEALTH_POLICY: HealthPolicy = SITE_POLICY.health;
 
 /**
  * The last `window` probes of one member (true: answered). Starts one good probe short of healthy

@@ -21,6 +21,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
+import { SITE_POLICY } from '../policy.ts';
 import { readBoundedText, type PackageResponse } from '../master/master-client.ts';
 import type { PackageGetResponse } from '../master/package-get.ts';
 import { buildPath, packagePath } from '../download-urls.ts';
@@ -189,7 +190,7 @@ export class SiteTier {
    */
   async seedFor(meetingId: string): Promise<string | null> {
     if (!this.enabled) return null;
-    const members = await this.#deps.members.members(this.#deps.membersMaxAgeMs ?? 3_000);
+    const members = await this.#deps.members.members(this.#deps.membersMaxAgeMs ?? SITE_POLICY.membersMaxAgeMs);
     await this.#deps.health.probeNew();
     return this.#otherSeed(meetingId, members);
   }
@@ -285,8 +286,8 @@ export class SiteTier {
     options: { signal: AbortSignal; headersTimeoutMs: number },
   ): Promise<PackageResponse> {
     const started = Date.now();
-    const notFoundMs = this.#deps.notFoundRetryMs ?? 5_000;
-    const busyMs = this.#deps.busyRetryMs ?? 20_000;
+    const notFoundMs = this.#deps.notFoundRetryMs ?? SITE_POLICY.notFoundRetryMs;
+    const busyMs = this.#deps.busyRetryMs ?? SITE_POLICY.busyRetryMs;
     const headers: Record<string, string> = { accept: 'application/zip', [PEER_HEADER]: this.#deps.nodeId() };
     if (want.build) headers[BUILD_HEADER] = want.build;
     if (want.token) headers[TOKEN_HEADER] = want.token;
@@ -364,7 +365,7 @@ export class SiteTier {
   async askSeed(meetingId: string, token: string | null): Promise<SeedAnswer | null> {
     const seed = await this.seedFor(meetingId);
     if (seed === null) return null;
-    const timeoutMs = this.#deps.buildAskTimeoutMs ?? 2_000;
+    const timeoutMs = this.#deps.buildAskTimeoutMs ?? SITE_POLICY.buildAskTimeoutMs;
     const nonce = newNonce();
     const query = `?${NONCE_PARAM}=${nonce}${token === null ? '' : `&token=${encodeURIComponent(token)}`}`;
     try {
