@@ -94,6 +94,11 @@ export const SITE_POLICY = Object.freeze({
   busyRetryMs: 20_000,
   /** The master's node list is read again when a seed is picked from a view older than this (the nodes must agree). */
   membersMaxAgeMs: 3_000,
+  /**
+   * After a seed was found dead, the next member answering 409 (its download still comes from the
+   * dead seed) is asked again, within notFoundRetryMs, for this long: it is handing over too.
+   */
+  handoverPatienceMs: 30_000,
   /** A sibling that failed this node (not found dead: a bad answer) is left out this long. */
   failureHoldMs: 60_000,
 });

@@ -140,6 +140,12 @@ export class SiteTier {
   /** The last fallback per sibling, for the panel and the log. */
   #lastFailure: SiteEvent | null = null;
   #lastSecurityEvent: SiteEvent | null = null;
+  /**
+   * When a meeting's seed was last found dead here: for a while after, the next member answering
+   * 409 (its own download still comes from that seed; it is about to find it dead too) is asked
+   * again rather than taken for a disagreement about the seed.
+   */
+  #handedOverAt = new Map<string, number>();
 
   constructor(deps: SiteTierDeps) {
     this.#deps = deps;
@@ -227,6 +233,7 @@ export class SiteTier {
     const dead = (error.code !== undefined && DEAD_CODES.has(error.code)) || !this.#deps.health.usable(seed);
     if (dead) {
       this.#counters.handovers++;
+      this.#handedOverAt.set(meetingId, Date.now());
       this.#deps.health.markSick(seed, reason);
       this.#deps.logger.warn(`site ${meetingId}: seed ${seed} is gone (${reason}); taking the package from the next healthy member`);
       return true;
@@ -277,7 +284,8 @@ export class SiteTier {
   /**
    * Opens the seed's download of the meeting's package. A 404 (the seed has not seen the start) is
    * asked again for a few seconds, a 503 (it is bringing its copy up to date) a little longer;
-   * anything else but 200 fails (PeerError): a 409 (it fetches from a sibling itself) at once.
+   * anything else but 200 fails (PeerError): a 409 (it fetches from a sibling itself) at once,
+   * unless this node just found the meeting's previous seed dead (the new seed is finding it too).
    */
   async openFromSeed(
     seed: string,
@@ -287,6 +295,9 @@ export class SiteTier {
   ): Promise<PackageResponse> {
     const started = Date.now();
     const notFoundMs = this.#deps.notFoundRetryMs ?? SITE_POLICY.notFoundRetryMs;
+    const handedOverAt = this.#handedOverAt.get(meetingId);
+    if (handedOverAt !== undefined && started - handedOverAt > SITE_POLICY.handoverPatienceMs) this.#handedOverAt.delete(meetingId);
+    const patient = this.#handedOverAt.has(meetingId);
     const busyMs = this.#deps.busyRetryMs ?? SITE_POLICY.busyRetryMs;
     const headers: Record<string, string> = { accept: 'application/zip', [PEER_HEADER]: this.#deps.nodeId() };
     if (want.build) headers[BUILD_HEADER] = want.build;
@@ -298,7 +309,7 @@ export class SiteTier {
       response.body.destroy();
       const waited = Date.now() - started;
       const status = response.statusCode;
-      const retryable = (status === 404 && waited < notFoundMs) || (status === 503 && waited < busyMs);
+      const retryable = ((status === 404 || (status === 409 && patient)) && waited < notFoundMs) || (status === 503 && waited < busyMs);
       if (!retryable) throw new PeerError(`seed ${seed} answered HTTP ${status}`, 'PEER_STATUS');
       const after = Number(response.headers['retry-after']);
       await sleep(Math.min(Number.isFinite(after) && after > 0 ? after * 1000 : 500, 1_000), undefined, { signal: options.signal }).catch(() => {
