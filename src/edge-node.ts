@@ -14,7 +14,7 @@ import { TrafficHistory } from './http/admin/traffic-history.ts';
 import { createApp } from './http/app.ts';
 import { downloadSettings, type DownloadDeps } from './http/download-route.ts';
 import { logDownloads } from './http/access-log.ts';
-import { DownloadStats } from './http/download-stats.ts';
+import { ServeStats } from './http/serve-stats.ts';
 import { LogRing, tapLogger } from './log/log-ring.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -40,7 +40,7 @@ import { SiteTier } from './sync/site-tier.ts';
 import { bytesServedToTablets, PeerServeStats } from './http/peer-serving.ts';
 import { QuotaGuard } from './sync/quota-guard.ts';
 import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
-import { SyncLoop } from './sync/sync-loop.ts';
+import { Reconciler } from './sync/reconciler.ts';
 import { Preheater } from './sync/preheat.ts';
 import { PreheatSchedule } from './node/preheat-schedule.ts';
 import { createHttpFront } from './node/http-front.ts';
@@ -63,9 +63,9 @@ export class EdgeNode {
   readonly logger: Logger;
   readonly store: PackageStore;
   readonly jobs: SyncJobs;
-  readonly sync: SyncLoop;
+  readonly sync: Reconciler;
   readonly announcer: Announcer;
-  readonly stats: DownloadStats;
+  readonly stats: ServeStats;
   /** The site tier (issue 12): which sibling seeds which package, fetches from it, its counters. */
   readonly site: SiteTier;
   /** Bytes and requests served to sibling nodes. */
@@ -173,7 +173,7 @@ export class EdgeNode {
     this.version = readPackageVersion(path.resolve(publicDir, '..', 'package.json'));
     const current = () => this.config.current;
     const serving = () => this.#lifecycle.serving;
-    this.stats = new DownloadStats();
+    this.stats = new ServeStats();
     logDownloads(this.stats, logger);
     // check-disk-space, cached: the quota guard, /api/status and /metrics read the cache.
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
@@ -212,7 +212,7 @@ export class EdgeNode {
       ...options.site,
     });
     this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
-    this.sync = new SyncLoop({
+    this.sync = new Reconciler({
       store,
       jobs: this.jobs,
       master,

@@ -10,12 +10,12 @@ import { isBuild, isBuildAskedFor, standsFor } from '../store/package-state.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
 import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import { sendJson } from './send-json.ts';
 
 export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
-  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
+  sync: Pick<Reconciler, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
   isServing: () => boolean;
   retryAfterSeconds: number;
   /** How long the answer may wait for a probe of the master. */

@@ -9,7 +9,7 @@ import type { Announcer } from '../master/announcer.ts';
 import { addressMismatch, resolveNodeAddress } from '../master/node-address.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import type { MasterLink } from './master-link.ts';
 import type { NodePolicy } from '../policy.ts';
 import { settledWithin } from '../time-limit.ts';
@@ -30,7 +30,7 @@ export interface LifecycleDeps {
   /** Connections accepted past Node's own accept; server.close() does not wait for them. */
   burstAccept: BurstAccept | null;
   store: Pick<PackageStore, 'root' | 'list'>;
-  sync: SyncLoop;
+  sync: Reconciler;
   jobs: SyncJobs;
   announcer: Announcer;
   master: MasterLink;

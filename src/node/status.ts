@@ -1,5 +1,5 @@
 import type { NodeConfig } from '../config/schema.ts';
-import type { DownloadStats } from '../http/download-stats.ts';
+import type { ServeStats } from '../http/serve-stats.ts';
 import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
@@ -9,7 +9,7 @@ import type { Preheater } from '../sync/preheat.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
 import type { SiteTier } from '../sync/site-tier.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import type { ScheduleInfo } from './lifecycle.ts';
 import type { ScrubStatus } from './maintenance.ts';
 
@@ -31,10 +31,10 @@ export interface NodeRuntime {
 /** Everything /api/status reads, and nothing more. */
 export interface StatusSources {
   config(): NodeConfig;
-  sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'> & Partial<Pick<SyncLoop, 'probeCounters'>>;
+  sync: Pick<Reconciler, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'> & Partial<Pick<Reconciler, 'probeCounters'>>;
   jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure' | 'fetchedBytes'>;
   store: Pick<PackageStore, 'root' | 'list' | 'usedBytes'>;
-  stats: Pick<DownloadStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
+  stats: Pick<ServeStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
   quota: Pick<QuotaGuard, 'state'>;
   announcer: { readonly state: AnnouncerState };
   /** The site tier and what it served to siblings (issue 12). */

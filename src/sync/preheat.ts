@@ -4,10 +4,10 @@ import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { planPreheat, preheatCandidates, type PreheatCandidate, type PreheatWindow } from './preheat-plan.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
-import { yieldsToSyncs, type DownloadView } from './download-view.ts';
+import { yieldsToSyncs, type FetchView } from './fetch-view.ts';
 import { RetrySchedule } from './retry-schedule.ts';
 import type { SyncJobs } from './sync-jobs.ts';
-import type { SyncLoop } from './sync-loop.ts';
+import type { Reconciler } from './reconciler.ts';
 
 export interface PreheatSettings extends PreheatWindow {
   enabled: boolean;
@@ -17,7 +17,7 @@ export interface PreheaterDeps {
   master: () => MasterClient;
   jobs: SyncJobs;
   store: PackageStore;
-  sync: Pick<SyncLoop, 'activeMeetings' | 'lastSuccess' | 'events'>;
+  sync: Pick<Reconciler, 'activeMeetings' | 'lastSuccess' | 'events'>;
   settings: () => PreheatSettings;
   logger: Logger;
   /** False while the operator has stopped the service: no preheat starts. */
@@ -212,7 +212,7 @@ export class Preheater {
   }
 
   /** A sync started: a running preheat gives the master's stream back (it restarts when idle). */
-  #yieldTo(sync: DownloadView): void {
+  #yieldTo(sync: FetchView): void {
     for (const job of this.#deps.jobs.jobs()) {
       if (yieldsToSyncs(job) && !job.settled && job.meetingId !== sync.meetingId) {
         this.#deps.logger.info(`preheat ${job.meetingId}: paused for the sync of ${sync.meetingId}; it starts over when the node is idle`);

@@ -1,16 +1,16 @@
 import type { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { PackageStore } from '../../store/package-store.ts';
-import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
+import type { FetchView, JobOutcome } from '../../sync/fetch-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
-import type { SyncLoop } from '../../sync/sync-loop.ts';
+import type { Reconciler } from '../../sync/reconciler.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 import type { TrafficHistory, TrafficSample } from './traffic-history.ts';
 import type { NodeEventMap } from '../../node-events.ts';
 
 export interface EventHubSources {
   jobs: SyncJobs;
-  sync: SyncLoop;
+  sync: Reconciler;
   store: PackageStore;
   logs: LogRing;
   node: EventEmitter<NodeEventMap>;
@@ -65,19 +65,19 @@ export class AdminEventHub {
     this.#sources = sources;
     this.#options = { flushIntervalMs: 250, keepAliveMs: 15_000, maxBufferedBytes: 1 << 20, now: Date.now, ...options };
     const { jobs, sync, store, logs, node } = sources;
-    this.#listen(jobs.events, 'started', (job: DownloadView) => {
+    this.#listen(jobs.events, 'started', (job: FetchView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#push('sync', { id: job.meetingId, phase: 'started', attempt: job.attempt, reason: job.reason });
     });
-    this.#listen(jobs.events, 'progress', (job: DownloadView) => {
+    this.#listen(jobs.events, 'progress', (job: FetchView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#schedule();
     });
-    this.#listen(jobs.events, 'succeeded', (job: DownloadView, outcome: JobOutcome) => {
+    this.#listen(jobs.events, 'succeeded', (job: FetchView, outcome: JobOutcome) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'succeeded', size: outcome.pkg.size, sha256: outcome.pkg.sha256, replaced: outcome.replaced });
     });
-    this.#listen(jobs.events, 'failed', (job: DownloadView, failure: SyncFailure) => {
+    this.#listen(jobs.events, 'failed', (job: FetchView, failure: SyncFailure) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'failed', error: failure.message, code: failure.code });
     });
@@ -196,7 +196,7 @@ export class AdminEventHub {
   }
 }
 
-function progressOf(job: DownloadView): Progress {
+function progressOf(job: FetchView): Progress {
   return { id: job.meetingId, bytes: job.bytesWritten, rate: Math.round(job.rate), attempt: job.attempt, total: null };
 }
 
