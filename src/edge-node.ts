@@ -250,7 +250,7 @@ export class EdgeNode {
       store,
       sync: this.sync,
       settings: () => current().preheat,
-      running: serving,
+      serving,
       logger,
     });
     this.preheatTask = new PreheatSchedule(this.preheater, () => current().preheat.schedule, this.events, logger);
@@ -268,7 +268,7 @@ export class EdgeNode {
       sync: this.sync,
       store,
       stats: this.stats,
-      running: serving,
+      serving,
       site: { tier: this.site, peers: this.peerStats },
       nodeId: () => current().nodeId ?? '',
       version: this.version,
@@ -297,14 +297,14 @@ export class EdgeNode {
       samples: policy.trafficSamples,
     });
     traffic.start();
-    const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving, traffic });
+    const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, serving, traffic });
 
     const downloads: Omit<DownloadDeps, 'zeroCopy' | 'tailing' | 'tailFiles'> = {
       store,
       sync: this.sync,
       stats: this.stats,
       logger,
-      isServing: serving,
+      serving,
       peers: this.peerStats,
       settings: () => downloadSettings(current(), policy),
     };
@@ -323,7 +323,7 @@ export class EdgeNode {
               update: (patch) => this.updateConfig(patch),
             },
             service: {
-              running: serving,
+              serving,
               stop: () => this.stopService(),
               start: () => this.startService(),
               syncNow: () => this.#lifecycle.syncNowReport(),
@@ -346,7 +346,7 @@ export class EdgeNode {
             health: {
               storageRoot: store.root,
               configValid: () => this.config.validate(current()).ok,
-              running: serving,
+              serving,
               metrics: this.metrics,
               metricsPublic: () => current().metricsPublic,
             },
@@ -465,7 +465,7 @@ export class EdgeNode {
           nextScanAt: () => this.preheatTask.nextRunAt(),
         },
         runtime: () => ({
-          running: this.serving,
+          serving: this.serving,
           masterUrl: this.master.baseUrl,
           address: this.address,
           port: this.port,

@@ -194,7 +194,7 @@ async function quotaNode(t: Parameters<typeof cleanupStack>[0], m: TestMaster, q
     sync: loop,
     stats,
     logger,
-    isServing: () => true,
+    serving: () => true,
     settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 30_000, retryAfterSeconds: 1 }),
   };
   const server: Server = createServer((req, res) => {

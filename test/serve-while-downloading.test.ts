@@ -190,7 +190,7 @@ async function routeHarness(max: number): Promise<Harness> {
     sync,
     stats: new ServeStats(),
     logger: memoryLogger(),
-    isServing: () => true,
+    serving: () => true,
     settings: () => ({ waitForSyncMs: 30_000, idleTimeoutMs: 30_000, retryAfterSeconds: 7 }),
     tailing: limit,
   };

@@ -28,7 +28,7 @@ async function serve(t: { after: (fn: () => unknown) => void }, options: { servi
     } as unknown as DownloadDeps['sync'],
     stats: new ServeStats(),
     logger: new MemoryLogger(),
-    isServing: () => options.serving,
+    serving: () => options.serving,
     settings: () => ({ waitForSyncMs: 50, idleTimeoutMs: 1_000, retryAfterSeconds: 7, settleWaitMs: 25 }),
   };
   const listener = createDownloadListener(deps);

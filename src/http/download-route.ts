@@ -23,7 +23,7 @@ export interface DownloadDeps {
   stats: ServeStats;
   logger: Logger;
   /** False while the operator has stopped the service: downloads answer 503. */
-  isServing: () => boolean;
+  serving: () => boolean;
   settings: () => DownloadSettings;
   /**
    * Tablets of an active meeting whose package is still syncing are served from the download as
@@ -82,7 +82,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
   if (!isValidMeetingId(meetingId)) {
     return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
   }
-  if (!deps.isServing()) {
+  if (!deps.serving()) {
     return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.settings().retryAfterSeconds) });
   }
   const peer = peerRequest(req);
@@ -192,7 +192,7 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
     return sendJson(res, 503, { error: 'package is being replaced, retry shortly' }, { 'retry-after': '1' });
   }
   const { pkg, fd } = opened;
-  if (peer && pkg.confirmedBuildId !== null) res.setHeader(STANDS_FOR_HEADER, pkg.confirmedBuildId);
+  if (peer && pkg.standsFor !== null) res.setHeader(STANDS_FOR_HEADER, pkg.standsFor);
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
   // Read now: once the socket is closed it no longer knows its peer.

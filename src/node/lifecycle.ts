@@ -218,7 +218,7 @@ export class NodeLifecycle {
       this.#serving = false;
       this.#stopTasks();
       this.#deps.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
-      this.#deps.events.emit('service', { running: false });
+      this.#deps.events.emit('service', { serving: false });
       await this.#leaveMaster();
     });
   }
@@ -230,7 +230,7 @@ export class NodeLifecycle {
       this.#serving = true;
       this.#deps.sync.setPaused(false);
       this.#deps.logger.info('service started by the operator');
-      this.#deps.events.emit('service', { running: true });
+      this.#deps.events.emit('service', { serving: true });
       await this.#deps.announcer.register();
       this.#tasks.heartbeat.start(0);
       this.#tasks.poll.start(0);

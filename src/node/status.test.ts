@@ -22,7 +22,7 @@ function pkg(meetingId: string, source: PackageSource): StoredPackage {
     source,
     buildId: 'b'.repeat(64),
     documentsId: null,
-    confirmedBuildId: null,
+    standsFor: null,
     inode: 1,
     mtimeMs: 0,
     path: `/nowhere/${meetingId}/package.zip`,
@@ -61,7 +61,7 @@ function sources(config: ConfigStore, options: { active: string[]; held: StoredP
       members: { view: () => ({ members: [], nodes: [], listedAt: null, listError: null, heldOut: [] }) } as never,
     },
     peers: { bytes: 0, requests: 0, refused: 0, busy: 0, bytesFor: () => 0 },
-    runtime: () => ({ running: true, masterUrl: 'http://127.0.0.1:1', address: '127.0.0.1:2', port: 2, startedAt: 0, version: '0.0.0', schedule: {} as never, restartRequired: [] }),
+    runtime: () => ({ serving: true, masterUrl: 'http://127.0.0.1:1', address: '127.0.0.1:2', port: 2, startedAt: 0, version: '0.0.0', schedule: {} as never, restartRequired: [] }),
   };
 }
 

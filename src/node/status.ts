@@ -15,7 +15,7 @@ import type { ScrubStatus } from './maintenance.ts';
 
 /** What the running process is, beyond its rooms' own state. */
 export interface NodeRuntime {
-  running: boolean;
+  serving: boolean;
   masterUrl: string;
   /** host:port registered with the master. */
   address: string;
@@ -143,14 +143,14 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
   const schedule = runtime.schedule;
   return {
     node_id: config.nodeId,
-    running: runtime.running,
+    running: runtime.serving,
     connected: reachable,
     main_server: runtime.masterUrl,
     node_ip: runtime.address.replace(/:\d+$/, ''),
     node_port: runtime.port,
     start_time: seconds(runtime.startedAt),
     last_sync: lastPoll ? seconds(lastPoll.at) : null,
-    sync_status: !runtime.running ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
+    sync_status: !runtime.serving ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
     active_meetings: referenceMeetings,
     meeting_count: held.length,
     storage_usage: used,

@@ -21,7 +21,7 @@ export interface PreheaterDeps {
   settings: () => PreheatSettings;
   logger: Logger;
   /** False while the operator has stopped the service: no preheat starts. */
-  running?: () => boolean;
+  serving?: () => boolean;
   /** The backoff after a failed preheat (default: policy.ts SYNC_POLICY.preheatRetry). */
   retry?: RetryPolicy;
   now?: () => number;
@@ -224,7 +224,7 @@ export class Preheater {
   async #advanceOnce(): Promise<void> {
     const { jobs, store, logger } = this.#deps;
     const settings = this.#deps.settings();
-    const running = this.#deps.running?.() ?? true;
+    const serving = this.#deps.serving?.() ?? true;
     const candidates = settings.enabled && !this.#closed ? this.#candidates : [];
     const all = jobs.jobs().filter((j) => !j.settled);
     const plan = planPreheat({
@@ -254,7 +254,7 @@ export class Preheater {
         logger.info(`preheat ${id}: the meeting was deleted, ended or moved out of the window; preheated package removed`);
       }
     }
-    if (plan.next && running && !this.#closed && this.#deps.sync.lastSuccess && !this.#deps.sync.activeMeetings().some((m) => m.id === plan.next!.id)) {
+    if (plan.next && serving && !this.#closed && this.#deps.sync.lastSuccess && !this.#deps.sync.activeMeetings().some((m) => m.id === plan.next!.id)) {
       const next = plan.next;
       this.#counters.started++;
       logger.info(`preheat ${next.id}: fetching the package of "${next.title}" (scheduled ${next.time}) before it starts`);

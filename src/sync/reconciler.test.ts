@@ -140,7 +140,7 @@ describe('a request for an id not active here waits for one shared status check 
       sync,
       stats: new ServeStats(),
       logger,
-      isServing: () => true,
+      serving: () => true,
       settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 5_000, retryAfterSeconds: 1, settleWaitMs: 2_000 }),
     };
     const server = http.createServer((req, res) => {

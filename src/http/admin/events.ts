@@ -14,7 +14,7 @@ export interface EventHubSources {
   store: PackageStore;
   logs: LogRing;
   node: EventEmitter<NodeEventMap>;
-  running: () => boolean;
+  serving: () => boolean;
   /** Each new sample of the panel's chart goes out as a `traffic` event. */
   traffic?: Pick<TrafficHistory, 'events'>;
 }
@@ -87,7 +87,7 @@ export class AdminEventHub {
     this.#listen(sync.events, 'pollFailed', (error: Error) => this.#push('poll', { ok: false, error: sync.lastError?.message ?? error.message }));
     this.#listen(sync.events, 'changed', (id: string) => this.#push('meeting', { id }));
     this.#listen(store.events, 'change', (event: { type: string; meetingId: string }) => this.#push('store', { type: event.type, id: event.meetingId }));
-    this.#listen(node, 'service', (event: { running: boolean }) => this.#push('service', event));
+    this.#listen(node, 'service', (event: { serving: boolean }) => this.#push('service', { running: event.serving }));
     this.#listen(node, 'config', (event: { changed: string[]; restartRequired: string[] }) =>
       this.#push('config', { changed: event.changed, restart_required: event.restartRequired }),
     );
@@ -120,7 +120,7 @@ export class AdminEventHub {
     res.socket?.setNoDelay(true);
     this.#clients.add(res);
     res.once('close', () => this.#clients.delete(res));
-    const hello = { running: this.#sources.running(), at: new Date(this.#options.now()).toISOString(), syncing: [...this.#progress.values()] };
+    const hello = { running: this.#sources.serving(), at: new Date(this.#options.now()).toISOString(), syncing: [...this.#progress.values()] };
     this.#write(res, `retry: 3000\n\n${format({ event: 'hello', data: hello })}`);
     if (!this.#keepAlive) {
       this.#keepAlive = setInterval(() => {

@@ -17,7 +17,7 @@ export interface MetricsSources {
   sync: Reconciler;
   store: PackageStore;
   stats: ServeStats;
-  running: () => boolean;
+  serving: () => boolean;
   /** The site tier (issue 12); absent: no site metrics. */
   site?: { tier: Pick<SiteTier, 'counters'>; peers: Pick<PeerServeStats, 'bytes' | 'refused'> };
   nodeId: () => string;
@@ -109,7 +109,7 @@ export class NodeMetrics {
     new Gauge({ name: 'meeting_edge_packages', help: 'Complete packages held in storage.', registers, collect() { this.set(store.list().length); } });
     new Gauge({ name: 'meeting_edge_package_bytes', help: 'Bytes of the complete packages held in storage.', registers, collect() { this.set(store.usedBytes()); } });
     new Gauge({ name: 'meeting_edge_active_meetings', help: 'Meetings the master listed as active at the last successful poll.', registers, collect() { this.set(sync.activeMeetings().length); } });
-    new Gauge({ name: 'meeting_edge_service_running', help: '1 while the service runs, 0 while the operator has stopped it.', registers, collect() { this.set(sources.running() ? 1 : 0); } });
+    new Gauge({ name: 'meeting_edge_service_running', help: '1 while the service runs, 0 while the operator has stopped it.', registers, collect() { this.set(sources.serving() ? 1 : 0); } });
     new Gauge({
       name: 'meeting_edge_master_reachable',
       help: '1 if the last poll of the master succeeded.',
