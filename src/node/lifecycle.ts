@@ -111,6 +111,13 @@ export class NodeLifecycle {
     return this.#address;
   }
 
+  /** Base URL to reach this node from this machine (a wildcard host is reached on loopback). */
+  get localUrl(): string {
+    const { host } = this.#deps;
+    const local = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+    return `http://${local.includes(':') ? `[${local}]` : local}:${this.#port}`;
+  }
+
   /** When the next poll and heartbeat start, as their timers say (null: not scheduled, e.g. service stopped). */
   get schedule(): ScheduleInfo {
     return { nextPollAt: this.#tasks.poll.nextRunAt, nextHeartbeatAt: this.#tasks.heartbeat.nextRunAt };

@@ -1,3 +1,4 @@
+import type { NodeConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
@@ -15,6 +16,12 @@ export interface QuotaSettings {
   autoCleanup: boolean;
   /** Free bytes always left on the storage filesystem; null = defaultFreeFloor(disk total). */
   freeFloorBytes?: number | null;
+}
+
+/** The guard's settings from the node's config (storage.*); the free-disk floor is the guard's own. */
+export function quotaSettings(config: NodeConfig): QuotaSettings {
+  const { maxSize, cleanupThreshold, autoCleanup } = config.storage;
+  return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
 }
 
 export interface QuotaGuardDeps {

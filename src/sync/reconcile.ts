@@ -1,3 +1,4 @@
+import type { NodeConfig } from '../config/schema.ts';
 import type { ActiveMeeting } from '../master/master-client.ts';
 import type { FetchReason } from './fetch-view.ts';
 
@@ -36,6 +37,12 @@ export interface ReconcilePolicy {
   evictEnded: boolean;
   /** cleanup.enabled && cleanup.cleanOnStartup */
   cleanOnStartup: boolean;
+}
+
+/** What reconcile may evict, from the node's config (cleanup.*). */
+export function reconcilePolicy(config: NodeConfig): ReconcilePolicy {
+  const { cleanup } = config;
+  return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
 }
 
 export interface ReconcileInput {
