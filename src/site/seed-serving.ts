@@ -4,20 +4,20 @@
  * apart from tablets', the build-identity route a sibling asks instead of probing the master
  * itself, and the health route siblings probe (answered with the proof of the site key).
  *
- * What it needs from the sync is the SeedSync interface below (SyncLoop implements it): the site
+ * What it needs from the sync is the SeedSync interface below (Reconciler implements it): the site
  * sits below the sync and imports nothing of it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
 import { sendJson } from '../send-json.ts';
-import { isBuild, isBuildAskedFor, standsFor } from '../store/package-state.ts';
+import { isBuild, isBuildAskedFor, standsForBuild } from '../store/package-state.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { within } from '../time-limit.ts';
 import { buildMessage, healthMessage, isNonce, packageMessage, type SiteKeyring } from './site-key.ts';
 import type { BuildAnswer } from './site-tier.ts';
 import { BUILD_HEADER, NONCE_PARAM, NOT_BUILD_HEADER, PEER_HEADER, SIGNATURE_HEADER, STANDS_FOR_HEADER, TOKEN_HEADER } from './wire.ts';
 
-/** What the seed's side asks of the sync (SyncLoop). */
+/** What the seed's side asks of the sync (Reconciler). */
 export interface SeedSync {
   activeMeeting(meetingId: string): unknown;
   isServable(meetingId: string): boolean;
@@ -58,8 +58,8 @@ export class SeedSigner {
  */
 export function peerPackageHeaders(signer: SeedSigner | undefined, meetingId: string, pkg: StoredPackage): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (pkg.confirmedBuildId !== null) headers[STANDS_FOR_HEADER] = pkg.confirmedBuildId;
-  const signature = signer?.package(meetingId, pkg, pkg.confirmedBuildId);
+  if (pkg.standsFor !== null) headers[STANDS_FOR_HEADER] = pkg.standsFor;
+  const signature = signer?.package(meetingId, pkg, pkg.standsFor);
   if (signature) headers[SIGNATURE_HEADER] = signature;
   return headers;
 }
@@ -68,7 +68,7 @@ export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
   sync: SeedSync;
   signer?: SeedSigner;
-  isServing: () => boolean;
+  serving: () => boolean;
   retryAfterSeconds: number;
   /** How long the answer may wait for a probe of the master. */
   waitMs: number;
@@ -138,7 +138,7 @@ export function bytesServedToTablets(stats: { totalBytesServed: number }, peers:
  */
 export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: string, url: string, res: ServerResponse): Promise<void> {
   if (!isValidMeetingId(meetingId)) return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
-  if (!deps.isServing()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
+  if (!deps.serving()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
   const params = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length));
   const token = params.get('token');
   if (!deps.sync.activeMeeting(meetingId)) {
@@ -150,7 +150,7 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
   const nonce = params.get(NONCE_PARAM);
   const signed = (pkg: StoredPackage | null, buildId: string, documentsId: string | null) =>
     answer(pkg, buildId, documentsId, deps.signer?.build(meetingId, buildId, documentsId, isNonce(nonce) ? nonce : null) ?? null);
-  if (token !== null && held.token === token) return sendJson(res, 200, signed(held, standsFor(held), held.documentsId));
+  if (token !== null && held.token === token) return sendJson(res, 200, signed(held, standsForBuild(held), held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
   if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   const result = await within(deps.sync.probeForPeer(meetingId), deps.waitMs, null);

@@ -8,7 +8,7 @@ import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { createLogger } from '../log/logger.ts';
 import { MasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
-import type { JobOutcome } from './download-view.ts';
+import type { JobOutcome } from './fetch-view.ts';
 import { fetchPackage } from './fetch-package.ts';
 import { SyncJob } from './sync-job.ts';
 import { SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
@@ -77,7 +77,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 5_000): Pro
   }
 }
 
-describe('SyncJob, as readers see it (DownloadView)', () => {
+describe('SyncJob, as readers see it (FetchView)', () => {
   const request = { meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' as const };
   const outcomeOf = (size: number) => ({ pkg: { size }, replaced: true }) as unknown as JobOutcome;
 

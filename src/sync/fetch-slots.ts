@@ -1,12 +1,12 @@
-import { yieldsToSyncs } from './download-view.ts';
+import { yieldsToSyncs } from './fetch-view.ts';
 import type { SyncJob } from './sync-job.ts';
 
 /**
- * The download slots: at most `limit()` syncs transfer at once, tablets' (urgent) ones served
+ * The fetch slots: at most `limit()` syncs transfer at once, tablets' (urgent) ones served
  * first. Preheats form a class of their own: one at a time, only while no sync runs or waits, never
  * holding a slot a sync needs.
  */
-export class DownloadSlots {
+export class FetchSlots {
   #limit: () => number;
   #waiting: Array<() => void> = [];
   #urgentWaiting: Array<() => void> = [];

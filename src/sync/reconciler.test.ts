@@ -9,14 +9,14 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { handleDownload, type DownloadDeps } from '../http/download-route.ts';
-import { DownloadStats } from '../http/download-stats.ts';
+import { ServeStats } from '../http/serve-stats.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { MemoryLogger } from '../log/memory-logger.ts';
 import type { MasterClient, MeetingStatus, PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import { SyncJobs } from './sync-jobs.ts';
-import { SyncLoop } from './sync-loop.ts';
+import { Reconciler } from './reconciler.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
 
@@ -78,7 +78,7 @@ describe('a request for an id not active here waits for one shared status check 
     let now = 1_000_000;
     const clock = { advance: (ms: number) => (now += ms) };
     const scheduled = new Set<string>();
-    const sync = new SyncLoop({
+    const sync = new Reconciler({
       scheduled: (id) => scheduled.has(id),
       store,
       jobs,
@@ -138,9 +138,9 @@ describe('a request for an id not active here waits for one shared status check 
     const deps: DownloadDeps = {
       store,
       sync,
-      stats: new DownloadStats(),
+      stats: new ServeStats(),
       logger,
-      isServing: () => true,
+      serving: () => true,
       settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 5_000, retryAfterSeconds: 1, settleWaitMs: 2_000 }),
     };
     const server = http.createServer((req, res) => {
@@ -196,7 +196,7 @@ test('a poll answered by a master that was replaced while it waited is not acted
   const newMaster = new FakeMaster(zip);
   let current = oldMaster.asClient();
   const jobs = jobsFor(store, () => current);
-  const sync = new SyncLoop({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
+  const sync = new Reconciler({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
   const polling = sync.pollNow();
   await new Promise((resolve) => setTimeout(resolve, 30));
   current = newMaster.asClient();
@@ -230,7 +230,7 @@ test('a sync promoted while the start confirmation writes its manifest is kept, 
     },
   } as unknown as MasterClient;
   const jobs = jobsFor(store, () => client, logger);
-  const sync = new SyncLoop({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
+  const sync = new Reconciler({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
     // Same documents as the preheat: the start confirms it.
     probe: async () => ({ kind: 'identified', identity, bytesRead: 100 }) });
   // Emulates the interleaving: the tablets' 'requested' sync promotes the master's package while
