@@ -198,7 +198,8 @@ test('a poll answered by a master that was replaced while it waited is not acted
   const jobs = jobsFor(store, () => current);
   const sync = new Reconciler({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
   const polling = sync.pollNow();
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  // The poll has asked the old master and waits for its answer (held statusDelayMs): switch now.
+  assert.equal(oldMaster.statusCalls, 1, 'the poll is waiting on the old master');
   current = newMaster.asClient();
   assert.equal(await polling, false);
   const last = () => sync.lastSuccess;
