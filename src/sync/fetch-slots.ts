@@ -48,6 +48,11 @@ export class FetchSlots {
     });
   }
 
+  /** Jobs parked for a slot (a preheat: for the node to be idle); none of them transfers until granted one. */
+  get waiting(): number {
+    return this.#waiting.length + this.#urgentWaiting.length + this.#backgroundWaiting.length;
+  }
+
   #idle(): boolean {
     return this.#running === 0 && this.#waiting.length === 0 && this.#urgentWaiting.length === 0;
   }

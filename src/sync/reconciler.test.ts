@@ -61,7 +61,7 @@ describe('a request for an id not active here waits for one shared status check 
   let zip: Buffer;
   const folders: string[] = [];
   before(async () => {
-    fixtures = await mkdtemp(path.join(tmpdir(), 'loop-fixtures-'));
+    fixtures = await mkdtemp(path.join(tmpdir(), 'reconciler-fixtures-'));
     zip = await readFile((await buildMeetingPackage({ dir: fixtures, meetingId: 'm1', title: 'One' })).path);
   });
   after(async () => {
@@ -69,7 +69,7 @@ describe('a request for an id not active here waits for one shared status check 
   });
 
   async function setup() {
-    const folder = await mkdtemp(path.join(tmpdir(), 'loop-'));
+    const folder = await mkdtemp(path.join(tmpdir(), 'reconciler-'));
     folders.push(folder);
     const store = await PackageStore.open(path.join(folder, 'storage'), logger);
     const master = new FakeMaster(zip);
@@ -186,7 +186,7 @@ describe('a request for an id not active here waits for one shared status check 
 });
 
 test('a poll answered by a master that was replaced while it waited is not acted on', async (t) => {
-  const folder = await mkdtemp(path.join(tmpdir(), 'loop-swap-'));
+  const folder = await mkdtemp(path.join(tmpdir(), 'reconciler-swap-'));
   t.after(() => rm(folder, { recursive: true, force: true }));
   const store = await PackageStore.open(path.join(folder, 'storage'), logger);
   const zip = Buffer.alloc(0);
@@ -198,7 +198,8 @@ test('a poll answered by a master that was replaced while it waited is not acted
   const jobs = jobsFor(store, () => current);
   const sync = new Reconciler({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
   const polling = sync.pollNow();
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  // The poll has asked the old master and waits for its answer (held statusDelayMs): switch now.
+  assert.equal(oldMaster.statusCalls, 1, 'the poll is waiting on the old master');
   current = newMaster.asClient();
   assert.equal(await polling, false);
   const last = () => sync.lastSuccess;
@@ -210,7 +211,7 @@ test('a poll answered by a master that was replaced while it waited is not acted
 });
 
 test('a sync promoted while the start confirmation writes its manifest is kept, not discarded as a stale preheat', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'loop-confirm-'));
+  const dir = await mkdtemp(path.join(tmpdir(), 'reconciler-confirm-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const zip = (await buildMeetingPackage({ dir, meetingId: 'm1', title: 'One' })).path;
   const identity = await fileIdentity(zip);

@@ -238,7 +238,8 @@ describe('SyncJobs', () => {
     const background = ['a', 'b', 'c', 'd'].map((id) => jobs.ensure({ meetingId: id, title: id, token: 'T', reason: 'new' }));
     await until('two downloads', () => master.opens.length === 2);
     const urgent = jobs.ensure({ meetingId: 'u', title: 'u', token: 'T', reason: 'requested', urgent: true });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // c, d and u parked for a slot: none of them opens a transfer until one is released.
+    await until('three jobs waiting for a slot', () => jobs.waitingForSlot === 3 || master.opens.length > 2);
     assert.equal(master.opens.length, 2, 'the third waits for a slot');
     assert.equal(master.maxOpen, 2);
     assert.equal(jobs.inFlightIds().size, 5, 'queued jobs count as in flight');
@@ -380,7 +381,7 @@ describe('SyncJobs', () => {
     const sync = jobs.ensure({ meetingId: 'active', title: 'A', token: 'T', reason: 'new' });
     await until('the sync to start', () => master.opens.length === 1);
     const preheat = jobs.ensure({ meetingId: 'later', title: 'L', token: null, reason: 'preheat' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await until('the preheat parked until the node is idle', () => jobs.waitingForSlot === 1 || master.calls('later') > 0);
     assert.equal(master.calls('later'), 0, 'no preheat while a sync runs');
     master.opens[0]?.release();
     await sync.done;

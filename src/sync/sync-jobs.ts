@@ -100,6 +100,11 @@ export class SyncJobs {
     return this.#attempts.fetchedBytes;
   }
 
+  /** Jobs waiting for a fetch slot (a preheat: for the node to be idle). */
+  get waitingForSlot(): number {
+    return this.#slots.waiting;
+  }
+
   /** The unsettled job for this meeting, if any. */
   inFlight(meetingId: string): FetchView | undefined {
     const job = this.#jobs.get(meetingId);
