@@ -288,7 +288,7 @@ export interface NodeProgram {
   args: string[];
 }
 
-export const RUN_NODE_FROM_SOURCE: NodeProgram = {
+const RUN_NODE_FROM_SOURCE: NodeProgram = {
   args: ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts')],
 };
 
