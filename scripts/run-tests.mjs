@@ -3,8 +3,10 @@
 //
 // Files run in parallel, each in its own process: most of the integration tests wait (throttled
 // masters, timeouts, restarts) rather than compute, so more files than cores keep both cores busy.
-// The longest files start first, then the rest of test/, then the unit tests: a long file started
-// late would finish alone. The order only changes how long the run takes. At the end the reporter
+// The unit tests (src/, reference-master/) go first, among themselves: they are short, and some
+// time the code on a busy machine (a slow sendfile call), so they stay out of the heaviest part of
+// the run. Then the longest integration files, then the rest of test/: a long file started late
+// would finish alone. The order only changes how long the run takes. At the end the reporter
 // (lib/slowest-tests-reporter.mjs) lists the ten slowest files and tests before node's summary.
 // Flags are passed to node; a --test-reporter or --test-concurrency of the caller's replaces ours.
 import { spawnSync } from 'node:child_process';
@@ -12,7 +14,8 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const CONCURRENCY = 4;
-/** The slowest files of a run (its reporter lists them), then the folder of the integration tests. */
+/** The folder of the integration tests, and its slowest files (as a run's reporter lists them). */
+const INTEGRATION = 'test';
 const START_FIRST = [
   'test/crash-kill.test.ts',
   'test/hostile-input.test.ts',
@@ -21,7 +24,6 @@ const START_FIRST = [
   'test/config-fuzz.test.ts',
   'test/admin-api.test.ts',
 ];
-const INTEGRATION = 'test';
 
 function collect(dir, out) {
   for (const name of readdirSync(dir)) {
@@ -54,7 +56,7 @@ process.exit(result.status ?? 1);
 
 function startRank(file) {
   const relative = path.relative(process.cwd(), file).split(path.sep).join('/');
+  if (!relative.startsWith(`${INTEGRATION}/`)) return 0;
   const listed = START_FIRST.indexOf(relative);
-  if (listed !== -1) return listed;
-  return relative.startsWith(`${INTEGRATION}/`) ? START_FIRST.length : START_FIRST.length + 1;
+  return listed === -1 ? 1 + START_FIRST.length : 1 + listed;
 }
