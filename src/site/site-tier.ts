@@ -29,6 +29,7 @@ import { isAnyBuild, isBuild } from '../store/package-state.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import type { SiteHealth } from './health.ts';
 import { pickSeed, rendezvousOrder } from './rendezvous.ts';
+import { watchSeed, type SeedWatch } from './seed-watch.ts';
 import { buildMessage, newNonce, packageMessage, type SiteKeyring } from './site-key.ts';
 import type { SiteMembers } from './site-members.ts';
 import { BUILD_HEADER, NONCE_PARAM, NOT_BUILD_HEADER, PEER_HEADER, SHA256_TRAILER, SIGNATURE_HEADER, siblingGet, STANDS_FOR_HEADER, TOKEN_HEADER } from './wire.ts';
@@ -120,15 +121,6 @@ export class PeerError extends Error {
     super(message);
     this.name = 'PeerError';
   }
-}
-
-/** Watches one download from a seed: see SiteTier.watchSeed. */
-export interface SeedWatch {
-  /** Aborted (with a PeerError) when the seed is found dead. */
-  readonly signal: AbortSignal;
-  /** Bytes arrived. */
-  progressed(): void;
-  stop(): void;
 }
 
 /** Connection failures that say the seed is gone (not merely busy): hand over at once. */
@@ -253,32 +245,7 @@ export class SiteTier {
    * within the probe's timeout marks it sick and aborts the download (PEER_STALLED).
    */
   watchSeed(seed: string): SeedWatch {
-    const controller = new AbortController();
-    const stallMs = this.#deps.settings().stallTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    let stopped = false;
-    const arm = () => {
-      clearTimeout(timer);
-      if (stopped) return;
-      timer = setTimeout(() => {
-        void this.#deps.health.probe(seed).then((alive) => {
-          if (stopped) return;
-          if (alive) return arm();
-          const reason = `no byte for ${Math.round(stallMs / 1000)} s and no answer to its health probe`;
-          this.#deps.health.markSick(seed, reason);
-          controller.abort(new PeerError(`seed ${seed}: ${reason}`, 'PEER_STALLED'));
-        });
-      }, stallMs);
-    };
-    arm();
-    return {
-      signal: controller.signal,
-      progressed: arm,
-      stop: () => {
-        stopped = true;
-        clearTimeout(timer);
-      },
-    };
+    return watchSeed(this.#deps.health, seed, this.#deps.settings().stallTimeoutMs, (message) => new PeerError(message, 'PEER_STALLED'));
   }
 
   /**
