@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError } from './src/config/config-store.ts';
 import { parseCliOptions, readEnvironment, USAGE, UsageError } from './src/config/cli-options.ts';
 import { EdgeNode } from './src/edge-node.ts';
+import { newSiteKey } from './src/site/site-key.ts';
 import { UnusablePathError } from './src/node/usable-path.ts';
 import { readPackageVersion } from './src/node/version.ts';
 
@@ -24,6 +25,11 @@ async function main(): Promise<number> {
   }
   if (options.help) {
     console.log(USAGE);
+    return 0;
+  }
+  if (options.newSiteKey) {
+    // Only the key on stdout, so `KEY=$(node start.js --new-site-key)` works.
+    console.log(newSiteKey());
     return 0;
   }
   if (options.version) {

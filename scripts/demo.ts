@@ -14,6 +14,7 @@ import { startSampleMaster, type SampleMaster } from '../reference-master/cli.ts
 import { readEnvironment } from '../src/config/cli-options.ts';
 import { ConfigError } from '../src/config/config-store.ts';
 import { describeJsonError } from '../src/config/json-error.ts';
+import { newSiteKey } from '../src/site/site-key.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { StorageInUseError } from '../src/node/storage-lock.ts';
 
@@ -147,8 +148,9 @@ async function main(): Promise<number> {
 }
 
 /**
- * The demo's config: kept from the last run (admin token, panel changes, nodeId), with only the
- * master's and the node's ports set from this run's flags. Written fresh on the first run.
+ * The demo's config: kept from the last run (admin token, panel changes, nodeId, site key), with
+ * only the master's and the node's ports set from this run's flags (and a site key if it has
+ * none). Written fresh on the first run.
  */
 async function writeDemoConfig(configPath: string, masterPort: number, nodePort: number): Promise<void> {
   let config: Record<string, unknown>;
@@ -159,8 +161,10 @@ async function writeDemoConfig(configPath: string, masterPort: number, nodePort:
     } catch (error) {
       throw new ConfigError(`${configPath}: ${describeJsonError(text, error as SyntaxError)}`);
     }
-    if (config.mainServerPort === masterPort && config.nodePort === nodePort) return;
-    config = { ...config, mainServerPort: masterPort, nodePort };
+    const peers = (config.peers ?? {}) as Record<string, unknown>;
+    if (config.mainServerPort === masterPort && config.nodePort === nodePort && typeof peers.key === 'string') return;
+    // A config from before the site key gets one: the demo runs its site tier on.
+    config = { ...config, mainServerPort: masterPort, nodePort, peers: { ...peers, key: typeof peers.key === 'string' ? peers.key : newSiteKey() } };
   } else {
     config = {
       mainServerIp: '127.0.0.1',
@@ -170,6 +174,8 @@ async function writeDemoConfig(configPath: string, masterPort: number, nodePort:
       publicIp: '127.0.0.1',
       storage: { path: './storage' },
       logging: { level: 'INFO', fileEnabled: true, filePath: './logs/node.log' },
+      // The site key (as every node of a real site shares one): the site tier is on.
+      peers: { key: newSiteKey() },
     };
   }
   await writeFile(configPath, `${JSON.stringify(config, null, 4)}\n`, { mode: 0o600 });

@@ -1,5 +1,5 @@
 /**
- * Site-tier measurement (issue 12 §3), run on demand:
+ * Site-tier measurement (issue 12 §3, issue 18), run on demand:
  *
  *   npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1] [--trace]
  *
@@ -12,7 +12,14 @@
  *   - master bytes of the build ÷ package size (target 1.00: once per site, whatever N),
  *   - time until every node holds (and serves) the package ÷ the single-node time (target ≤ 1.15),
  *   - master bytes of the held build caused by the unrelated token change (target ≤ 64 KiB per held package).
- * Everything on loopback, in this process.
+ * Every node holds the same site key. Then two runs of three nodes under a fault (scripts/lib/site-faults.ts):
+ *   - a seed frozen (SIGSTOP, its own process) after --freeze-at of the package: time until the
+ *     others serve, master bytes per build, and the resumed seed's time to serve;
+ *   - a keyless rogue registered with the master serving a forgery (README lead the master's):
+ *     forged copies served (target 0);
+ *   - a meeting ended and started within one second while a tablet per node downloads it: the
+ *     last older-build body after the token change (target: none later than 2 s).
+ * Everything on loopback.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -22,13 +29,17 @@ import { parseArgs } from 'node:util';
 import { createReferenceMaster } from '../reference-master/master.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { MemoryLogger } from '../src/log/memory-logger.ts';
+import { newSiteKey } from '../src/site/site-key.ts';
+import { frozenSeedRun, rogueRun, tokenWindowRun } from './lib/site-faults.ts';
 import { loopbackConfig } from './lib/loopback-config.ts';
 import { parseOptions } from './lib/script-options.ts';
 
-const USAGE = `Usage: npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1] [--trace]
+const USAGE = `Usage: npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1]
+                                   [--freeze-at 0.2] [--faults frozen,rogue,restart] [--no-faults] [--trace]
 
-N nodes of one site against the reference master with its package stream capped in aggregate:
-master bytes per build, time until every node serves the package, master bytes per token change.`;
+N nodes of one site (one site key) against the reference master with its package stream capped in
+aggregate: master bytes per build, time until every node serves the package, master bytes per token
+change. Then a seed frozen mid-stream and a keyless rogue serving forgeries (--no-faults skips them).`;
 
 const { values } = parseOptions(
   () =>
@@ -40,6 +51,9 @@ const { values } = parseOptions(
         'size-mib': { type: 'string', default: '8' },
         'rate-mbps': { type: 'string', default: '4' },
         trials: { type: 'string', default: '1' },
+        'freeze-at': { type: 'string', default: '0.2' },
+        'no-faults': { type: 'boolean', default: false },
+        faults: { type: 'string', default: 'frozen,rogue,restart' },
         trace: { type: 'boolean', default: false },
       },
     }),
@@ -71,6 +85,9 @@ const trace = (who: string, line: string) => {
   if (values.trace) process.stderr.write(`${String(Date.now() - t0.at).padStart(6)} ms ${who} ${line}\n`);
 };
 
+/** One site, one key. */
+const siteKey = newSiteKey();
+
 async function run(count: number, root: string): Promise<Run> {
   const master = createReferenceMaster({ packageRateBytesPerSec: rate, tokenCheckIntervalMs: 100, tokenSettleMs: 100, tokenMaxWaitMs: 3_000 });
   const { port } = await master.listen(0, '127.0.0.1');
@@ -79,7 +96,7 @@ async function run(count: number, root: string): Promise<Run> {
     for (let i = 0; i < count; i++) {
       const dir = await mkdtemp(path.join(root, `node-${i}-`));
       const configPath = path.join(dir, 'node_config.json');
-      await writeFile(configPath, JSON.stringify(loopbackConfig(port, { syncInterval: 3600, network: { retryDelay: 0.2, connectionTimeout: 2, downloadTimeout: 30 } })));
+      await writeFile(configPath, JSON.stringify(loopbackConfig(port, { syncInterval: 3600, peers: { key: siteKey }, network: { retryDelay: 0.2, connectionTimeout: 2, downloadTimeout: 30 } })));
       nodes.push(await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: new MemoryLogger((line) => trace(`node${i}`, line)), adminToken: 'simulate-site-admin-token' }));
     }
     await waitUntil('nodes registered', () => master.nodes().filter((n) => n.online).length === count, 15_000);
@@ -166,3 +183,42 @@ console.log(`package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, master package
 console.log(`| ${header.join(' | ')} |`);
 console.log(`|${header.map(() => '---').join('|')}|`);
 for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+
+if (!values['no-faults']) {
+  const faultRoot = await mkdtemp(path.join(os.tmpdir(), 'simulate-site-faults-'));
+  try {
+    const single = mean(results.get(1) ?? [], (r) => r.allServeMs);
+    const alone = Number.isFinite(single) && single > 0 ? single : (sizeBytes / rate) * 1000;
+    const options = { sizeBytes, rate, root: faultRoot, freezeAt: Number(values['freeze-at']), trace };
+    const runs = new Set(values.faults.split(',').map((name) => name.trim()));
+    if (runs.has('frozen')) process.stderr.write('[simulate --site] a seed frozen mid-stream (3 node processes) ...\n');
+    const frozen = runs.has('frozen') ? await frozenSeedRun(options) : null;
+    if (runs.has('rogue')) process.stderr.write('[simulate --site] a keyless rogue serving forgeries (3 nodes) ...\n');
+    const rogue = runs.has('rogue') ? await rogueRun(options) : null;
+    if (runs.has('restart')) process.stderr.write('[simulate --site] a meeting restarted within a second, tablets downloading (3 nodes) ...\n');
+    const window = runs.has('restart') ? await tokenWindowRun(options) : null;
+    const seconds = (ms: number | null) => (ms === null ? 'never (120 s)' : `${(ms / 1000).toFixed(2)} s`);
+    console.log('');
+    console.log(`Faults (3 nodes, package ${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, one download alone ${(alone / 1000).toFixed(2)} s${results.has(1) ? ' measured above' : ' at the capped rate'}):`);
+    console.log('| run | measured | target |');
+    console.log('|---|---|---|');
+    if (frozen) {
+      console.log(`| seed frozen after ${Math.round(Number(values['freeze-at']) * 100)} %: others serve after the freeze | ${seconds(frozen.othersServeAfterFreezeMs)} (${seconds(frozen.othersServeMs)} after the start) | ≤ ${((1.4 * alone + 20_000) / 1000).toFixed(1)} s (1.4 × alone + 20 s) |`);
+      console.log(`| seed frozen: master bytes per build while frozen / at the end | ${frozen.perBuildWhileFrozen.toFixed(2)} / ${frozen.perBuild.toFixed(2)} | ≤ 2.3 |`);
+      console.log(`| seed frozen: the resumed seed serves after | ${seconds(frozen.seedServesAfterResumeMs)} | ≤ 60 s |`);
+      console.log(`| seed frozen: handovers (seeds abandoned by the others) | ${frozen.handovers} | |`);
+    }
+    if (rogue) {
+      console.log(`| rogue: forged copies served | ${rogue.forgedServed} of 3 | 0 |`);
+      console.log(`| rogue: requests it got / nodes listing it "not of this site" | ${rogue.rogueRequests} / ${rogue.notOfSite} of 3 | 0 / 3 |`);
+      console.log(`| rogue: master bytes per build, all nodes serve | ${rogue.perBuild.toFixed(2)}, ${seconds(rogue.allServeMs)} | ≤ 1.15 |`);
+    }
+    if (window) {
+      console.log(`| restart: last older-build body after the token change | ${window.windowMs <= 0 ? 'none after it' : seconds(window.windowMs)} | ≤ 2 s |`);
+      console.log(`| restart: older-build bodies later than 2 s / bodies / wrong bodies | ${window.lateOldBodies} / ${window.bodies} / ${window.wrongBodies} | 0 / – / 0 |`);
+      console.log(`| restart: master bytes of the new build per size | ${window.perBuild.toFixed(2)} | ≤ 1.1 |`);
+    }
+  } finally {
+    await rm(faultRoot, { recursive: true, force: true });
+  }
+}

@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigStore } from './config/config-store.ts';
+import { ConfigError, ConfigStore } from './config/config-store.ts';
 import type { ConfigApplyResult, NodeEventMap } from './node-events.ts';
 import type { NodeMetrics } from './http/admin/metrics.ts';
 import { NodeReports } from './node/reports.ts';
@@ -31,9 +31,12 @@ import { DiskSpaceProbe } from './store/disk-space.ts';
 import type { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import type { NodeLoad } from './sync/scrub.ts';
-import { SiteMembers } from './sync/site-members.ts';
-import { SiteTier } from './sync/site-tier.ts';
-import { PeerServeStats } from './http/peer-serving.ts';
+import { SiteHealth } from './site/health.ts';
+import { PeerServeStats, SeedSigner } from './site/seed-serving.ts';
+import { SiteKeyring, siteKeyProblem } from './site/site-key.ts';
+import { SiteMembers } from './site/site-members.ts';
+import { SiteTier } from './site/site-tier.ts';
+import { httpHealthTransport } from './site/wire.ts';
 import { QuotaGuard, quotaSettings } from './sync/quota-guard.ts';
 import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
 import { Reconciler } from './sync/reconciler.ts';
@@ -113,8 +116,13 @@ export class EdgeNode {
       const announce = options.announceAdminToken ?? (options.logger ? null : printAdminToken);
       const adminToken = resolveAdminToken(config, { option: options.adminToken, environment: options.environment?.adminToken, announce }, logger);
       const store = await openStorage(storageRoot, logger);
+      const siteKeyRefused = options.environment?.siteKey === undefined ? null : siteKeyProblem(options.environment.siteKey);
+      if (siteKeyRefused) throw new ConfigError(`EDGE_SITE_KEY ${siteKeyRefused}`, { 'peers.key': siteKeyRefused });
       const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current, lock.release);
       await node.#lifecycle.listen(options.port ?? config.current.nodePort);
+      const siteOff = node.site.offReason;
+      logger.info(siteOff === null ? 'site tier on: packages are shared with the siblings that prove the site key' : `site tier off: ${siteOff}`);
+      node.site.health.start();
       // The node runs: its config file is written now (defaults, nodeId, a generated token), never by a failed start.
       adminToken.generateIfMissing();
       config.completeFile();
@@ -174,17 +182,29 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
+    const keyring = siteKeyring(() => options.environment?.siteKey ?? current().peers.key, () => current().peers.previousKeys);
+    const self = () => this.#lifecycle.address;
+    const members = new SiteMembers({ listNodes: () => master().listNodes(), self, staticPeers: () => current().peers.static });
+    const { health: healthPolicy, ...siteOptions } = options.site ?? {};
     this.site = new SiteTier({
-      members: new SiteMembers({
-        listNodes: () => master().listNodes(),
-        self: () => this.#lifecycle.address,
-        staticPeers: () => current().peers.static,
+      members,
+      health: new SiteHealth({
+        transport: httpHealthTransport(() => current().peers.connectTimeout * 1000),
+        keyring,
+        // Only while the tier is on; this node is not probed by itself.
+        members: () => (this.site.enabled ? members.view().members.filter((m) => m !== self()) : []),
+        logger,
+        policy: healthPolicy,
       }),
-      self: () => this.#lifecycle.address,
+      keyring,
+      self,
       nodeId: () => current().nodeId ?? 'node-unknown',
-      settings: () => ({ enabled: current().peers.enabled, connectTimeoutMs: current().peers.connectTimeout * 1000 }),
+      settings: () => {
+        const { enabled, connectTimeout, stallTimeout } = current().peers;
+        return { enabled, connectTimeoutMs: connectTimeout * 1000, stallTimeoutMs: stallTimeout * 1000 };
+      },
       logger,
-      ...options.site,
+      ...siteOptions,
     });
     this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
     this.sync = new Reconciler({
@@ -206,7 +226,7 @@ export class EdgeNode {
     // poll's start, beside the meetings request, so a fetch the poll starts finds the view read
     // (or being read) instead of waiting for one more request to the master before its seed.
     this.sync.events.on('polling', () => {
-      if (this.site.enabled) void this.site.members.refresh();
+      if (this.site.enabled) void this.site.members.refresh().then(() => this.site.health.probeNew());
     });
     this.preheater = new Preheater({
       master,
@@ -264,13 +284,14 @@ export class EdgeNode {
     this.#reports.start();
 
     const front = createHttpFront({
-      downloads: { store, sync: this.sync, stats: this.stats, logger, serving, peers: this.peerStats, settings: () => downloadSettings(current(), policy) },
+      downloads: { store, sync: this.sync, stats: this.stats, logger, serving, peers: this.peerStats, signer: new SeedSigner(keyring, self), settings: () => downloadSettings(current(), policy) },
       app: (full) =>
         createApp({
           downloads: full,
           admin: operatorApi({
             node: this, config, logger, policy, logs, storageRoot: store.root, metrics: this.metrics, maintenance: this.#maintenance,
             events: this.#reports.events, traffic: this.#reports.traffic, syncNow: () => this.#lifecycle.syncNowReport(),
+            siteKeys: () => [options.environment?.siteKey, current().peers.key, ...current().peers.previousKeys].filter((key): key is string => typeof key === 'string'),
           }),
           publicDir,
         }),
@@ -310,7 +331,7 @@ export class EdgeNode {
       lifecycle: this.#lifecycle,
       events: this.events,
       maintenance: this.#maintenance,
-      startOverrides: options.portSource ? { nodePort: options.portSource } : {},
+      startOverrides: { ...(options.portSource ? { nodePort: options.portSource } : {}), ...(options.environment?.siteKey ? { 'peers.key': 'EDGE_SITE_KEY' } : {}) },
     });
   }
 
@@ -391,7 +412,30 @@ export class EdgeNode {
   /** Stops polling, unregisters, lets in-flight transfers finish (bounded), closes the server. */
   stop(): Promise<void> {
     this.preheatTask.stop();
+    this.site.health.stop();
     this.preheater.close();
     return this.#lifecycle.stop();
   }
+}
+
+/**
+ * The site's keys in force, rebuilt only when the key (EDGE_SITE_KEY, else peers.key) or the
+ * previous keys change; a key the schema let through but that is not one (never expected) turns
+ * the tier off rather than the node.
+ */
+function siteKeyring(key: () => string | null, previous: () => readonly string[]): () => SiteKeyring {
+  let built: { text: string; keyring: SiteKeyring } | null = null;
+  return () => {
+    const text = `${key() ?? ''} ${previous().join(' ')}`;
+    if (built?.text !== text) {
+      let keyring: SiteKeyring;
+      try {
+        keyring = new SiteKeyring(key(), previous());
+      } catch {
+        keyring = new SiteKeyring(null);
+      }
+      built = { text, keyring };
+    }
+    return built.keyring;
+  };
 }

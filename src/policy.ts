@@ -79,6 +79,30 @@ export const SYNC_POLICY = Object.freeze({
   progressEventMs: 250,
 });
 
+/** The site tier's fixed numbers (site/): health probes, waits on a seed, membership (issue 18). */
+export const SITE_POLICY = Object.freeze({
+  /**
+   * Each member's health, as Varnish's `.probe`: every intervalMs, answered within timeoutMs;
+   * healthy while `threshold` of the last `window` probes answered with the site key's proof.
+   */
+  health: Object.freeze({ intervalMs: 2_000, timeoutMs: 1_000, window: 5, threshold: 3 }),
+  /** A sibling waits this long for its seed's answer about the current build, then asks the master. */
+  buildAskTimeoutMs: 2_000,
+  /** A seed answering 404 (it has not seen the start yet) is asked again for this long. */
+  notFoundRetryMs: 5_000,
+  /** A seed answering 503 (bringing its copy up to date, or busy) is asked again for this long. */
+  busyRetryMs: 20_000,
+  /** The master's node list is read again when a seed is picked from a view older than this (the nodes must agree). */
+  membersMaxAgeMs: 3_000,
+  /**
+   * After a seed was found dead, the next member answering 409 (its download still comes from the
+   * dead seed) is asked again, within notFoundRetryMs, for this long: it is handing over too.
+   */
+  handoverPatienceMs: 30_000,
+  /** A sibling that failed this node (not found dead: a bad answer) is left out this long. */
+  failureHoldMs: 60_000,
+});
+
 export const DEFAULT_POLICY: Readonly<NodePolicy> = Object.freeze({
   waitForSyncMs: 30_000,
   retryAfterSeconds: 5,

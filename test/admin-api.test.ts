@@ -238,6 +238,34 @@ describe('admin token', () => {
       (error: unknown) => error instanceof ConfigError && /adminToken/.test(error.message) && /16/.test(error.message),
     );
   });
+  test('EDGE_SITE_KEY wins over peers.key and is never saved; a malformed one refuses to start naming it; without any key the log says the tier is off and how to turn it on', async (t) => {
+    const defer = cleanups(t);
+    const m = await startMaster();
+    defer(() => m.close());
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const configPath = path.join(dir, 'node_config.json');
+    await writeFile(configPath, JSON.stringify(testConfig(m.port, { adminToken: ADMIN_TOKEN })));
+    const bare = memoryLogger();
+    const keyless = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: bare });
+    assert.equal(keyless.site.enabled, false);
+    assert.equal(bare.lines.filter((line) => /site tier off: no site key.*--new-site-key/.test(line)).length, 1, 'one line, with how to turn it on');
+    await keyless.stop();
+    const key = Buffer.alloc(32, 6).toString('base64');
+    const logger = memoryLogger();
+    const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, environment: readEnvironment({ EDGE_SITE_KEY: key }) });
+    defer(() => node.stop());
+    assert.equal(node.site.enabled, true);
+    assert.equal(JSON.parse(await readFile(configPath, 'utf8')).peers?.key ?? null, null, 'never written to the file');
+    assert.ok(!logger.lines.some((line) => line.includes(key)), 'never logged');
+    const saved = await api(node.localUrl, 'POST', '/api/config', { body: { peers: { key: Buffer.alloc(32, 8).toString('base64') } } });
+    assert.deepEqual(saved.json.overridden_by_start_options, { 'peers.key': 'EDGE_SITE_KEY' });
+    await node.stop();
+    await assert.rejects(
+      EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), environment: readEnvironment({ EDGE_SITE_KEY: 'not-a-key' }) }),
+      (error: unknown) => error instanceof ConfigError && /^EDGE_SITE_KEY must be 32 bytes in base64/.test(error.message),
+    );
+  });
 });
 
 describe('GET/POST /api/config', () => {
@@ -258,6 +286,35 @@ describe('GET/POST /api/config', () => {
     const schema = await api(n.url, 'GET', '/api/config/schema');
     assert.equal(schema.json.properties.heartbeat.properties.interval.minimum, 10);
     assert.equal(schema.json.properties.heartbeat.properties.interval.maximum, 300);
+  });
+
+  test('the site key is write-only: GET says only that one is set; posted back it is kept; a bad one is a 400 naming peers.key; never in status or diagnostics', async (t) => {
+    const key = Buffer.alloc(32, 3).toString('base64');
+    const previous = Buffer.alloc(32, 4).toString('base64');
+    const { n } = await setup(t, { config: { peers: { key, previousKeys: [previous] } } });
+    const got = await api(n.url, 'GET', '/api/config');
+    assert.equal(got.json.peers.key, '<redacted>');
+    assert.deepEqual(got.json.peers.previousKeys, ['<redacted>']);
+    assert.ok(!got.text.includes(key) && !got.text.includes(previous));
+    const back = await api(n.url, 'POST', '/api/config', { body: got.json });
+    assert.equal(back.status, 200);
+    assert.deepEqual(back.json.changed, []);
+    assert.equal(n.node.config.current.peers.key, key);
+    const bad = await api(n.url, 'POST', '/api/config', { body: { peers: { key: 'not-a-key' } } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.fields['peers.key'], /^must be 32 bytes in base64/);
+    assert.equal(n.node.config.current.peers.key, key, 'nothing applied');
+    const rotated = Buffer.alloc(32, 5).toString('base64');
+    const set = await api(n.url, 'POST', '/api/config', { body: { peers: { key: rotated, previousKeys: [key] } } });
+    assert.equal(set.status, 200);
+    assert.ok(!set.text.includes(rotated), 'the answer does not echo the key');
+    assert.equal(n.node.config.current.peers.key, rotated);
+    const status = await api(n.url, 'GET', '/api/status');
+    assert.equal(status.json.site.key_set, true);
+    assert.equal(status.json.site.enabled, true);
+    for (const secret of [key, rotated]) assert.ok(!status.text.includes(secret), 'no key in the status');
+    const zip = unzipEntries(Buffer.from(await (await fetch(`${n.url}/api/diagnostics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).arrayBuffer()));
+    for (const [name, content] of zip) for (const secret of [key, rotated]) assert.ok(!content.toString('utf8').includes(secret), `${name} has no site key`);
   });
 
   test('invalid values: 400 naming each field, and nothing changes (memory or file)', async (t) => {

@@ -76,6 +76,18 @@ export async function startNode(
   };
 }
 
+/** A site key for the tests' sites (any 32 bytes in base64; never a real site's). */
+export const TEST_SITE_KEY = Buffer.alloc(32, 7).toString('base64');
+
+/**
+ * The nodes of a site know each other: the master's list read and every member probed once (as
+ * the first poll and health round do), so seed choice is settled before a test starts a meeting.
+ */
+export async function settleSite(nodes: ReadonlyArray<{ node: EdgeNode }>): Promise<void> {
+  await Promise.all(nodes.map((n) => n.node.site.members.refresh()));
+  await Promise.all(nodes.map((n) => n.node.site.health.probeAll()));
+}
+
 /** The loopback node config (scripts/lib, shared with bench/ and scripts/ without importing a test helper). */
 export const testConfig = loopbackConfig;
 

@@ -9,7 +9,11 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EdgeNodeOptions } from '../src/edge-node.ts';
-import { pickSeed } from '../src/sync/rendezvous.ts';
+import { pickSeed } from '../src/site/rendezvous.ts';
+import { healthMessage, packageMessage, SiteKeyring } from '../src/site/site-key.ts';
+import { SIGNATURE_HEADER } from '../src/site/wire.ts';
+import { buildIdentity } from '../src/store/zip-lead.ts';
+import { forgePackage } from '../scripts/lib/forgery.ts';
 import {
   cleanupStack,
   fetchRaw,
@@ -18,6 +22,7 @@ import {
   nodeStatus,
   packageUrl,
   removeDir,
+  settleSite,
   sha256Hex,
   spawnNodeProcess,
   killProcess,
@@ -25,6 +30,7 @@ import {
   startNode,
   tempDir,
   testConfig,
+  TEST_SITE_KEY,
   waitFor,
   type TestMaster,
   type TestNode,
@@ -33,6 +39,17 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const SITE: EdgeNodeOptions['site'] = { notFoundRetryMs: 3_000, busyRetryMs: 8_000, buildAskTimeoutMs: 5_000, membersMaxAgeMs: 0 };
+const TEST_KEYRING = new SiteKeyring(TEST_SITE_KEY);
+
+/** What a member with the site key signs for these bytes of a meeting's package, served from `address`. */
+function signPackage(meetingId: string, bytes: Buffer, address: string, keyring = TEST_KEYRING): string {
+  const identity = buildIdentity(bytes.subarray(0, 64 * 1024), true);
+  assert.ok(identity, 'a package with a lead');
+  return keyring.sign(packageMessage({ meetingId, buildId: identity.buildId, standsFor: null, size: bytes.length, sha256: sha256Hex(bytes), address })) as string;
+}
+
+/** Every node of these sites holds the key. */
+const KEYED = { peers: { key: TEST_SITE_KEY } };
 
 async function startSite(t: Parameters<typeof cleanupStack>[0], count: number, masterOptions = {}, config: Record<string, unknown> = {}) {
   const cleanup = cleanupStack(t);
@@ -40,7 +57,7 @@ async function startSite(t: Parameters<typeof cleanupStack>[0], count: number, m
   cleanup(() => m.close());
   const nodes: TestNode[] = [];
   for (let i = 0; i < count; i++) {
-    const n = await startNode(m.port, { config, node: { site: SITE } });
+    const n = await startNode(m.port, { config: { ...KEYED, ...config }, node: { site: SITE } });
     cleanup(async () => {
       await n.stop();
       await removeDir(n.dir);
@@ -48,6 +65,7 @@ async function startSite(t: Parameters<typeof cleanupStack>[0], count: number, m
     nodes.push(n);
   }
   await waitFor('every node registered', () => m.master.nodes().filter((n) => n.online).length === count);
+  await settleSite(nodes);
   return { m, nodes, cleanup };
 }
 
@@ -97,18 +115,18 @@ test('each build leaves the master once per site: the seed fetches it, its sibli
 test('seed choice: every node names the same seed for every meeting, and a node joining moves only the meetings it wins', async (t) => {
   const { m, nodes, cleanup } = await startSite(t, 3);
   const ids = Array.from({ length: 24 }, (_, i) => `pick-${i}`);
-  for (const n of nodes) await n.node.site.members.refresh();
+  await settleSite(nodes);
   const before = nodes.map((n) => ids.map((id) => n.node.site.seedNow(id) ?? n.node.address));
   for (const seeds of before.slice(1)) assert.deepEqual(seeds, before[0], 'all nodes agree');
   assert.ok(new Set(before[0]).size > 1, 'the meetings spread over the nodes');
 
-  const joined = await startNode(m.port, { node: { site: SITE } });
+  const joined = await startNode(m.port, { config: KEYED, node: { site: SITE } });
   cleanup(async () => {
     await joined.stop();
     await removeDir(joined.dir);
   });
   await waitFor('the new node registered', () => m.master.nodes().filter((n) => n.online).length === 4);
-  for (const n of [...nodes, joined]) await n.node.site.members.refresh();
+  await settleSite([...nodes, joined]);
   const after = [...nodes, joined].map((n) => ids.map((id) => n.node.site.seedNow(id) ?? n.node.address));
   for (const seeds of after.slice(1)) assert.deepEqual(seeds, after[0], 'all four agree');
   ids.forEach((id, i) => {
@@ -205,23 +223,31 @@ test('a restart the sibling saw and its seed missed: the sibling never takes the
   assert.equal(seed.node.store.get(id)?.sha256, second, 'the seed brought its own copy up to date for the sibling');
 });
 
-test('seed killed mid-stream: the sibling finishes from the master with the right bytes', async (t) => {
+/** A seed in a child process and a sibling in this one, keyed alike; the meeting's seed is the child. */
+async function seedChildAndSibling(t: Parameters<typeof cleanupStack>[0], network: Record<string, number>, peers: Record<string, unknown> = {}) {
   const cleanup = cleanupStack(t);
   const m = await startMaster({ packageRateBytesPerSec: 1_000_000 });
   cleanup(() => m.close());
   const dir = await tempDir();
   cleanup(() => removeDir(dir));
   const configPath = path.join(dir, 'node_config.json');
-  await writeFile(configPath, JSON.stringify(testConfig(m.port, { network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 30 } })));
+  await writeFile(configPath, JSON.stringify(testConfig(m.port, { network, peers: { key: TEST_SITE_KEY, ...peers } })));
   const seedProcess = await spawnNodeProcess(configPath);
   cleanup(() => killProcess(seedProcess));
-  const sibling = await startNode(m.port, { config: { network: { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 30 } }, node: { site: SITE } });
+  const sibling = await startNode(m.port, { config: { network, peers: { key: TEST_SITE_KEY, ...peers } }, node: { site: SITE } });
   cleanup(async () => {
     await sibling.stop();
     await removeDir(sibling.dir);
   });
   await waitFor('both registered', () => m.master.nodes().filter((n) => n.online).length === 2);
+  await settleSite([sibling]);
   const seedAddress = `127.0.0.1:${seedProcess.port}`;
+  assert.equal(sibling.node.site.health.usable(seedAddress), true, 'the child proved the key');
+  return { m, seedProcess, sibling, seedAddress };
+}
+
+test('seed killed mid-stream (connection reset): the sibling hands over at once and finishes from the master with the right bytes', async (t) => {
+  const { m, seedProcess, sibling, seedAddress } = await seedChildAndSibling(t, { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 30 });
   const id = idSeededBy(seedAddress, [seedAddress, sibling.node.address], 'kill');
   m.master.addMeeting({ id, title: 'Killed seed', packageSizeBytes: 3_000_000 });
   await m.master.startMeeting(id);
@@ -237,15 +263,62 @@ test('seed killed mid-stream: the sibling finishes from the master with the righ
   const res = await fetchRaw(packageUrl(sibling.url, id));
   assert.equal(sha256Hex(res.body), sha);
   assert.equal(sibling.node.site.counters.fallbacks, 1);
+  assert.equal(sibling.node.site.counters.handovers, 1, 'the seed was found gone');
+  assert.equal(sibling.node.site.health.usable(seedAddress), false, 'and marked sick');
   assert.deepEqual(sibling.node.jobs.jobs().find((j) => j.meetingId === id)?.source, { kind: 'master' });
-  assert.ok(sibling.logger.lines.some((line) => /fetching from the master instead/.test(line)));
+  assert.ok(sibling.logger.lines.some((line) => /seed .* is gone/.test(line)));
 });
 
-/** A sibling that lies: registered with the master as a node, answering what `answer` says. */
-async function startFakePeer(t: Parameters<typeof cleanupStack>[0], m: TestMaster, answer: (req: IncomingMessage, res: ServerResponse) => void) {
-  const server = createServer(answer);
+test('seed frozen mid-stream (SIGSTOP): the sibling hands over within the stall window and the probe timeout plus one stream', async (t) => {
+  // downloadTimeout 60 s: without the stall watch, the sibling would wait out the idle timeout.
+  const stallTimeout = 2;
+  const { m, seedProcess, sibling, seedAddress } = await seedChildAndSibling(t, { retryDelay: 0.05, connectionTimeout: 2, downloadTimeout: 60 }, { stallTimeout });
+  t.after(() => {
+    if (seedProcess.child.exitCode === null) seedProcess.child.kill('SIGCONT');
+  });
+  const id = idSeededBy(seedAddress, [seedAddress, sibling.node.address], 'freeze');
+  const size = 3_000_000;
+  m.master.addMeeting({ id, title: 'Frozen seed', packageSizeBytes: size });
+  await m.master.startMeeting(id);
+  m.master.resetStats();
+  await sibling.node.syncNow();
+  await waitFor('the sibling streams from the seed', () => {
+    const job = sibling.node.jobs.inFlight(id);
+    return job && job.source.kind === 'peer' && job.bytesWritten > 200_000;
+  }, 20_000);
+  seedProcess.child.kill('SIGSTOP');
+  const sha = masterSha(m.master, id);
+  // The stall window, the health probe's timeout (1 s), one stream from the master (3 s at
+  // 1 MB/s), and slack for a loaded machine: far below the idle timeout the sibling waited before.
+  await waitFor('the sibling holds the package', () => sibling.node.store.get(id)?.sha256 === sha, (stallTimeout + 1 + 3) * 1000 + 15_000);
+  assert.equal(sibling.node.site.counters.handovers, 1);
+  assert.ok(sibling.logger.lines.some((line) => /seed .* is gone .*no byte for 2 s and no answer to its health probe/.test(line)));
+  assert.deepEqual(sibling.node.jobs.jobs().find((j) => j.meetingId === id)?.source, { kind: 'master' });
+  assert.equal(sha256Hex((await fetchRaw(packageUrl(sibling.url, id))).body), sha);
+});
+
+/**
+ * A sibling that lies: answering what `answer` says, and its health probes as `proof` says (by
+ * default with the site key: a member gone bad, whose bytes only their signature can catch).
+ */
+async function startFakePeer(
+  t: Parameters<typeof cleanupStack>[0],
+  m: TestMaster,
+  answer: (req: IncomingMessage, res: ServerResponse, address: string) => void,
+  proof: (nonce: string, address: string) => string | null = (nonce, address) => TEST_KEYRING.sign(healthMessage(nonce, address)),
+) {
+  void m;
+  let address = '';
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith('/api/edge/v1/health')) {
+      const nonce = new URL(req.url, 'http://x').searchParams.get('nonce') ?? '';
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, proof: proof(nonce, address) }));
+      return;
+    }
+    answer(req, res, address);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   t.after(
     () =>
       new Promise<void>((resolve) => {
@@ -264,35 +337,38 @@ for (const kind of ['truncated', 'corrupt', 'not a zip', 'older build'] as const
     let good: Buffer = Buffer.alloc(0);
     let old: Buffer = Buffer.alloc(0);
     let served = 0;
-    const fake = await startFakePeer(t, m, (req, res) => {
+    const fake = await startFakePeer(t, m, (req, res, address) => {
       if (!req.url?.includes('download-package')) {
         res.writeHead(404).end();
         return;
       }
       served++;
+      // Signed as the real package would be: a member with the key whose bytes went bad.
+      const signed = (bytes: Buffer) => ({ [SIGNATURE_HEADER]: signPackage(id, bytes, address) });
       if (kind === 'truncated') {
-        res.writeHead(200, { 'content-length': good.length, etag: `"${sha256Hex(good)}"` });
+        res.writeHead(200, { 'content-length': good.length, etag: `"${sha256Hex(good)}"`, ...signed(good) });
         res.write(good.subarray(0, good.length >> 1));
         setTimeout(() => res.destroy(), 20);
       } else if (kind === 'corrupt') {
         const bad = Buffer.from(good);
         bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1);
-        res.writeHead(200, { 'content-length': bad.length, etag: `"${sha256Hex(good)}"` });
+        res.writeHead(200, { 'content-length': bad.length, etag: `"${sha256Hex(good)}"`, ...signed(good) });
         res.end(bad);
       } else if (kind === 'not a zip') {
         const noise = Buffer.alloc(good.length, 7);
-        res.writeHead(200, { 'content-length': noise.length, etag: `"${sha256Hex(noise)}"` });
+        res.writeHead(200, { 'content-length': noise.length, etag: `"${sha256Hex(noise)}"`, ...signed(good) });
         res.end(noise);
       } else {
-        res.writeHead(200, { 'content-length': old.length, etag: `"${sha256Hex(old)}"` });
+        res.writeHead(200, { 'content-length': old.length, etag: `"${sha256Hex(old)}"`, ...signed(old) });
         res.end(old);
       }
     });
-    const n = await startNode(m.port, { config: { peers: { static: [fake.address] } }, node: { site: SITE } });
+    const n = await startNode(m.port, { config: { peers: { static: [fake.address], key: TEST_SITE_KEY } }, node: { site: SITE } });
     cleanup(async () => {
       await n.stop();
       await removeDir(n.dir);
     });
+    await settleSite([n]);
     const id = idSeededBy(fake.address, [fake.address, n.node.address], kind.replace(/ /g, '-'));
     m.master.addMeeting({ id, title: 'Lying sibling', packageSizeBytes: 600_000 });
     await m.master.startMeeting(id);
@@ -316,8 +392,12 @@ for (const kind of ['truncated', 'corrupt', 'not a zip', 'older build'] as const
     assert.ok(served >= 1, 'the sibling was asked');
     assert.equal(n.node.site.counters.fallbacks, 1, 'one fallback to the master');
     assert.equal(n.node.site.counters.peerFetches, 0, 'nothing promoted from the sibling');
-    const why = { truncated: /TRUNCATED|before the end/, corrupt: /hash to .* ETag/, 'not a zip': /not a complete zip/, 'older build': /another build/ }[kind];
-    assert.ok(n.logger.lines.some((line) => /fetching from the master instead/.test(line) && why.test(line)), `the fallback names the cause (${why})`);
+    const why = { truncated: /TRUNCATED|before the end/, corrupt: /signature does not match/, 'not a zip': /not a complete zip/, 'older build': /another build|held before the meeting restarted/ }[kind];
+    assert.ok(
+      n.logger.lines.some((line) => /fetching from the master instead|is gone/.test(line) && why.test(line)),
+      `the fallback names the cause (${why})`,
+    );
+    assert.equal(n.node.site.counters.securityEvents, kind === 'corrupt' ? 1 : 0, 'bytes that do not match their signature are a security event');
     const res = await fetchRaw(packageUrl(n.url, id));
     assert.equal(sha256Hex(res.body), sha);
   });
@@ -333,7 +413,7 @@ test('two nodes that each take the other for the seed do not loop: both end with
   const nodes: TestNode[] = [];
   for (let i = 0; i < 2; i++) {
     let me = '';
-    const n = await startNode(m.port, { node: { site: { ...SITE, pickSeed: other(() => me) } } });
+    const n = await startNode(m.port, { config: KEYED, node: { site: { ...SITE, pickSeed: other(() => me) } } });
     me = n.node.address;
     addresses.push(me);
     nodes.push(n);
@@ -343,6 +423,7 @@ test('two nodes that each take the other for the seed do not loop: both end with
     });
   }
   await waitFor('both registered', () => m.master.nodes().filter((n) => n.online).length === 2);
+  await settleSite(nodes);
   m.master.addMeeting({ id: 'loop', title: 'Loop', packageSizeBytes: 2_000_000 });
   await m.master.startMeeting('loop');
   m.master.resetStats();
@@ -382,4 +463,100 @@ test('a probe the master cuts short is "unknown": the package is kept, served, a
   // Counted on the node: the master may have written a whole small package into the socket
   // buffers before a probe hung up, which its own counters call a completed download.
   assert.equal(n.node.jobs.fetchedBytes.master, n.node.store.get('cut')!.size + n.node.store.get('other')!.size, 'never fetched again in full');
+});
+
+test('a registered rogue without the key, serving a forgery that starts with the master\'s README, is never asked and never promoted', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster();
+  cleanup(() => m.close());
+  const dir = await tempDir();
+  cleanup(() => removeDir(dir));
+  let forged: Buffer = Buffer.alloc(0);
+  let served = 0;
+  const rogue = await startFakePeer(
+    t,
+    m,
+    (req, res) => {
+      if (!req.url?.includes('download-package') && !req.url?.includes('/build')) {
+        res.writeHead(404).end();
+        return;
+      }
+      served++;
+      res.writeHead(200, { 'content-length': forged.length, etag: `"${sha256Hex(forged)}"` });
+      res.end(forged);
+    },
+    () => null,
+  );
+  // Registered with the master's open registry, as any host that reaches it can do.
+  const registered = await fetch(`${m.url}/api/v1/nodes/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ node_id: 'rogue', address: rogue.address, status: 'online' }),
+  });
+  assert.equal(registered.status, 200);
+  const n = await startNode(m.port, { config: KEYED, node: { site: SITE } });
+  cleanup(async () => {
+    await n.stop();
+    await removeDir(n.dir);
+  });
+  await settleSite([n]);
+  const id = idSeededBy(rogue.address, [rogue.address, n.node.address], 'rogue');
+  m.master.addMeeting({ id, title: 'Forged', packageSizeBytes: 300_000 });
+  await m.master.startMeeting(id);
+  const genuine = await masterPackageBytes(m.url, id);
+  forged = await forgePackage(genuine, dir);
+  const lead = (bytes: Buffer) => buildIdentity(bytes.subarray(0, 64 * 1024), true)?.buildId;
+  assert.equal(lead(forged), lead(genuine), 'the forgery\'s lead is the master\'s');
+  assert.notEqual(sha256Hex(forged), sha256Hex(genuine));
+  await n.node.syncNow();
+  const sha = masterSha(m.master, id);
+  await waitFor('the node holds the master\'s bytes', () => n.node.store.get(id)?.sha256 === sha, 20_000);
+  assert.equal(sha256Hex((await fetchRaw(packageUrl(n.url, id))).body), sha);
+  assert.equal(served, 0, 'the rogue was never asked');
+  const view = n.node.site.health.view().find((member) => member.address === rogue.address);
+  assert.equal(view?.proof, 'refused', 'listed as not of this site');
+  assert.equal(n.logger.lines.filter((line) => line.includes(rogue.address) && /not of this site/.test(line)).length, 1, 'logged once');
+  const status = await nodeStatus(n.node);
+  assert.ok(!JSON.stringify(status).includes(TEST_SITE_KEY), 'the key is not in the status');
+});
+
+test('a rotation, node by node: nodes keyed [new, old] and [old] share packages; once both hold [new, old] they still do', async (t) => {
+  const cleanup = cleanupStack(t);
+  const m = await startMaster({ packageRateBytesPerSec: 4_000_000 });
+  cleanup(() => m.close());
+  const oldKey = TEST_SITE_KEY;
+  const newKey = Buffer.alloc(32, 9).toString('base64');
+  const a = await startNode(m.port, { config: { peers: { key: newKey, previousKeys: [oldKey] } }, node: { site: SITE } });
+  const b = await startNode(m.port, { config: { peers: { key: oldKey, previousKeys: [] } }, node: { site: SITE } });
+  for (const n of [a, b]) {
+    cleanup(async () => {
+      await n.stop();
+      await removeDir(n.dir);
+    });
+  }
+  await waitFor('both registered', () => m.master.nodes().filter((x) => x.online).length === 2);
+  await settleSite([a, b]);
+  const addresses = [a.node.address, b.node.address];
+  assert.equal(a.node.site.health.usable(b.node.address), true, '[new, old] accepts a node still on the old key');
+
+  const fromB = idSeededBy(b.node.address, addresses, 'rot-b');
+  m.master.addMeeting({ id: fromB, title: 'Seeded by the old key', packageSizeBytes: 600_000 });
+  await m.master.startMeeting(fromB);
+  await Promise.all([a, b].map((n) => n.node.syncNow()));
+  await waitFor('both hold it', () => [a, b].every((n) => n.node.store.get(fromB)?.sha256 === masterSha(m.master, fromB)), 20_000);
+  assert.deepEqual(a.node.jobs.jobs().find((j) => j.meetingId === fromB)?.source, { kind: 'peer', node: b.node.address }, 'a took it from b');
+
+  // b moves on: the new key signs, the old one is still accepted.
+  await b.node.updateConfig({ peers: { key: newKey, previousKeys: [oldKey] } });
+  await settleSite([a, b]);
+  assert.equal(b.node.site.health.usable(a.node.address), true);
+  const fromA = idSeededBy(a.node.address, addresses, 'rot-a');
+  m.master.addMeeting({ id: fromA, title: 'Seeded by the new key', packageSizeBytes: 600_000 });
+  await m.master.startMeeting(fromA);
+  m.master.resetStats();
+  await Promise.all([a, b].map((n) => n.node.syncNow()));
+  await waitFor('both hold it', () => [a, b].every((n) => n.node.store.get(fromA)?.sha256 === masterSha(m.master, fromA)), 20_000);
+  assert.deepEqual(b.node.jobs.jobs().find((j) => j.meetingId === fromA)?.source, { kind: 'peer', node: a.node.address }, 'b took it from a');
+  assert.equal(a.node.site.counters.securityEvents + b.node.site.counters.securityEvents, 0);
+  assert.equal(bytesOfBuild(m, fromA), m.master.meeting(fromA)?.package?.size, 'the build left the master once');
 });

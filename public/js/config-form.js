@@ -9,7 +9,8 @@ const GROUPS = [
 ];
 const OBJECT_GROUPS = ['storage', 'network', 'logging', 'heartbeat', 'cleanup', 'maintenance', 'peers', 'preheat'];
 const READ_ONLY = new Set(['nodeId']);
-const SECRET = new Set(['adminToken']);
+/** Write-only: never shown (the node sends a placeholder when one is set), sent only when typed. */
+const SECRET = new Set(['adminToken', 'peers.key', 'peers.previousKeys']);
 /** Saved at once but used only after a restart (the node reports the same list). */
 const RESTART = new Set(['nodePort', 'storage.path', 'logging.fileEnabled', 'logging.filePath', 'logging.maxFileSize', 'logging.backupCount', 'logging.format']);
 const LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'];
@@ -84,7 +85,7 @@ export class ConfigForm {
       if (READ_ONLY.has(path)) continue;
       const value = this.#value(field);
       if (SECRET.has(path)) {
-        if (value !== null && value !== '') setPath(patch, path, value);
+        if (value !== null && value !== '' && !(Array.isArray(value) && value.length === 0)) setPath(patch, path, value);
         continue;
       }
       if (JSON.stringify(value) !== JSON.stringify(getPath(this.config, path) ?? null)) setPath(patch, path, value);
@@ -157,7 +158,8 @@ export class ConfigForm {
     } else if (type === 'array') {
       // A list of strings (peers.static): one entry per line, sent as a JSON array.
       input = h('textarea', { id, name: path, rows: '3', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': errorId });
-      input.value = Array.isArray(current) ? current.join('\n') : '';
+      input.value = Array.isArray(current) && !SECRET.has(path) ? current.join('\n') : '';
+      if (SECRET.has(path)) input.placeholder = secretPlaceholder(current, t);
     } else if (type === 'boolean') {
       input = h('input', { type: 'checkbox', id, name: path, 'aria-describedby': errorId });
       input.checked = current === true;
@@ -186,7 +188,7 @@ export class ConfigForm {
         spellcheck: 'false',
         autocomplete: SECRET.has(path) ? 'new-password' : 'off',
         minlength: SECRET.has(path) ? spec.minLength : null,
-        placeholder: SECRET.has(path) ? t('config.tokenPlaceholder') : nullable ? t('config.nullPlaceholder') : null,
+        placeholder: SECRET.has(path) ? secretPlaceholder(current, t) : nullable ? t('config.nullPlaceholder') : null,
         'aria-describedby': errorId,
       });
       input.value = SECRET.has(path) || current === null || current === undefined ? '' : String(current);
@@ -299,4 +301,10 @@ function setPath(object, path, value) {
   let target = object;
   for (const key of keys.slice(0, -1)) target = target[key] ??= {};
   target[keys.at(-1)] = value;
+}
+
+/** A write-only field says whether a value is set, never the value ("unchanged" / "not set"). */
+function secretPlaceholder(current, t) {
+  const set = Array.isArray(current) ? current.length > 0 : current !== null && current !== undefined && current !== '';
+  return set ? t('config.tokenPlaceholder') : t('config.secretUnset');
 }

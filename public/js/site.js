@@ -31,11 +31,24 @@ export function renderSite(status, i18n) {
   nodes.sort((a, b) => Number(b.self) - Number(a.self) || String(a.node_id ?? a.address).localeCompare(String(b.node_id ?? b.address)));
 
   const pill = byId('sitePill');
-  const onlineCount = nodes.filter((node) => !heldOut.has(node.address)).length;
-  pill.textContent = !site.enabled ? t('site.off') : onlineCount > 1 ? t('site.on', { count: onlineCount }) : t('site.onAlone');
+  // The members that share packages: this node and the siblings that proved the key and answer.
+  const onlineCount = nodes.filter((node) => !heldOut.has(node.address) && (node.self || node.health?.state === 'healthy')).length;
+  const noKey = !site.enabled && site.off === 'no-key';
+  pill.textContent = noKey ? t('site.offNoKey') : !site.enabled ? t('site.off') : onlineCount > 1 ? t('site.on', { count: onlineCount }) : t('site.onAlone');
   pill.className = `pill ${site.enabled ? 'pill-ok' : 'pill-off'}`;
-  pill.dataset.state = site.enabled ? 'on' : 'off';
-  setText('siteHint', site.enabled ? t('site.onHint') : t('site.offHint'));
+  pill.dataset.state = site.enabled ? 'on' : noKey ? 'no-key' : 'off';
+  // Off without a key: one line saying so and how to turn the tier on.
+  setText('siteHint', site.enabled ? t('site.onHint') : noKey ? t('site.offNoKeyHint') : t('site.offHint'));
+  const security = byId('siteSecurity');
+  const lastSecurity = site.last_security_event;
+  security.dataset.count = String(site.security_events ?? 0);
+  security.classList.toggle('error-text', (site.security_events ?? 0) > 0);
+  security.replaceChildren(
+    lastSecurity ? t('site.securityLast', { count: site.security_events ?? 0, node: lastSecurity.node, reason: i18n.serverMessage(lastSecurity.reason) }) : String(site.security_events ?? 0),
+    lastSecurity ? ' · ' : '',
+    lastSecurity ? agoWithTime(lastSecurity.at, t) : '',
+  );
+  setText('siteHandovers', String(site.handovers ?? 0));
 
   const fetched = site.fetched_bytes ?? { master: 0, peer: 0 };
   const served = site.served_bytes ?? { tablet: 0, peer: 0 };
@@ -60,6 +73,7 @@ export function renderSite(status, i18n) {
   const labels = {
     node: t('site.col.node'),
     address: t('site.col.address'),
+    health: t('site.col.health'),
     lastSeen: t('site.col.lastSeen'),
     meetings: t('site.col.meetings'),
     seeds: t('site.col.seeds'),
@@ -81,6 +95,7 @@ export function renderSite(status, i18n) {
         ),
       ),
       h('td', { dataset: { label: labels.address } }, h('span', { className: 'mono' }, node.address)),
+      h('td', { dataset: { label: labels.health, testid: 'site-health', state: node.health?.state ?? 'unknown' } }, healthText(node.health, site, t)),
       h('td', { dataset: { label: labels.lastSeen } }, node.last_seen ? agoWithTime(node.last_seen, t) : '—'),
       h('td', { dataset: { label: labels.meetings } }, idList(node.meetings)),
       h('td', { dataset: { label: labels.seeds, testid: 'site-seeds' } }, site.enabled ? idList(node.seeds) : t('site.tierOff')),
@@ -105,6 +120,16 @@ export function refreshSiteClock(t) {
 /** The node's reasons start with "seed <address>": the card names the node already. */
 function withoutSeed(reason) {
   return String(reason).replace(/^seed \S+?(?::\s|\s)/, '');
+}
+
+/** A member's health and key proof as the node probed them (the key itself is never shown). */
+function healthText(health, site, t) {
+  if (!site.enabled) return t('site.tierOff');
+  const state = health?.state ?? 'unknown';
+  const text = t(`site.health.${state}`);
+  if (state === 'sick' && health.last_error) return h('span', { className: 'error-text', title: health.last_error }, text);
+  if (state === 'not-of-site') return h('span', { className: 'error-text' }, text);
+  return text;
 }
 
 function idList(ids) {

@@ -19,8 +19,19 @@ describe('readEnvironment: the EDGE_* switches without a flag', () => {
     assert.equal('adminToken' in readEnvironment({ EDGE_ADMIN_TOKEN: '   ' }), false);
   });
 
+  test('EDGE_SITE_KEY is trimmed; blank means unset', () => {
+    const key = 'A'.repeat(43) + '=';
+    assert.equal(readEnvironment({ EDGE_SITE_KEY: ` ${key}\n` }).siteKey, key);
+    assert.equal('siteKey' in readEnvironment({ EDGE_SITE_KEY: '  ' }), false);
+  });
+
+  test('--new-site-key is reported only when given', () => {
+    assert.equal(parseCliOptions(['--new-site-key'], {}).newSiteKey, true);
+    assert.equal('newSiteKey' in parseCliOptions([], {}), false);
+  });
+
   test('the usage lists every variable this module reads', () => {
-    for (const name of ['EDGE_PORT', 'EDGE_HOST', 'EDGE_CONFIG', 'EDGE_ADMIN_TOKEN', 'EDGE_ZERO_COPY', 'EDGE_BURST_ACCEPT']) {
+    for (const name of ['EDGE_PORT', 'EDGE_HOST', 'EDGE_CONFIG', 'EDGE_ADMIN_TOKEN', 'EDGE_SITE_KEY', 'EDGE_ZERO_COPY', 'EDGE_BURST_ACCEPT', '--new-site-key']) {
       assert.ok(USAGE.includes(name), name);
     }
   });

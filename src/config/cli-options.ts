@@ -13,12 +13,16 @@ export interface CliOptions {
   help: boolean;
   /** Present (true) only when --version was given. */
   version?: true;
+  /** Present (true) only when --new-site-key was given: print a fresh site key and exit. */
+  newSiteKey?: true;
 }
 
 /** The EDGE_* switches of the running node that have no flag (start.ts passes them to EdgeNode). */
 export interface EnvironmentSettings {
   /** EDGE_ADMIN_TOKEN, trimmed; wins over the config's adminToken and is never saved. Unset when blank. */
   adminToken?: string;
+  /** EDGE_SITE_KEY, trimmed; wins over peers.key in the config and is never saved. Unset when blank. */
+  siteKey?: string;
   /** false when EDGE_ZERO_COPY=0: package bytes are copied through buffers instead of sendfile(2). */
   zeroCopy: boolean;
   /** false when EDGE_BURST_ACCEPT=0: connections are accepted one per event-loop turn, as Node does. */
@@ -33,10 +37,12 @@ Usage: node start.js [--port N] [--host ADDR] [--config PATH]
   --host ADDR     address to listen on (env EDGE_HOST; default 0.0.0.0)
   --config PATH   config file (env EDGE_CONFIG; default ./node_config.json)
   --version       print the version and exit
+  --new-site-key  print a fresh site key (for peers.key or EDGE_SITE_KEY) and exit
   --help          show this help
 
 Environment only:
   EDGE_ADMIN_TOKEN    admin API token; wins over adminToken in the config, never saved
+  EDGE_SITE_KEY       the site key; wins over peers.key in the config, never saved
   EDGE_ZERO_COPY=0    copy package bytes through buffers instead of sendfile(2)
   EDGE_BURST_ACCEPT=0 accept connections one per event-loop turn
 
@@ -63,6 +69,7 @@ export function parseCliOptions(argv: string[], env: NodeJS.ProcessEnv): CliOpti
         config: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
+        'new-site-key': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -80,14 +87,17 @@ export function parseCliOptions(argv: string[], env: NodeJS.ProcessEnv): CliOpti
     configPath: parsed.config ?? env.EDGE_CONFIG ?? './node_config.json',
     help: parsed.help ?? false,
     ...(parsed.version ? { version: true as const } : {}),
+    ...(parsed['new-site-key'] ? { newSiteKey: true as const } : {}),
   };
 }
 
 /** The switches of the running node that only the environment sets (see USAGE). */
 export function readEnvironment(env: NodeJS.ProcessEnv): EnvironmentSettings {
   const token = env.EDGE_ADMIN_TOKEN?.trim();
+  const siteKey = env.EDGE_SITE_KEY?.trim();
   return {
     ...(token ? { adminToken: token } : {}),
+    ...(siteKey ? { siteKey } : {}),
     zeroCopy: env.EDGE_ZERO_COPY !== '0',
     burstAccept: env.EDGE_BURST_ACCEPT !== '0',
   };

@@ -258,3 +258,23 @@ test('pattern errors say the rule, never the regular expression; a bad cron name
     assert.doesNotMatch(message, /pattern|\^|\$/);
   }
 });
+
+test('the site key: base64 of 32 bytes or null; a bad one (or too many previous keys) names the field and how to make one', () => {
+  const validator = createConfigValidator();
+  const key = Buffer.alloc(32, 1).toString('base64');
+  const ok = validator.validate({ peers: { key, previousKeys: [Buffer.alloc(32, 2).toString('base64')] } });
+  assert.equal(ok.ok, true);
+  assert.equal(ok.ok && ok.value.peers.stallTimeout, 5, 'the stall timeout defaults to 5 s');
+  const defaults = validator.validate({});
+  assert.equal(defaults.ok && defaults.value.peers.key, null, 'no key by default: the tier is off');
+  for (const bad of ['short', Buffer.alloc(31).toString('base64'), `${key.slice(0, 42)}B=`]) {
+    const result = validator.validate({ peers: { key: bad } });
+    assert.equal(result.ok, false, bad);
+    assert.match(result.ok ? '' : (result.fields['peers.key'] ?? ''), /^must be 32 bytes in base64 .*--new-site-key/);
+  }
+  const many = validator.validate({ peers: { key, previousKeys: [1, 2, 3, 4].map((n) => Buffer.alloc(32, n).toString('base64')) } });
+  assert.equal(many.ok, false);
+  assert.ok(!many.ok && many.fields['peers.previousKeys'] !== undefined);
+  const badPrevious = validator.validate({ peers: { key, previousKeys: ['nope'] } });
+  assert.match(badPrevious.ok ? '' : (badPrevious.fields['peers.previousKeys.0'] ?? ''), /^must be 32 bytes in base64/);
+});

@@ -12,6 +12,10 @@ const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const hostFormats = [{ format: 'hostname' }, { format: 'ipv4' }, { format: 'ipv6' }] as const;
 export const HOST_RULE = 'must be a host name, IPv4 or IPv6 address (no port, scheme, path or spaces)';
 
+/** A site key (peers.key, EDGE_SITE_KEY): base64 of 32 bytes, 44 characters (site/site-key.ts). */
+export const SITE_KEY_PATTERN = '^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$';
+export const SITE_KEY_RULE = 'must be 32 bytes in base64 (44 characters ending with =); make one with: node start.js --new-site-key';
+
 export const configSchema = {
   type: 'object',
   // A typo such as synInterval would otherwise be saved and silently do nothing.
@@ -190,6 +194,29 @@ export const configSchema = {
           default: 2,
           description: 'Seconds to connect to a sibling before fetching from the master instead.',
         },
+        // A secret: never shown by the API, the panel, diagnostics or the log (write-only).
+        key: {
+          type: ['string', 'null'],
+          pattern: SITE_KEY_PATTERN,
+          default: null,
+          description:
+            'The site key (base64 of 32 random bytes, from `node start.js --new-site-key`), the same on every node of the site (env EDGE_SITE_KEY wins). null: the site tier is off.',
+        },
+        previousKeys: {
+          type: 'array',
+          maxItems: 3,
+          uniqueItems: true,
+          items: { type: 'string', pattern: SITE_KEY_PATTERN },
+          default: [],
+          description: 'Earlier site keys still accepted from siblings (never used to sign), while a new key is rolled out node by node.',
+        },
+        stallTimeout: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 60,
+          default: 5,
+          description: 'Seconds without a byte from the seed before its health is asked; no answer: the package is taken from the next member.',
+        },
       },
     },
     // Not in the reference: fetch the packages of meetings scheduled soon before they start.
@@ -247,6 +274,6 @@ export interface NodeConfig {
   heartbeat: { interval: number; timeout: number };
   cleanup: { enabled: boolean; cleanOnStartup: boolean; cleanEndedMeetings: boolean };
   maintenance: { scrubSchedule: string };
-  peers: { enabled: boolean; static: string[]; connectTimeout: number };
+  peers: { enabled: boolean; static: string[]; connectTimeout: number; key: string | null; previousKeys: string[]; stallTimeout: number };
   preheat: { enabled: boolean; hoursAhead: number; hoursBehind: number; schedule: string };
 }

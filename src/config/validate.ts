@@ -1,7 +1,7 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import ajvFormats from 'ajv-formats';
 import { validate as isCronExpression } from 'node-cron';
-import { configSchema, HOST_RULE, type NodeConfig } from './schema.ts';
+import { configSchema, HOST_RULE, SITE_KEY_RULE, type NodeConfig } from './schema.ts';
 
 export type ValidationResult =
   | { ok: true; value: NodeConfig }
@@ -16,6 +16,8 @@ export interface ConfigValidator {
 const PATTERN_RULES: Record<string, string> = {
   '#/properties/nodeId/pattern': 'must be 1 to 64 letters, digits, ".", "_" or "-"',
   '#/properties/adminToken/pattern': 'must be visible ASCII characters without spaces',
+  '#/properties/peers/properties/key/pattern': SITE_KEY_RULE,
+  '#/properties/peers/properties/previousKeys/items/pattern': SITE_KEY_RULE,
   '#/properties/peers/properties/static/items/pattern': 'must be host:port: a host name or IPv4 address (or an IPv6 address in brackets), a colon, the port',
 };
 

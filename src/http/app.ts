@@ -8,7 +8,7 @@ import { registerAdminRoutes, type AdminDeps } from './admin/index.ts';
 import type { AppEnv } from './app-env.ts';
 import { handleDownload, type DownloadDeps } from './download-route.ts';
 import { panelVendorDirs } from './panel-vendor.ts';
-import { DOWNLOAD_CORS, DOWNLOAD_PREFLIGHT, DOWNLOAD_ROUTES, isDownloadPath } from './download-urls.ts';
+import { DOWNLOAD_CORS, DOWNLOAD_PREFLIGHT, DOWNLOAD_ROUTES, isDownloadPath } from '../download-urls.ts';
 
 export interface AppDeps {
   downloads: DownloadDeps;

@@ -6,14 +6,14 @@ import type { NodeConfig } from '../config/schema.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { FetchView } from '../sync/fetch-view.ts';
 import type { Reconciler } from '../sync/reconciler.ts';
-import { STANDS_FOR_HEADER } from '../sync/site-tier.ts';
+import { handleBuildIdentity, handleHealth, holdsWanted, peerPackageHeaders, peerRequest, type PeerRequest, type PeerServeStats, type SeedSigner } from '../site/seed-serving.ts';
+import { SHA256_TRAILER, SIGNATURE_HEADER } from '../site/wire.ts';
 import type { ServeRecord, ServeStats } from './serve-stats.ts';
-import { buildPathId, DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
-import { handleBuildIdentity, holdsWanted, peerRequest, type PeerRequest, type PeerServeStats } from './peer-serving.ts';
+import { buildPathId, DOWNLOAD_CORS, downloadPathId, isHealthUrl } from '../download-urls.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import type { SendResult } from './response-outcome.ts';
 import type { SharedReadFiles } from './shared-files.ts';
-import { sendJson } from './send-json.ts';
+import { sendJson } from '../send-json.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
 
@@ -41,6 +41,8 @@ export interface DownloadDeps {
    * sibling's request (X-Edge-Peer) is still answered by the tier's rules, uncounted.
    */
   peers?: PeerServeStats;
+  /** Signs what is served to siblings (the site key); absent: nothing is signed, siblings take nothing from here. */
+  signer?: SeedSigner;
 }
 
 /** The route's settings from the node's config and policy. */
@@ -90,14 +92,17 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
     deps.peers && deps.peers.requests++;
     if (await answeredForPeer(deps, meetingId, peer, req, res)) return;
   }
-  if (!deps.sync.isServable(meetingId)) {
+  // A tablet (not a sibling: it names the build it wants) waits for its package's check after a
+  // token change, and is sent to the new build's download when the held one is older.
+  const older = () => peer === null && deps.sync.replacing(meetingId);
+  if (!deps.sync.isServable(meetingId) || (peer === null && deps.sync.awaitsTokenCheck(meetingId))) {
     // Maybe the meeting started since our last poll, or its preheated package awaits the start's
     // check: wait (bounded) for the shared status check / the confirmation, never asking the
     // master for a package of an id it does not list as active.
     await deps.sync.settleRequest(meetingId, deps.settings().settleWaitMs ?? DEFAULT_POLICY.settleWaitMs);
     if (res.destroyed) return;
   }
-  if (!deps.sync.isServable(meetingId)) {
+  if (!deps.sync.isServable(meetingId) || older()) {
     const active = deps.sync.activeMeeting(meetingId);
     if (!active) {
       return sendJson(res, 404, { error: `meeting ${meetingId} is not available on this node`, field: 'id' });
@@ -184,6 +189,8 @@ function countBytes(deps: DownloadDeps, meetingId: string, peer: PeerRequest | n
 async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<void> {
   const held = deps.store.get(meetingId);
   const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: countBytes(deps, meetingId, peer), zeroCopy: deps.zeroCopy ?? null };
+  // A sibling's answer, HEAD included, carries the seed's signature of the package.
+  if (peer && held) for (const [name, value] of Object.entries(peerPackageHeaders(deps.signer, meetingId, held))) res.setHeader(name, value);
   // HEAD and revalidations (304) need no byte of the file: answered from the in-memory manifest.
   if (held && (await sendFromMetadata(req, res, packageMeta(held, meetingId), options))) return;
 
@@ -192,7 +199,8 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
     return sendJson(res, 503, { error: 'package is being replaced, retry shortly' }, { 'retry-after': '1' });
   }
   const { pkg, fd } = opened;
-  if (peer && pkg.standsFor !== null) res.setHeader(STANDS_FOR_HEADER, pkg.standsFor);
+  // The package opened may have replaced the one the headers above were signed for.
+  if (peer) for (const [name, value] of Object.entries(peerPackageHeaders(deps.signer, meetingId, pkg))) res.setHeader(name, value);
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
   // Read now: once the socket is closed it no longer knows its peer.
@@ -230,10 +238,16 @@ function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
   return { size: pkg.size, sha256: pkg.sha256, lastModified: new Date(pkg.fetchedAt), filename: `meeting_${meetingId}.zip` };
 }
 
-/** The sha256 of the package a tailed download just became, if what is held is that package. */
-function promotedSha256(deps: DownloadDeps, meetingId: string, size: number): string | null {
+/**
+ * The trailers of a sibling's streamed answer: the sha256 of the package the tailed download just
+ * became and the seed's signature of it, if what is held is that package (no stands-for header
+ * was sent: a streamed download stands for itself).
+ */
+function peerTrailers(deps: DownloadDeps, meetingId: string, size: number): Record<string, string> | null {
   const held = deps.store.get(meetingId);
-  return held && held.size === size ? held.sha256 : null;
+  if (!held || held.size !== size) return null;
+  const signature = deps.signer?.package(meetingId, held, null);
+  return { [SHA256_TRAILER]: held.sha256, ...(signature ? { [SIGNATURE_HEADER]: signature } : {}) };
 }
 
 type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
@@ -258,7 +272,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: FetchView,
           deps.stats.started(meetingId);
         },
         onBytes: countBytes(deps, meetingId, peer),
-        sha256Trailer: peer === null ? undefined : (size) => promotedSha256(deps, meetingId, size),
+        trailers: peer === null ? undefined : { names: [SHA256_TRAILER, SIGNATURE_HEADER], values: (size) => peerTrailers(deps, meetingId, size) },
       });
       if (result) {
         deps.stats.finished(meetingId, result.completed, downloadRecord(client, req, result, startedAt, true, peer));
@@ -318,6 +332,10 @@ export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessag
   return (req, res) => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || req.url === undefined) return false;
     const meetingId = downloadPathId(req.url);
+    if (meetingId === null && req.method === 'GET' && isHealthUrl(req.url)) {
+      handleHealth(deps.signer, req.url, res);
+      return true;
+    }
     if (meetingId === null) {
       const buildId = req.method === 'GET' ? buildPathId(req.url) : null;
       if (buildId === null) return false;

@@ -14,7 +14,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FetchListener, FetchView } from '../sync/fetch-view.ts';
-import { SHA256_TRAILER } from '../sync/site-tier.ts';
 import { FilePump } from './file-pump.ts';
 import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
 import { contentDisposition } from './send-file.ts';
@@ -36,11 +35,12 @@ export interface TailOptions {
    */
   files?: SharedReadFiles;
   /**
-   * The promoted package's sha256 (given its size), sent as a trailer field (SHA256_TRAILER) after
-   * the last chunk: a sibling node (site tier) checks its copy against it without asking again once
-   * the body ends. Null: no trailer (the sibling asks with a HEAD).
+   * Trailer fields sent after the last chunk, declared up front by name: for a sibling node (site
+   * tier) the promoted package's sha256 and the seed's signature, so it checks its copy without
+   * asking again once the body ends. `values` gets the promoted package's size; null: no trailer
+   * (the sibling asks with a HEAD).
    */
-  sha256Trailer?: (size: number) => string | null;
+  trailers?: { names: readonly string[]; values: (size: number) => Record<string, string> | null };
 }
 
 /**
@@ -120,7 +120,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, do
     // No validator to revalidate with: nothing may keep this copy.
     'Cache-Control': 'no-store',
     'X-Content-Type-Options': 'nosniff',
-    ...(opts.sha256Trailer ? { Trailer: SHA256_TRAILER } : {}),
+    ...(opts.trailers ? { Trailer: opts.trailers.names.join(', ') } : {}),
   });
 
   let wake: (() => void) | null = null;
@@ -169,8 +169,8 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, do
         continue;
       }
       if (state.kind === 'succeeded') {
-        const sha256 = opts.sha256Trailer?.(state.size) ?? null;
-        if (sha256 !== null) res.addTrailers({ [SHA256_TRAILER]: sha256 });
+        const trailers = opts.trailers?.values(state.size) ?? null;
+        if (trailers !== null) res.addTrailers(trailers);
         res.end();
         completed = await responseSettled(res);
         break;

@@ -11,6 +11,8 @@ export interface DiagnosticsSources {
   version: string;
   /** Scrubbed from every text of the zip, should it have reached a log line. */
   adminToken: () => string;
+  /** The site keys in force (EDGE_SITE_KEY, peers.key, peers.previousKeys): scrubbed likewise. */
+  siteKeys: () => string[];
 }
 
 /** What goes into the support zip (GET /api/diagnostics): recent logs, redacted config, status, metrics, versions. */
@@ -28,7 +30,7 @@ export async function collectDiagnostics(sources: DiagnosticsSources): Promise<D
       ...process.versions,
     },
     metrics: await sources.metrics(),
-    secrets: [sources.adminToken()],
+    secrets: [sources.adminToken(), ...sources.siteKeys()],
     now: new Date(),
   };
 }

@@ -1,7 +1,8 @@
 import type { EnvironmentSettings } from '../config/cli-options.ts';
 import type { Logger } from '../log/logger.ts';
 import type { NodePolicy } from '../policy.ts';
-import type { SiteTierDeps } from '../sync/site-tier.ts';
+import type { HealthPolicy } from '../site/health.ts';
+import type { SiteTierDeps } from '../site/site-tier.ts';
 
 /** How EdgeNode.start is asked to run (start.ts, tests, benchmarks). */
 export interface EdgeNodeOptions {
@@ -31,5 +32,5 @@ export interface EdgeNodeOptions {
   /** Overrides of the operating policy (policy.ts): tests and benchmarks run shorter. */
   policy?: Partial<NodePolicy>;
   /** Site tier timings and seed choice (tests: shorter waits, nodes that disagree on the seed). */
-  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'>;
+  site?: Pick<SiteTierDeps, 'pickSeed' | 'notFoundRetryMs' | 'busyRetryMs' | 'buildAskTimeoutMs' | 'membersMaxAgeMs'> & { health?: HealthPolicy };
 }

@@ -35,6 +35,8 @@ export interface OperatorApiParts {
   traffic: TrafficHistory;
   metrics: NodeMetrics;
   maintenance: Maintenance;
+  /** The site keys in force (EDGE_SITE_KEY, peers.key, peers.previousKeys): scrubbed from diagnostics. */
+  siteKeys: () => string[];
 }
 
 /**
@@ -70,6 +72,7 @@ export function operatorApi(parts: OperatorApiParts): AdminDeps {
           metrics: async () => (await metrics.render()).body,
           version: node.version,
           adminToken: () => node.adminToken,
+          siteKeys: parts.siteKeys,
         }),
     },
     health: {

@@ -3,7 +3,7 @@ import { AdminEventHub } from '../http/admin/events.ts';
 import { NodeMetrics, type MetricsSources } from '../http/admin/metrics.ts';
 import { PackageHolders } from '../http/admin/package-holders.ts';
 import { TrafficHistory } from '../http/admin/traffic-history.ts';
-import { bytesServedToTablets } from '../http/peer-serving.ts';
+import { bytesServedToTablets } from '../site/seed-serving.ts';
 import type { LogRing } from '../log/log-ring.ts';
 import type { NodeEventMap } from '../node-events.ts';
 import type { NodePolicy } from '../policy.ts';

@@ -4,10 +4,10 @@ import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import { bytesServedToTablets, type PeerServeStats } from '../http/peer-serving.ts';
+import { bytesServedToTablets, type PeerServeStats } from '../site/seed-serving.ts';
 import type { Preheater } from '../sync/preheat.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
-import type { SiteTier } from '../sync/site-tier.ts';
+import type { SiteTier } from '../site/site-tier.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { Reconciler } from '../sync/reconciler.ts';
 import type { ScheduleInfo } from './lifecycle.ts';
@@ -38,7 +38,7 @@ export interface StatusSources {
   quota: Pick<QuotaGuard, 'state'>;
   announcer: { readonly state: AnnouncerState };
   /** The site tier and what it served to siblings (issue 12). */
-  site: Pick<SiteTier, 'enabled' | 'seedNow' | 'counters' | 'lastFailure' | 'members'>;
+  site: Pick<SiteTier, 'enabled' | 'offReason' | 'keySet' | 'seedNow' | 'counters' | 'lastFailure' | 'lastSecurityEvent' | 'members' | 'health'>;
   peers: Pick<PeerServeStats, 'bytes' | 'requests' | 'refused' | 'busy' | 'bytesFor'>;
   /** Meetings scheduled soon and their preheat; absent: none shown. */
   preheat?: Pick<Preheater, 'upcoming' | 'counters' | 'lastScan'> & { nextScanAt(): Date | null };
@@ -227,8 +227,22 @@ function siteStatus(node: StatusSources, runtime: NodeRuntime, activeIds: string
   const seeds = (address: string) => (node.site.enabled ? activeIds.filter((id) => seedOf(id) === address) : []);
   const listed = new Set(view.nodes.map((n) => n.address));
   const lastFailure = node.site.lastFailure;
+  const lastSecurity = node.site.lastSecurityEvent;
+  // Each sibling's health and key proof (never the key); this node is "self".
+  const healthOf = new Map(node.site.health.view().map((m) => [m.address, m]));
+  const health = (address: string) => {
+    if (address === runtime.address) return { state: 'self', proof: 'self', good: null, last_answer_at: null, last_error: null };
+    const m = healthOf.get(address);
+    if (!m) return { state: 'unknown', proof: 'unknown', good: null, last_answer_at: null, last_error: null };
+    const state = m.proof === 'refused' ? 'not-of-site' : m.healthy ? 'healthy' : m.lastProbeAt === null ? 'unknown' : 'sick';
+    return { state, proof: m.proof, good: m.good, last_answer_at: iso(m.lastAnswerAt), last_error: m.lastError };
+  };
   return {
     enabled: node.site.enabled,
+    // Why the tier is off: 'no-key' (no site key set) or 'disabled' (peers.enabled false); null when on.
+    off: node.site.enabled ? null : node.site.keySet ? 'disabled' : 'no-key',
+    off_reason: node.site.offReason,
+    key_set: node.site.keySet,
     self: runtime.address,
     members: view.members,
     listed_at: iso(view.listedAt),
@@ -242,12 +256,18 @@ function siteStatus(node: StatusSources, runtime: NodeRuntime, activeIds: string
         last_seen: n.lastSeen === null ? null : new Date(n.lastSeen * 1000).toISOString(),
         meetings: n.activeMeetings,
         seeds: seeds(n.address),
+        health: health(n.address),
       })),
       // Static peers the master does not list (and this node, before the list was read).
       ...view.members
         .filter((address) => !listed.has(address))
-        .map((address) => ({ node_id: null, address, self: address === runtime.address, last_seen: null, meetings: [], seeds: seeds(address) })),
+        .map((address) => ({ node_id: null, address, self: address === runtime.address, last_seen: null, meetings: [], seeds: seeds(address), health: health(address) })),
     ],
+    // Siblings that answered without proving the site key: "not of this site", never a seed.
+    not_of_site: [...healthOf.values()].filter((m) => m.proof === 'refused').map((m) => m.address),
+    security_events: counters.securityEvents,
+    last_security_event: lastSecurity ? { node: lastSecurity.node, reason: lastSecurity.reason, at: iso(lastSecurity.at) } : null,
+    handovers: counters.handovers,
     fetched_bytes: { master: fetched.master, peer: fetched.peer },
     served_bytes: { tablet: bytesServedToTablets(node.stats, node.peers), peer: node.peers.bytes },
     peer_fetches: counters.peerFetches,

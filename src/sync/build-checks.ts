@@ -11,7 +11,8 @@ import { awaitsStartCheck, isBuild } from '../store/package-state.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
 import { RetrySchedule, type RetryEntry } from './retry-schedule.ts';
-import type { SiteTier } from './site-tier.ts';
+import type { SiteTier } from '../site/site-tier.ts';
+import { siteProbe } from './site-probe.ts';
 import type { SyncJobs } from './sync-jobs.ts';
 
 /** The last successful poll: the master's token and active meetings, and when. */
@@ -38,7 +39,7 @@ export interface BuildChecksDeps {
   /** A meeting's servable package changed (a preheat confirmed). */
   changed: (meetingId: string) => void;
   /** With the site tier on, only a package's seed probes the master; its siblings ask the seed. */
-  site?: Pick<SiteTier, 'probe'>;
+  site?: Pick<SiteTier, 'askSeed'>;
   /** Replaces the probe entirely (tests). */
   probe?: (meetingId: string, token: string | null) => Promise<ProbeResult>;
   /** Timeout of a probe of the master's stream (default: policy.ts). */
@@ -76,9 +77,23 @@ export class BuildChecks {
   #probeRetry: RetrySchedule<{ token: string | null }>;
   #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0, preheatConfirmed: 0, preheatDiscarded: 0 };
 
+  /**
+   * Meetings whose held package a check found older than the master's build, while the new build
+   * downloads: tablets are sent to that download, never to the older bytes (issue 18).
+   */
+  #replacing = new Set<string>();
+
   constructor(deps: BuildChecksDeps) {
     this.#deps = deps;
     this.#probeRetry = new RetrySchedule({ now: deps.now, random: deps.random });
+    const settled = (job: { meetingId: string }) => this.#replacing.delete(job.meetingId);
+    deps.jobs.events.on('succeeded', settled);
+    deps.jobs.events.on('failed', settled);
+  }
+
+  /** The held package is known to be older than the master's build, and the new one is downloading. */
+  replacing(meetingId: string): boolean {
+    return this.#replacing.has(meetingId) && this.#deps.jobs.inFlight(meetingId) !== undefined;
   }
 
   get counters(): ProbeCounters {
@@ -104,7 +119,7 @@ export class BuildChecks {
   #current(meetingId: string, token: string | null): Promise<ProbeResult> {
     if (this.#deps.probe) return this.#deps.probe(meetingId, token);
     const site = this.#deps.site;
-    return site ? site.probe(meetingId, token, () => this.#probeMaster(meetingId)) : this.#probeMaster(meetingId);
+    return site ? siteProbe(site, meetingId, token, () => this.#probeMaster(meetingId), this.#deps.logger) : this.#probeMaster(meetingId);
   }
 
   #probeMaster(meetingId: string): Promise<ProbeResult> {
@@ -117,14 +132,18 @@ export class BuildChecks {
    * download job, the held package served until the new one is promoted; no usable answer → the
    * package is kept and probed again later.
    */
-  async probe(meetingId: string, poll: PollRecord): Promise<void> {
+  async probe(meetingId: string, poll: PollRecord, options: { urgent?: boolean } = {}): Promise<void> {
     // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
     // no job) between a probe that found a new build and the job that fetches it.
-    await this.#probes.run(meetingId, async () => {
-      const result = await this.#current(meetingId, poll.token);
-      await this.#probed(meetingId, poll, result);
-      return result;
-    });
+    await this.#probes.run(
+      meetingId,
+      async () => {
+        const result = await this.#current(meetingId, poll.token);
+        await this.#probed(meetingId, poll, result);
+        return result;
+      },
+      options,
+    );
   }
 
   /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
@@ -157,8 +176,9 @@ export class BuildChecks {
       return;
     }
     this.#probeCounters.newBuild++;
-    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
+    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (tablets get it as it downloads, not the older held package)`);
     jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId, documents: result.identity.documentsId });
+    this.#replacing.add(meetingId);
   }
 
   /**

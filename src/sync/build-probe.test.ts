@@ -91,4 +91,33 @@ describe('ProbeQueue', () => {
     assert.equal(calls, 3, 'the second ask for a joined the first');
     assert.deepEqual([...queue.pendingIds()], []);
   });
+
+  test('an urgent ask (a tablet waits) runs before the probes already waiting, after the one running', async () => {
+    const queue = new ProbeQueue();
+    const order: string[] = [];
+    let release!: () => void;
+    const first = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const probe = (id: string) => async (): Promise<ProbeResult> => {
+      order.push(id);
+      if (id === 'a') await first;
+      return { kind: 'unknown', reason: id, bytesRead: 0 };
+    };
+    const all = [queue.run('a', probe('a')), queue.run('b', probe('b')), queue.run('c', probe('c')), queue.run('d', probe('d'))];
+    // 'c' is already waiting: asked again urgently, it moves ahead of 'b'; 'e' is new and urgent.
+    all.push(queue.run('c', probe('c'), { urgent: true }), queue.run('e', probe('e'), { urgent: true }));
+    release();
+    await Promise.all(all);
+    assert.deepEqual(order, ['a', 'e', 'c', 'b', 'd']);
+  });
+
+  test('an ask made on hearing an answer starts a new probe', async () => {
+    const queue = new ProbeQueue();
+    let calls = 0;
+    const probe = async (): Promise<ProbeResult> => ({ kind: 'unknown', reason: String(++calls), bytesRead: 0 });
+    const again = await queue.run('a', probe).then(() => queue.run('a', probe));
+    assert.equal(calls, 2);
+    assert.equal(again.kind === 'unknown' && again.reason, '2');
+  });
 });

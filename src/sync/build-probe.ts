@@ -61,11 +61,13 @@ export async function probeMasterBuild(master: MasterClient, meetingId: string, 
 
 /**
  * Runs probes one after the other: each makes the master read a whole package into memory, so
- * they never overlap. Asking again for a meeting already waiting joins that probe.
+ * they never overlap. Asking again for a meeting already waiting joins that probe; an urgent ask
+ * (a tablet waits for the answer) moves it to the front of the ones waiting.
  */
 export class ProbeQueue {
-  #tail: Promise<unknown> = Promise.resolve();
+  #waiting: Array<{ meetingId: string; probe: () => Promise<ProbeResult>; settle: (result: Promise<ProbeResult>) => void }> = [];
   #pending = new Map<string, Promise<ProbeResult>>();
+  #running = false;
   #gapMs: number;
 
   /** `gapMs`: a pause between two probes, so a burst of them does not keep the master busy. */
@@ -73,25 +75,54 @@ export class ProbeQueue {
     this.#gapMs = gapMs;
   }
 
-  run(meetingId: string, probe: () => Promise<ProbeResult>): Promise<ProbeResult> {
+  run(meetingId: string, probe: () => Promise<ProbeResult>, options: { urgent?: boolean } = {}): Promise<ProbeResult> {
     const pending = this.#pending.get(meetingId);
-    if (pending) return pending;
-    const result = this.#tail.then(async () => {
-      try {
-        return await probe();
-      } finally {
-        this.#pending.delete(meetingId);
-        if (this.#gapMs > 0) await sleep(this.#gapMs);
-      }
+    if (pending) {
+      if (options.urgent) this.#toFront(meetingId);
+      return pending;
+    }
+    let settle!: (result: Promise<ProbeResult>) => void;
+    const result = new Promise<ProbeResult>((resolve) => {
+      settle = resolve;
     });
+    const entry = { meetingId, probe, settle };
+    if (options.urgent) this.#waiting.unshift(entry);
+    else this.#waiting.push(entry);
     this.#pending.set(meetingId, result);
-    this.#tail = result.catch(() => {});
+    void this.#drain();
     return result;
   }
 
   /** Meetings with a probe running or waiting. */
   pendingIds(): Set<string> {
     return new Set(this.#pending.keys());
+  }
+
+  #toFront(meetingId: string): void {
+    const index = this.#waiting.findIndex((entry) => entry.meetingId === meetingId);
+    if (index > 0) this.#waiting.unshift(...this.#waiting.splice(index, 1));
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      for (let entry = this.#waiting.shift(); entry; entry = this.#waiting.shift()) {
+        let outcome: Promise<ProbeResult>;
+        try {
+          outcome = Promise.resolve(await entry.probe());
+        } catch (error) {
+          outcome = Promise.reject(error as Error);
+        }
+        // Gone from the pending ones before anyone hears the answer: an ask made on hearing it
+        // starts a new probe rather than joining this finished one.
+        this.#pending.delete(entry.meetingId);
+        entry.settle(outcome);
+        if (this.#gapMs > 0) await sleep(this.#gapMs);
+      }
+    } finally {
+      this.#running = false;
+    }
   }
 }
 

@@ -12,7 +12,7 @@ import type { PackageStore } from '../store/package-store.ts';
 import { storedSource, yieldsToSyncs, type FetchView, type FetchSource, type JobOutcome } from './fetch-view.ts';
 import { FetchError, fetchPackage, type OpenPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
-import type { SiteTier } from './site-tier.ts';
+import type { SiteTier } from '../site/site-tier.ts';
 import { MASTER, type SyncJob } from './sync-job.ts';
 
 export interface SyncSettings {
@@ -83,6 +83,8 @@ export class FetchAttempts {
     const seed = source.kind === 'peer' ? source.node : null;
     const open: OpenPackage | undefined =
       seed !== null && site ? (options) => site.openFromSeed(seed, job.meetingId, { token: job.token, build: job.build, notBuilds: job.notBuilds }, options) : undefined;
+    // A seed silent for peers.stallTimeout that does not answer its health probe is abandoned.
+    const seedWatch = seed !== null && site ? site.watchSeed(seed) : null;
     await guard?.beforeAttempt(job);
     // The guard stops an attempt that runs out of room through its own signal: aborting the job's
     // controller would read as a cancellation (no failure recorded, no retry later).
@@ -100,9 +102,10 @@ export class FetchAttempts {
         tempPath,
         idleTimeoutMs: settings.idleTimeoutMs,
         headersTimeoutMs: settings.idleTimeoutMs,
-        signal: guard ? AbortSignal.any([job.signal, attemptAbort.signal]) : job.signal,
+        signal: guard || seedWatch ? AbortSignal.any([job.signal, attemptAbort.signal, ...(seedWatch ? [seedWatch.signal] : [])]) : job.signal,
         hash: this.#deps.hashes ? (path) => (this.#deps.hashes as HashThread).create(path) : undefined,
         onProgress: (bytes, written) => {
+          seedWatch?.progressed();
           const refusal = guard?.onProgress(job, bytes);
           if (refusal && !attemptAbort.signal.aborted) attemptAbort.abort(refusal);
           const now = this.#deps.now();
@@ -118,6 +121,7 @@ export class FetchAttempts {
       });
       if (job.signal.aborted) throw job.signal.reason;
       if (attemptAbort.signal.aborted) throw attemptAbort.signal.reason;
+      seedWatch?.stop();
       // A seed's bytes of an equivalent build (same documents) stand for the build asked for.
       const standsFor = seed !== null && site ? await site.verify(seed, job.meetingId, fetched, tempPath, job, job.signal) : null;
       const seconds = Math.max(0.001, (this.#deps.now() - job.attemptStartedAt) / 1000);
@@ -150,21 +154,22 @@ export class FetchAttempts {
     } catch (error) {
       await store.discardTemp(tempPath).catch(() => {});
       guard?.attemptEnded(job, false);
-      // A sibling's failure of any kind (not a cancel or a full disk): the master is asked next.
+      // A sibling's failure of any kind (not a cancel or a full disk): the next healthy member when
+      // the seed is gone, else the master, is asked next.
       if (seed !== null && site && !job.signal.aborted && !attemptAbort.signal.aborted) {
-        const reason = asFetchError(error).message;
-        site.fellBack(seed, job.meetingId, reason);
-        job.markPeerFailed();
-        throw new PeerFetchError(reason);
+        const failure = seedWatch?.signal.aborted ? (seedWatch.signal.reason as Error & { code?: string }) : asFetchError(error);
+        if (!site.fellBack(seed, job.meetingId, failure)) job.markPeerFailed();
+        throw new PeerFetchError(failure.message);
       }
       throw error;
     } finally {
+      seedWatch?.stop();
       job.endAttempt();
     }
   }
 }
 
-/** A sibling failed an attempt: the next one goes to the master at once. */
+/** A sibling failed an attempt: the next one goes at once to the next healthy member or the master. */
 export class PeerFetchError extends FetchError {
   constructor(message: string) {
     super(message, 'PEER_FAILED', true);

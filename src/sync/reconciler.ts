@@ -187,6 +187,9 @@ export class Reconciler {
    * it runs; at most one per unknownIdRefreshMs for all requests together, so a flood of bogus ids
    * cannot turn into a flood of polls), so a tablet asking the moment its meeting starts is served
    * rather than told 404. For a preheated package of an active meeting, its start confirmation.
+   * For a package not yet confirmed under the master's current token, its check, moved to the
+   * front of the probe queue (one check, shared by every request): a token change may mean a
+   * newer build, and the older one must not be served once the node could know (issue 18).
    */
   async settleRequest(meetingId: string, maxWaitMs: number): Promise<void> {
     if (this.#paused) return;
@@ -212,7 +215,26 @@ export class Reconciler {
     const waiting = this.#checks.waiting(meetingId) || this.#deps.jobs.inFlight(meetingId) !== undefined;
     if (poll && !waiting && this.activeMeeting(meetingId) && this.#awaitsStartCheck(meetingId)) {
       await settledWithin(this.#checks.startConfirm(meetingId, poll), maxWaitMs);
+    } else if (poll && this.awaitsTokenCheck(meetingId)) {
+      await settledWithin(this.#checks.probe(meetingId, poll, { urgent: true }).catch(() => {}), maxWaitMs);
     }
+  }
+
+  /**
+   * A servable package of an active meeting not yet confirmed under the last poll's token, whose
+   * check may run now (not while a sync of it runs, nor before the retry time of a check that got
+   * no answer): a tablet's request waits for that check (settleRequest) before it is served.
+   */
+  awaitsTokenCheck(meetingId: string): boolean {
+    const poll = this.#lastSuccess;
+    const held = this.#deps.store.get(meetingId);
+    if (this.#paused || !poll || !held || held.token === poll.token || !this.isServable(meetingId) || !this.activeMeeting(meetingId)) return false;
+    return !this.#checks.waiting(meetingId) && this.#deps.jobs.inFlight(meetingId) === undefined;
+  }
+
+  /** The held package is older than the master's build and the new one downloads: tablets join the download. */
+  replacing(meetingId: string): boolean {
+    return this.#checks.replacing(meetingId);
   }
 
   #awaitsStartCheck(meetingId: string): boolean {

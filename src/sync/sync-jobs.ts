@@ -12,7 +12,7 @@ import { asFetchError, FetchAttempts, PeerFetchError, type DownloadGuard, type S
 import { FetchError } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
 import { backoffDelay, RetrySchedule, type RetryEntry } from './retry-schedule.ts';
-import type { SiteTier } from './site-tier.ts';
+import type { SiteTier } from '../site/site-tier.ts';
 import { SyncJob, type JobRequest } from './sync-job.ts';
 
 export type { DownloadGuard, SyncSettings } from './fetch-attempt.ts';

@@ -14,11 +14,33 @@ export interface ConfigRoutesDeps {
 /** What GET /api/config shows instead of a secret; sent back unchanged, it leaves the secret alone. */
 export const REDACTED = '<redacted>';
 const SECRET_KEYS = ['adminToken'] as const;
+/** Secrets of the peers section: the site key and the previous keys still accepted. */
+const PEER_SECRET_KEYS = ['key', 'previousKeys'] as const;
 
 export function redactConfig(config: NodeConfig): Record<string, unknown> {
   const copy = structuredClone(config) as unknown as Record<string, unknown>;
   for (const key of SECRET_KEYS) if (typeof copy[key] === 'string') copy[key] = REDACTED;
+  const peers = copy.peers as Record<string, unknown> | undefined;
+  if (peers) {
+    // Only whether one is set is shown: a set key reads as the placeholder, an unset one as null.
+    if (typeof peers.key === 'string') peers.key = REDACTED;
+    if (Array.isArray(peers.previousKeys)) peers.previousKeys = peers.previousKeys.map(() => REDACTED);
+  }
   return copy;
+}
+
+/** A redacted value posted back means "leave it as it is": dropped from the patch. */
+function keepRedactedSecrets(patch: Record<string, unknown>): void {
+  for (const key of SECRET_KEYS) if (patch[key] === REDACTED) delete patch[key];
+  const peers = patch.peers;
+  if (peers && typeof peers === 'object' && !Array.isArray(peers)) {
+    const copy = { ...(peers as Record<string, unknown>) };
+    for (const key of PEER_SECRET_KEYS) {
+      const value = copy[key];
+      if (value === REDACTED || (Array.isArray(value) && value.includes(REDACTED))) delete copy[key];
+    }
+    patch.peers = copy;
+  }
 }
 
 type JsonBody = { ok: true; value: unknown } | { ok: false; response: Response };
@@ -76,7 +98,7 @@ export function registerConfigRoutes(app: Hono<AppEnv>, deps: ConfigRoutesDeps):
     }
     const patch = { ...(body.value as Record<string, unknown>) };
     // A config read from GET and posted back whole carries the placeholder: keep the secret.
-    for (const key of SECRET_KEYS) if (patch[key] === REDACTED) delete patch[key];
+    keepRedactedSecrets(patch);
     if ('adminToken' in patch && patch.adminToken === null) {
       return badRequest(c, 'adminToken cannot be cleared through the API', {
         adminToken: 'cannot be cleared through the API; set a new token of at least 16 characters',

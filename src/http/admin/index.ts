@@ -3,7 +3,7 @@ import type { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../../log/logger.ts';
 import type { AppEnv } from '../app-env.ts';
-import { isDownloadPath, isPublicPath } from '../download-urls.ts';
+import { isDownloadPath, isPublicPath } from '../../download-urls.ts';
 import { AdminAuth } from './auth.ts';
 import { registerConfigRoutes, type ConfigRoutesDeps } from './config-routes.ts';
 import { registerDiagnosticsRoutes, type DiagnosticsDeps } from './diagnostics.ts';

@@ -9,8 +9,8 @@ import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { Preheater } from '../../sync/preheat.ts';
 import type { Reconciler } from '../../sync/reconciler.ts';
 import type { ServeStats } from '../serve-stats.ts';
-import { bytesServedToTablets, type PeerServeStats } from '../peer-serving.ts';
-import type { SiteTier } from '../../sync/site-tier.ts';
+import { bytesServedToTablets, type PeerServeStats } from '../../site/seed-serving.ts';
+import type { SiteTier } from '../../site/site-tier.ts';
 
 export interface MetricsSources {
   jobs: SyncJobs;
@@ -19,7 +19,7 @@ export interface MetricsSources {
   stats: ServeStats;
   serving: () => boolean;
   /** The site tier (issue 12); absent: no site metrics. */
-  site?: { tier: Pick<SiteTier, 'counters'>; peers: Pick<PeerServeStats, 'bytes' | 'refused'> };
+  site?: { tier: Pick<SiteTier, 'counters' | 'health'>; peers: Pick<PeerServeStats, 'bytes' | 'refused'> };
   nodeId: () => string;
   version: string;
   startedAt: number;
@@ -220,6 +220,23 @@ export class NodeMetrics {
       const countedFrom = (name: string, help: string, read: () => number) => counterFromTotal(name, help, read, registers);
       countedFrom('meeting_edge_peer_fetches_total', 'Packages fetched from a sibling node and promoted.', () => site.tier.counters.peerFetches);
       countedFrom('meeting_edge_peer_fallbacks_total', 'Downloads from a sibling that failed and went to the master.', () => site.tier.counters.fallbacks);
+      countedFrom(
+        'meeting_edge_site_security_events_total',
+        'Answers from a sibling that failed their site-key signature (bytes dropped, answer ignored).',
+        () => site.tier.counters.securityEvents,
+      );
+      countedFrom('meeting_edge_site_handovers_total', 'Seeds abandoned mid-download (silent and not answering health, or reset).', () => site.tier.counters.handovers);
+      new Gauge({
+        name: 'meeting_edge_site_members',
+        help: 'Siblings probed, by state: healthy (proved the site key, answering), sick (not answering), stranger (cannot prove the key).',
+        labelNames: ['state'],
+        registers,
+        collect() {
+          const counts = { healthy: 0, sick: 0, stranger: 0 };
+          for (const member of site.tier.health.view()) counts[member.proof === 'refused' ? 'stranger' : member.healthy ? 'healthy' : 'sick']++;
+          for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+        },
+      });
       countedFrom('meeting_edge_peer_refused_total', 'Sibling requests refused because this node fetches that package from a sibling itself.', () => site.peers.refused);
       countedFrom('meeting_edge_probes_total', 'Checks of the current build of a held package.', () => sync.probeCounters.probes);
       countedFrom('meeting_edge_probe_bytes_total', 'Bytes read from the master by probes.', () => sync.probeCounters.bytes);

@@ -1,8 +1,9 @@
 /**
- * The download URLs, declared once: the tablets' URL on the master (which redirects here) and the
- * reference node's alias. The raw download listener, the Hono routes (preflight, and the odd
- * spellings the raw matcher leaves to Hono) and the admin auth's public-path check all read them
- * from here.
+ * The node's public URLs, declared once: the tablets' download URL on the master (which redirects
+ * here) and the reference node's alias, and the site tier's routes between nodes (build identity,
+ * health). The raw download listener, the Hono routes (preflight, and the odd spellings the raw
+ * matcher leaves to Hono), the admin auth's public-path check and the site tier (src/site/), which
+ * builds its requests to siblings from it, all read them from here. A leaf: imports nothing.
  */
 
 /** Route patterns in Hono's syntax; `:id` is the meeting id. */
@@ -39,8 +40,13 @@ export function isDownloadPath(path: string): boolean {
   return DOWNLOAD_PATH.test(path);
 }
 
+/** The path of a meeting's package on any node (the master's own download URL). */
+export function packagePath(meetingId: string): string {
+  return (DOWNLOAD_ROUTES[0] as string).replace(':id', encodeURIComponent(meetingId));
+}
+
 /**
- * The build-identity route of the site tier (http/peer-serving.ts): a sibling node asks which
+ * The build-identity route of the site tier (site/seed-serving.ts): a sibling node asks which
  * build of a meeting's package is current. Public like the downloads (nodes carry no admin token).
  */
 export const BUILD_ROUTE = '/api/edge/v1/meetings/:id/build';
@@ -58,9 +64,25 @@ export function buildPathId(url: string): string | null {
   }
 }
 
-/** Whether a path (no query) is public: the downloads and the build-identity route; everything else under /api/ needs the admin token. */
+/** The path of a meeting's build-identity answer on a sibling. */
+export function buildPath(meetingId: string): string {
+  return BUILD_ROUTE.replace(':id', encodeURIComponent(meetingId));
+}
+
+/**
+ * The site tier's health route: a sibling's probe (with a nonce) answered with the proof that this
+ * node holds the site key (site/site-key.ts). Public like the build route: the proof is the auth.
+ */
+export const HEALTH_ROUTE = '/api/edge/v1/health';
+
+/** Whether a request target (may carry a query) is the health route. */
+export function isHealthUrl(url: string): boolean {
+  return url === HEALTH_ROUTE || url.startsWith(`${HEALTH_ROUTE}?`);
+}
+
+/** Whether a path (no query) is public: the downloads and the site tier's routes; everything else under /api/ needs the admin token. */
 export function isPublicPath(path: string): boolean {
-  return DOWNLOAD_PATH.test(path) || BUILD_PATH.test(path);
+  return DOWNLOAD_PATH.test(path) || BUILD_PATH.test(path) || path === HEALTH_ROUTE;
 }
 
 /** Downloads may be fetched cross-origin (tablet web apps); admin routes may not. */

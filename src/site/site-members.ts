@@ -5,6 +5,7 @@
  * address (host:port), the one name every node sees the same for every member.
  */
 import type { SiteNode } from '../master/master-client.ts';
+import { SITE_POLICY } from '../policy.ts';
 
 export interface SiteMembersDeps {
   /** The master's node list (MasterClient.listNodes). */
@@ -77,7 +78,7 @@ export class SiteMembers {
   /** A sibling failed this node (unreachable, bad answer, stalled): leave it out for a while. */
   markFailed(address: string): void {
     if (address === this.#deps.self()) return;
-    this.#failedUntil.set(address, this.#now() + (this.#deps.failureHoldMs ?? 60_000));
+    this.#failedUntil.set(address, this.#now() + (this.#deps.failureHoldMs ?? SITE_POLICY.failureHoldMs));
   }
 
   view(): SiteView {
