@@ -16,6 +16,7 @@ import { logDownloads } from './http/access-log.ts';
 import { DownloadStats } from './http/download-stats.ts';
 import { loadNetAddon } from './http/net-addon.ts';
 import { SharedReadFiles } from './http/shared-files.ts';
+import { SharedPackageFiles } from './http/shared-package-files.ts';
 import { TailLimit } from './http/tail-send.ts';
 import { loadZeroCopy } from './http/zero-copy.ts';
 import { LogRing, tapLogger } from './log/log-ring.ts';
@@ -192,11 +193,8 @@ export class EdgeNode {
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
-    /** sha256 of downloads, on a worker thread (hash-thread.ts). */
+    /** sha256 of downloads, on a worker thread (hash-thread.ts): started by the first hash, stopped when idle. */
     const hashes = new HashThread();
-    // Started now, not at the first sync: the worker's own start-up memory then lands before the
-    // first 1 GiB sync of the node's life, not during it (issue 12).
-    hashes.start();
 
     this.quota = new QuotaGuard({
       store,
@@ -326,6 +324,7 @@ export class EdgeNode {
       // on disk; bounded, so a herd cannot hold unlimited sockets and fds.
       tailing: new TailLimit(policy.maxTailingClients),
       tailFiles: new SharedReadFiles(),
+      packageFiles: new SharedPackageFiles(store),
       zeroCopy: zeroCopy.zeroCopy,
       peers: this.peerStats,
       settings: () => ({
