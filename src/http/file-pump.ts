@@ -61,6 +61,12 @@ const SURELY_COLD_NS = 50_000_000n;
 const ASYNC_READS_AFTER_SLOW = 32;
 /** A write that took longer than this to flush means a client slower than ~chunk/10 ms. */
 const SLOW_WRITE_MS = 10;
+/**
+ * With sendfile, a full socket is waited for by writing this many of the next bytes the copying
+ * way (libuv then polls the socket for room): all a response holds while its client is slow, so
+ * a thousand slow tablets hold a thousand of these, not a thousand 16 KiB chunks.
+ */
+const ZERO_COPY_WAIT_CHUNK = 1024;
 /** Give other responses and new connections a turn of the event loop after this many bytes. */
 const YIELD_EVERY_BYTES = 1024 * 1024;
 /**
@@ -173,7 +179,7 @@ export class FilePump {
         });
       }
       if (this.#closed) return false;
-      const size = Math.min(zeroCopy ? this.#minChunk : this.#chunk, limit - this.#position);
+      const size = Math.min(zeroCopy ? ZERO_COPY_WAIT_CHUNK : this.#chunk, limit - this.#position);
       const buffer = this.#takeBuffer(size);
       const bytesRead = await this.#read(buffer, size);
       if (this.#closed) return false;
