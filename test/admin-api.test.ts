@@ -740,6 +740,15 @@ describe('status, sync, events, logs, diagnostics, metrics', () => {
     assert.equal(value(text, 'meeting_edge_sync_duration_seconds_count{result="success"}'), 1);
     assert.equal(value(text, 'meeting_edge_service_running'), 1);
     assert.ok((value(text, 'meeting_edge_master_requests_total{call="heartbeat",result="ok"}') ?? 0) >= 1);
+    // The process gauges operators alert on: figures of this process, within sane bounds.
+    const heapUsed = value(text, 'nodejs_heap_size_used_bytes') ?? 0;
+    assert.ok(heapUsed > 1024 * 1024 && heapUsed < (value(text, 'process_resident_memory_bytes') ?? 0), `heap used ${heapUsed}`);
+    assert.ok((value(text, 'nodejs_external_memory_bytes') ?? 0) > 0);
+    const fds = value(text, 'process_open_fds') ?? 0;
+    assert.ok(fds >= 3 && fds < 10_000, `open fds ${fds}`);
+    const lagMax = value(text, 'nodejs_eventloop_lag_seconds{quantile="1"}');
+    const lagP99 = value(text, 'nodejs_eventloop_lag_seconds{quantile="0.99"}');
+    assert.ok(lagMax !== undefined && lagP99 !== undefined && lagP99 >= 0 && lagP99 <= lagMax + 1e-9 && lagMax < 60, `event-loop lag p99 ${lagP99}, max ${lagMax}`);
 
     m.master.setFault('heartbeat', { kind: 'status', code: 500 });
     m.master.setFault('status', { kind: 'status', code: 500 });
