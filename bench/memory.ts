@@ -58,7 +58,8 @@ async function startProductNode(ctx: BenchContext, masterPort: number): Promise<
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const token = randomBytes(16).toString('hex');
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(REPO, 'start.js'), '--config', configPath, '--port', String(port), '--host', '127.0.0.1'], {
+  // As deploy/meeting-edge.service and the Dockerfile start it.
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', path.join(REPO, 'start.js'), '--config', configPath, '--port', String(port), '--host', '127.0.0.1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, EDGE_ADMIN_TOKEN: token },
   });
