@@ -746,9 +746,8 @@ describe('status, sync, events, logs, diagnostics, metrics', () => {
     assert.ok((value(text, 'nodejs_external_memory_bytes') ?? 0) > 0);
     const fds = value(text, 'process_open_fds') ?? 0;
     assert.ok(fds >= 3 && fds < 10_000, `open fds ${fds}`);
-    const lagMax = value(text, 'nodejs_eventloop_lag_seconds{quantile="1"}');
-    const lagP99 = value(text, 'nodejs_eventloop_lag_seconds{quantile="0.99"}');
-    assert.ok(lagMax !== undefined && lagP99 !== undefined && lagP99 >= 0 && lagP99 <= lagMax + 1e-9 && lagMax < 60, `event-loop lag p99 ${lagP99}, max ${lagMax}`);
+    const lag = value(text, 'nodejs_eventloop_lag_seconds');
+    assert.ok(lag !== undefined && lag >= 0 && lag < 60, `event-loop lag ${lag}`);
 
     m.master.setFault('heartbeat', { kind: 'status', code: 500 });
     m.master.setFault('status', { kind: 'status', code: 500 });

@@ -1,5 +1,4 @@
 import { readdirSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { DiskSpace } from '../../store/disk-space.ts';
@@ -280,20 +279,24 @@ export class NodeMetrics {
         this.set(openDescriptors());
       },
     });
-    // Sampled every 20 ms between scrapes (a few KiB of histogram); each scrape reads and restarts it.
-    const loopDelay = monitorEventLoopDelay({ resolution: 20 });
-    loopDelay.enable();
-    this.#unsubscribe.push(() => loopDelay.disable());
-    const lag = new Gauge({
+    // The event loop's delay, as a 50 ms timer sees it (how late it fires), the largest since the
+    // last scrape. Not monitorEventLoopDelay: its histogram alone is ~360 KiB of native memory.
+    let worstLagMs = 0;
+    let expected = performance.now() + LAG_SAMPLE_MS;
+    const sampler = setInterval(() => {
+      const now = performance.now();
+      worstLagMs = Math.max(worstLagMs, now - expected);
+      expected = now + LAG_SAMPLE_MS;
+    }, LAG_SAMPLE_MS);
+    sampler.unref();
+    this.#unsubscribe.push(() => clearInterval(sampler));
+    new Gauge({
       name: 'nodejs_eventloop_lag_seconds',
-      help: 'Event-loop delay since the last scrape: the 99th percentile and the maximum (quantile label).',
-      labelNames: ['quantile'],
+      help: 'Largest event-loop delay since the last scrape (a 50 ms timer firing late), in seconds.',
       registers,
       collect() {
-        const seconds = (ns: number) => (Number.isFinite(ns) && loopDelay.count > 0 ? ns / 1e9 : 0);
-        lag.set({ quantile: '0.99' }, seconds(loopDelay.percentile(99)));
-        lag.set({ quantile: '1' }, seconds(loopDelay.max));
-        loopDelay.reset();
+        this.set(worstLagMs / 1000);
+        worstLagMs = 0;
       },
     });
   }
@@ -405,6 +408,9 @@ function counterFromTotal(name: string, help: string, read: () => number, regist
     },
   });
 }
+
+/** How often the event-loop lag is sampled. */
+const LAG_SAMPLE_MS = 50;
 
 /** This process's open descriptors (Linux /proc; NaN elsewhere), the listing's own not counted. */
 function openDescriptors(): number {
