@@ -136,7 +136,7 @@ const DEFAULT_IDLE_STOP_MS = 30_000;
 /**
  * The worker and the hashes running on it. Started at the first message (or by start()), stopped
  * once no hash has run for idleStopMs, and by close(); it does not keep the process alive on its
- * own. An idle worker is an isolate of its own: ~8 MiB of a small box's memory for nothing
+ * own. An idle worker is an isolate of its own: 6-9 MiB of a small box's memory for nothing
  * between syncs, against tens of milliseconds to start one again for the next sync.
  */
 export class HashThread {
