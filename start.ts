@@ -53,7 +53,8 @@ async function main(): Promise<number> {
       return 78; // EX_CONFIG
     }
     if (error instanceof ConfigError) {
-      console.error(`meeting-edge: refusing to start: invalid configuration\n  ${error.message}`);
+      // One line, as every refusal: journalctl and the README's promise.
+      console.error(`meeting-edge: refusing to start: invalid configuration: ${error.message}`);
       return 78; // EX_CONFIG
     }
     const why = listenFailure(error as NodeJS.ErrnoException, options.host, options.portSource);

@@ -13,7 +13,9 @@ import { parseArgs } from 'node:util';
 import { startSampleMaster, type SampleMaster } from '../reference-master/cli.ts';
 import { readEnvironment } from '../src/config/cli-options.ts';
 import { ConfigError } from '../src/config/config-store.ts';
+import { describeJsonError } from '../src/config/json-error.ts';
 import { EdgeNode } from '../src/edge-node.ts';
+import { StorageInUseError } from '../src/node/storage-lock.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -78,7 +80,8 @@ async function main(): Promise<number> {
   } catch (error) {
     throw listenError(error, masterPort, '--master-port');
   }
-  console.log(`reference master: ${sample.url} (meetings: ${sample.meetingIds.join(', ')})`);
+  const upcoming = sample.upcomingMeetingIds.length > 0 ? `; scheduled later, preheated by the node: ${sample.upcomingMeetingIds.join(', ')}` : '';
+  console.log(`reference master: ${sample.url} (meetings: ${sample.meetingIds.join(', ')}${upcoming})`);
 
   let node: EdgeNode;
   try {
@@ -94,6 +97,8 @@ async function main(): Promise<number> {
     });
   } catch (error) {
     await sample.close();
+    // Never "delete the folder" while another node runs on it.
+    if (error instanceof StorageInUseError) throw new DemoError(`another node runs on ${demoDir} (pid ${error.holder.pid}): stop it, or pass another --dir`);
     if (error instanceof ConfigError) throw new DemoError(`${error.message} (fix the file or delete ${demoDir} to start afresh)`);
     throw listenError(error, nodePort, '--node-port');
   }
@@ -148,10 +153,11 @@ async function main(): Promise<number> {
 async function writeDemoConfig(configPath: string, masterPort: number, nodePort: number): Promise<void> {
   let config: Record<string, unknown>;
   if (existsSync(configPath)) {
+    const text = await readFile(configPath, 'utf8');
     try {
-      config = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+      config = JSON.parse(text) as Record<string, unknown>;
     } catch (error) {
-      throw new ConfigError(`${configPath}: not valid JSON (${(error as Error).message})`);
+      throw new ConfigError(`${configPath}: ${describeJsonError(text, error as SyntaxError)}`);
     }
     if (config.mainServerPort === masterPort && config.nodePort === nodePort) return;
     config = { ...config, mainServerPort: masterPort, nodePort };

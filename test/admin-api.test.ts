@@ -206,6 +206,7 @@ describe('admin token', () => {
     const saved = JSON.parse(await readFile(configPath, 'utf8'));
     assert.equal(saved.adminToken, token);
     assert.ok(!logger.lines.some((line) => line.includes(token)), 'the generated token is not logged');
+    assert.ok(!logger.lines.some((line) => line.startsWith('info config: changed')), `saving a generated token is not a config change: ${logger.lines.join('\n')}`);
 
     const second = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), announceAdminToken: (value) => shown.push(value) });
     defer(() => second.stop());
@@ -229,6 +230,8 @@ describe('admin token', () => {
     assert.equal((await api(node.localUrl, 'GET', '/api/status', { token: 'env-token-0123456789abc' })).status, 200);
     assert.equal((await api(node.localUrl, 'GET', '/api/status', { token: 'config-token-0123456789' })).status, 401);
     assert.equal(JSON.parse(await readFile(configPath, 'utf8')).adminToken, 'config-token-0123456789');
+    // One node per storage: the refused start below must be about its token, not the lock.
+    await node.stop();
 
     await assert.rejects(
       EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger: memoryLogger(), adminToken: 'short' }),

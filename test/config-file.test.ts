@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { parseCliOptions, UsageError } from '../src/config/cli-options.ts';
 import { ConfigError, ConfigStore } from '../src/config/config-store.ts';
 import { EdgeNode } from '../src/edge-node.ts';
-import { cleanupStack, fetchRaw, memoryLogger, REPO_ROOT, removeDir, tempDir } from './helpers.ts';
+import { buildStartJs, cleanupStack, fetchRaw, freePort, memoryLogger, REPO_ROOT, removeDir, tempDir, waitFor } from './helpers.ts';
 
 /** A reference node's default node_config.json (its master address replaced by loopback). */
 const REFERENCE_CONFIG = {
@@ -55,14 +55,6 @@ function assertIncludes(actual: unknown, expected: unknown, at = ''): void {
   assert.deepEqual(actual, expected, at);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('a reference node_config.json', () => {
   test('loads with every value as written; only the generated nodeId is added', async (t) => {
     const defer = cleanupStack(t);
@@ -71,7 +63,11 @@ describe('a reference node_config.json', () => {
     const file = path.join(dir, 'node_config.json');
     await writeFile(file, JSON.stringify(REFERENCE_CONFIG, null, 4));
 
-    const config = ConfigStore.open(file).current;
+    const store = ConfigStore.open(file);
+    assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), REFERENCE_CONFIG, 'opening writes nothing');
+    // What the node's start does once it listens.
+    store.completeFile();
+    const config = store.current;
     // Settings this node adds beyond the reference's may appear with their defaults; every
     // reference key keeps exactly the value written.
     assertIncludes(config, { ...REFERENCE_CONFIG, nodeId: config.nodeId });
@@ -154,14 +150,10 @@ describe('an invalid config file', () => {
 });
 
 describe('the CLI (node start.js)', () => {
-  const startJs = path.join(REPO_ROOT, 'start.js');
+  let startJs = '';
 
   before(async () => {
-    const build = spawn(process.execPath, ['scripts/build.mjs'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    build.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-    const code = await new Promise<number | null>((resolve) => build.once('exit', resolve));
-    assert.equal(code, 0, `build failed: ${stderr}`);
+    startJs = await buildStartJs();
   });
 
   function run(args: string[], options: { cwd: string; env?: Record<string, string> }) {
@@ -252,15 +244,71 @@ describe('the CLI (node start.js)', () => {
     ];
     for (const { args, message } of cases) {
       // A master nobody listens on: the node must never get as far as polling it.
-      await writeFile(file, JSON.stringify({ mainServerPort: 9, logging: { fileEnabled: false } }));
+      const content = JSON.stringify({ mainServerPort: 9 });
+      await writeFile(file, content);
       const result = await run(['--config', file, ...args], { cwd: dir });
       assert.equal(result.code, 1, result.stderr);
       const lines = result.stderr.trim().split('\n');
       assert.equal(lines.length, 1, `one line: ${result.stderr}`);
       assert.match(lines[0] ?? '', message);
       assert.doesNotMatch(result.stdout, /admin token/, 'no token shown for a start that failed');
-      assert.equal(JSON.parse(await readFile(file, 'utf8')).adminToken, null, 'and none saved');
+      assert.equal(await readFile(file, 'utf8'), content, 'the config file is not written (no "adminToken": null, no defaults)');
+      assert.ok(!existsSync(path.join(dir, 'logs', 'node.log')), 'no log file left by a start that failed');
+      assert.ok(!existsSync(path.join(dir, 'storage', 'meeting-edge.lock')), 'and no lock');
     }
+    // No config file yet: a failed first start creates none.
+    await rm(file);
+    const first = await run(['--config', file, '--port', port, '--host', '127.0.0.1'], { cwd: dir });
+    assert.equal(first.code, 1, first.stderr);
+    assert.ok(!existsSync(file), 'no config file created by a start that failed');
+  });
+
+  test('a --config in a folder that does not exist: exit 78 naming the folder, nothing created', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const mistyped = path.join(dir, 'etc', 'meeting-egde', 'node_config.json');
+    const result = await run(['--config', mistyped, '--port', String(await freePort()), '--host', '127.0.0.1'], { cwd: dir });
+    assert.equal(result.code, 78, result.stderr);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+    assert.match(lines[0] ?? '', new RegExp(`^meeting-edge: refusing to start: invalid configuration: .*the folder ${path.dirname(mistyped).replaceAll('/', '\\/')} does not exist`));
+    assert.deepEqual(await readdir(dir), [], 'no folder, config, storage or log created');
+
+    // An existing folder with no file: the first start creates it (and listens).
+    const fresh = path.join(dir, 'node_config.json');
+    const child = spawn(process.execPath, [startJs, '--config', fresh, '--port', String(await freePort()), '--host', '127.0.0.1'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    defer(() => child.kill('SIGKILL'));
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    await waitFor('listening', () => stdout.includes('control panel:'), 20_000);
+    const saved = JSON.parse(await readFile(fresh, 'utf8')) as Record<string, unknown>;
+    assert.match(String(saved.nodeId), /^node-[0-9a-f]{8}$/);
+    assert.equal(typeof saved.adminToken, 'string', 'written once, with the token generated');
+    assert.doesNotMatch(stdout, /config: changed/, 'saving the generated token is not logged as a change');
+  });
+
+  test('config errors are one line; invalid JSON says line and column; a bad logging.filePath names the file', async (t) => {
+    const defer = cleanupStack(t);
+    const dir = await tempDir();
+    defer(() => removeDir(dir));
+    const file = path.join(dir, 'node_config.json');
+    const oneLine = async (content: string) => {
+      await writeFile(file, content);
+      const result = await run(['--config', file, '--port', '8001', '--host', '127.0.0.1'], { cwd: dir });
+      assert.equal(result.code, 78, result.stderr);
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+      return lines[0] ?? '';
+    };
+    assert.match(await oneLine('{\n    "mainServerIp": "127.0.0.1"\n    "mainServerPort": 9\n}\n'), /node_config\.json: not valid JSON at line 3, column 5: Expected ',' or '\}' after property value$/);
+    assert.match(await oneLine('{\n  "usePublicAddress": tru\n}'), /not valid JSON at line 2, column 26: Unexpected token/);
+    assert.match(await oneLine(JSON.stringify({ syncInterval: 5, heartbeat: { interval: 1 } })), /^meeting-edge: refusing to start: invalid configuration: \S+node_config\.json: syncInterval must be ≥ 10; heartbeat\.interval must be ≥ 10$/);
+    const aFile = path.join(dir, 'a-file');
+    await writeFile(aFile, 'not a folder');
+    const logFile = path.join(aFile, 'logs', 'node.log');
+    const line = await oneLine(JSON.stringify({ mainServerPort: 9, logging: { filePath: logFile } }));
+    assert.ok(line.startsWith(`meeting-edge: refusing to start: logging.filePath: ${logFile}: `), line);
   });
 
   test('--help prints the usage and exits 0; a bad flag exits 2', async (t) => {

@@ -77,6 +77,8 @@ test('demo keeps its admin token and the config changed between runs', { timeout
   const flags = () => Promise.all([freePort(), freePort()]).then(([m, n]) => ['--master-port', String(m), '--node-port', String(n), '--size', '65536', '--throttle', '0', '--dir', dir, '--check']);
   const first = await runDemo(await flags());
   assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
+  // The banner names the meeting the node preheats, beside the two it syncs.
+  assert.match(first.stdout, /^reference master: http:\/\/127\.0\.0\.1:\d+ \(meetings: \S+, \S+; scheduled later, preheated by the node: \S+\)$/m);
   const token = /admin token: (\S+)/.exec(first.stdout)?.[1];
   assert.ok(token, first.stdout);
   // A change the panel would have saved.
@@ -91,4 +93,34 @@ test('demo keeps its admin token and the config changed between runs', { timeout
   const after = JSON.parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
   assert.equal(after.syncInterval, 42, 'the change survived the second run');
   assert.equal(after.nodeId, saved.nodeId);
+});
+
+test('a second demo on the same --dir is refused in one line naming the running one; the first keeps running', { timeout: 120_000 }, async (t) => {
+  const defer = cleanupStack(t);
+  const dir = await tempDir('edge-demo-');
+  defer(() => removeDir(dir));
+  const ports = async () => ['--master-port', String(await freePort()), '--node-port', String(await freePort()), '--size', '65536', '--dir', dir];
+  const first = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...(await ports())], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const firstExit = new Promise<number | null>((resolve) => first.once('exit', resolve));
+  defer(async () => {
+    if (first.exitCode === null) first.kill('SIGKILL');
+    await firstExit;
+  });
+  let stdout = '';
+  first.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the first demo did not start: ${stdout}`)), 60_000);
+    first.stdout.on('data', () => {
+      if (stdout.includes('control panel:')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const second = await runDemo([...(await ports()), '--check']);
+  assert.equal(second.code, 1, second.stderr);
+  assert.equal(second.stderr.trim(), `demo: another node runs on ${dir} (pid ${first.pid}): stop it, or pass another --dir`);
+  assert.equal(first.exitCode, null, 'the first demo still runs');
+  first.kill('SIGTERM');
+  assert.equal(await firstExit, 0);
 });

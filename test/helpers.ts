@@ -348,3 +348,22 @@ export async function nodeStatus(node: EdgeNode): Promise<Record<string, unknown
   if (res.status !== 200) throw new Error(`/api/status answered ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
   return JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
 }
+
+/** Builds start.js from start.ts (scripts/build.mjs), as `npm install` does: tests of the real CLI run it. */
+export async function buildStartJs(): Promise<string> {
+  const build = spawn(process.execPath, ['scripts/build.mjs'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  build.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const code = await new Promise<number | null>((resolve) => build.once('exit', resolve));
+  if (code !== 0) throw new Error(`build failed: ${stderr}`);
+  return path.join(REPO_ROOT, 'start.js');
+}
+
+/** A loopback port free a moment ago (for the CLI, which refuses --port 0). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

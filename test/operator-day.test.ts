@@ -45,9 +45,10 @@ test('the access log has one INFO line per finished or aborted tablet download, 
   await n.node.syncNow();
   await waitFor('synced', () => n.node.sync.isServable('acc1'));
 
-  const full = await fetchRaw(packageUrl(n.url, 'acc1'));
+  const full = await fetchRaw(packageUrl(n.url, 'acc1'), { headers: { 'user-agent': 'MeetingTablet/2.1 (Android 11)' } });
   assert.equal(full.status, 200);
-  const ranged = await fetchRaw(packageUrl(n.url, 'acc1'), { headers: { range: 'bytes=0-99' } });
+  // A quote in a header cannot forge a field of the line.
+  const ranged = await fetchRaw(packageUrl(n.url, 'acc1'), { headers: { range: 'bytes=0-99', 'user-agent': 'x" ua="forged' } });
   assert.equal(ranged.status, 206);
   const head = await fetchRaw(packageUrl(n.url, 'acc1'), { method: 'HEAD' });
   assert.equal(head.status, 200);
@@ -56,16 +57,17 @@ test('the access log has one INFO line per finished or aborted tablet download, 
   const access = n.logger.fields.filter((f) => f.event === 'download');
   assert.equal(access.length, 2, 'HEAD is not a download');
   assert.deepEqual(
-    access.map((f) => [f.client, f.meeting_id, f.status, f.bytes, f.outcome]),
+    access.map((f) => [f.client, f.method, f.meeting_id, f.status, f.bytes, f.outcome, f.range, f.user_agent]),
     [
-      ['127.0.0.1', 'acc1', 200, full.body.length, 'complete'],
-      ['127.0.0.1', 'acc1', 206, 100, 'complete'],
+      ['127.0.0.1', 'GET', 'acc1', 200, full.body.length, 'complete', null, 'MeetingTablet/2.1 (Android 11)'],
+      ['127.0.0.1', 'GET', 'acc1', 206, 100, 'complete', 'bytes=0-99', 'x" ua="forged'],
     ],
   );
   assert.ok(access.every((f) => typeof f.duration_ms === 'number' && f.duration_ms >= 0));
   const lines = n.logger.lines.filter((line) => line.startsWith('info access '));
   assert.equal(lines.length, 2);
-  assert.match(lines[0] ?? '', new RegExp(`^info access 127\\.0\\.0\\.1 meeting acc1 200 ${full.body.length} bytes \\d+\\.\\d{3} s complete$`));
+  assert.match(lines[0] ?? '', new RegExp(`^info access 127\\.0\\.0\\.1 GET meeting acc1 200 ${full.body.length} bytes \\d+\\.\\d{3} s complete range=- ua="MeetingTablet/2\\.1 \\(Android 11\\)"$`));
+  assert.match(lines[1] ?? '', /^info access 127\.0\.0\.1 GET meeting acc1 206 100 bytes \d+\.\d{3} s complete range="bytes=0-99" ua="x\\" ua=\\"forged"$/);
 
   // A tablet that leaves early: one line, aborted.
   const controller = new AbortController();
@@ -86,7 +88,7 @@ test('the access log has one INFO line per finished or aborted tablet download, 
   const downloads = n.logger.fields.filter((f) => f.event === 'download');
   assert.equal(downloads[3]?.peer_node, 'node-sibling');
   assert.equal(downloads[0]?.peer_node, null);
-  assert.ok(n.logger.lines.some((line) => /^info access 127\.0\.0\.1 \(node node-sibling\) meeting acc1 200 /.test(line)));
+  assert.ok(n.logger.lines.some((line) => /^info access 127\.0\.0\.1 \(node node-sibling\) GET meeting acc1 200 /.test(line)));
 });
 
 test('/metrics shows storage used, quota and disk free as gauges', async (t) => {

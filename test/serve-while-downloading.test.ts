@@ -14,7 +14,7 @@ import { DownloadStats } from '../src/http/download-stats.ts';
 import { handleDownload, type DownloadDeps } from '../src/http/download-route.ts';
 import { TailLimit } from '../src/http/tail-send.ts';
 import type { PackageStore, StoredPackage } from '../src/store/package-store.ts';
-import { SyncJob } from '../src/sync/sync-jobs.ts';
+import { SyncJob } from '../src/sync/sync-job.ts';
 import type { SyncLoop } from '../src/sync/sync-loop.ts';
 import {
   cleanupStack,

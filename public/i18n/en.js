@@ -92,6 +92,17 @@ export default {
   'meetings.seedTitle': 'Seed for the site: {node}',
   'meetings.servedSplit': '{tablets} to tablets · {peers} to nodes',
 
+  'traffic.title': 'Traffic, last 15 minutes',
+  'traffic.rates': 'Bytes per second served and fetched, last 15 minutes',
+  'traffic.servedTablets': 'To tablets',
+  'traffic.servedPeers': 'To nodes',
+  'traffic.fetchedMaster': 'From the master',
+  'traffic.now': 'Now: {tablets} to tablets · {peers} to nodes · {master} from the master',
+  'traffic.waiting': 'Collecting the first samples…',
+  'traffic.holders': 'Tablets holding each package',
+  'traffic.holdersEmpty': 'No tablet has downloaded a package yet.',
+  'traffic.unavailable': 'The chart library did not load; the figures above are live.',
+
   'site.title': 'Site',
   'site.on': 'Site tier on · {count} nodes',
   'site.onAlone': 'Site tier on · this node alone',

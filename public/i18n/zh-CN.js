@@ -92,6 +92,17 @@ export default {
   'meetings.seedTitle': '本站点的种子节点：{node}',
   'meetings.servedSplit': '平板 {tablets} · 节点 {peers}',
 
+  'traffic.title': '流量（最近 15 分钟）',
+  'traffic.rates': '最近 15 分钟每秒发送和获取的字节数',
+  'traffic.servedTablets': '发送给平板',
+  'traffic.servedPeers': '发送给节点',
+  'traffic.fetchedMaster': '从主服务器获取',
+  'traffic.now': '当前：平板 {tablets} · 节点 {peers} · 主服务器 {master}',
+  'traffic.waiting': '正在采集最初的数据…',
+  'traffic.holders': '已持有会议包的平板数',
+  'traffic.holdersEmpty': '还没有平板下载会议包。',
+  'traffic.unavailable': '图表库未能加载；上方数值仍实时更新。',
+
   'site.title': '站点',
   'site.on': '站点分发已开启 · {count} 个节点',
   'site.onAlone': '站点分发已开启 · 仅本节点',

@@ -6,6 +6,7 @@ import { formatAgo, formatBytes, formatClockTime, formatDateTimeZone, formatLogT
 import { I18n } from './i18n.js';
 import { renderMeetings } from './meetings.js';
 import { refreshSiteClock, renderSite } from './site.js';
+import { TrafficChart } from './traffic.js';
 import { renderUpcoming } from './upcoming.js';
 
 const MAX_LOG_LINES = 500;
@@ -15,6 +16,7 @@ class Panel {
     this.api = new Api();
     this.i18n = new I18n();
     this.form = new ConfigForm(byId('configFields'), this.i18n);
+    this.traffic = new TrafficChart(this.i18n);
     this.status = null;
     this.statusFetchedAt = 0;
     this.stream = null;
@@ -32,6 +34,7 @@ class Panel {
       byId('langSelect').value = this.i18n.lang;
       this.form.rerender();
       this.render();
+      this.traffic.render();
       this.renderStreamState(this.streamState);
     });
     this.api.onUnauthorized = () => this.signOut(this.i18n.t('login.expired'));
@@ -154,6 +157,8 @@ class Panel {
       case 'hello':
         for (const progress of data.syncing ?? []) this.applyProgress(find(progress.id), progress);
         this.scheduleRefresh(0);
+        // A reconnected stream missed the samples in between: the history again.
+        void this.loadTraffic();
         break;
       case 'progress':
         for (const progress of data.meetings ?? []) {
@@ -164,23 +169,19 @@ class Panel {
         this.renderMeetings();
         break;
       case 'sync': {
+        // The meeting's state is the server's (status.ts): fetched now rather than guessed here.
         const meeting = find(data.id);
-        if (meeting && data.phase === 'started') {
-          meeting.state = 'syncing';
-          meeting.progress = { bytes: 0, total: null, rate: 0, attempt: data.attempt };
-        } else if (meeting && data.phase === 'succeeded') {
-          // Shown at once; the status refresh below brings the rest (synced time, sha256).
-          meeting.state = meeting.active === false ? 'ended' : 'synced';
-          meeting.size = data.size;
-          meeting.progress = null;
-          meeting.last_error = null;
-        }
+        if (meeting && data.phase === 'started') meeting.progress = { bytes: 0, total: null, rate: 0, attempt: data.attempt };
+        else if (meeting && data.phase === 'succeeded') meeting.progress = null;
         this.renderMeetings();
-        this.scheduleRefresh();
+        this.scheduleRefresh(0);
         break;
       }
       case 'log':
         this.appendLog(data.lines ?? []);
+        break;
+      case 'traffic':
+        this.traffic.push(data);
         break;
       case 'service':
         if (this.status) this.status.running = data.running;
@@ -198,7 +199,6 @@ class Panel {
 
   applyProgress(meeting, progress) {
     if (!meeting) return;
-    meeting.state = 'syncing';
     meeting.progress = { ...(meeting.progress ?? {}), ...progress };
   }
 
@@ -222,6 +222,7 @@ class Panel {
 
   setStatus(status) {
     this.status = status;
+    this.traffic.setTitles(status.meetings);
     this.statusFetchedAt = Date.now();
     this.render();
   }
@@ -427,6 +428,14 @@ class Panel {
     } finally {
       button.disabled = false;
       button.textContent = t('config.save');
+    }
+  }
+
+  async loadTraffic() {
+    try {
+      this.traffic.load(await this.api.get('/api/traffic'));
+    } catch (error) {
+      if (error.status !== 401) this.toastError(error);
     }
   }
 

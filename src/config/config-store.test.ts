@@ -26,9 +26,11 @@ describe('ConfigStore', () => {
     return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   }
 
-  test('no file: every default, a generated nodeId, both written to disk and reused', async () => {
+  test('no file: every default and a generated nodeId, written to disk by completeFile (the node\'s start, once it listens) and reused', async () => {
     const file = await configFile();
-    const config = ConfigStore.open(file).current;
+    const store = ConfigStore.open(file);
+    assert.ok(!existsSync(file), 'opening writes nothing');
+    const config = store.current;
     assert.equal(config.mainServerIp, '127.0.0.1');
     assert.equal(config.mainServerPort, 8000);
     assert.equal(config.syncInterval, 10);
@@ -44,11 +46,24 @@ describe('ConfigStore', () => {
     assert.equal(config.logging.level, 'INFO');
     assert.match(String(config.nodeId), /^node-[0-9a-f]{8}$/);
 
+    store.completeFile();
     assert.ok(existsSync(file));
     const saved = await readJson(file);
     assert.equal(saved.nodeId, config.nodeId);
     assert.deepEqual(saved, JSON.parse(JSON.stringify(config)));
     assert.equal(ConfigStore.open(file).current.nodeId, config.nodeId);
+  });
+
+  test('no file in a folder that does not exist (a mistyped path): refused naming the folder, nothing created', () => {
+    const folder = path.join(dir, 'no-such-folder');
+    const file = path.join(folder, 'node_config.json');
+    assert.throws(() => ConfigStore.open(file), (error: unknown) => error instanceof ConfigError && error.message.includes(`the folder ${folder} does not exist`));
+    assert.ok(!existsSync(folder));
+  });
+
+  test('invalid JSON: refused with line and column, in one line', async () => {
+    const file = await configFile('{\n  "mainServerPort": 9000,\n  "syncInterval": 30,\n}\n');
+    assert.throws(() => ConfigStore.open(file), (error: unknown) => error instanceof ConfigError && /: not valid JSON at line 4, column 1: Expected double-quoted property name$/.test(error.message));
   });
 
   test('a partial file keeps its values and gets the defaults', async () => {

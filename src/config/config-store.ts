@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import { configSchema, type NodeConfig } from './schema.ts';
+import { describeJsonError } from './json-error.ts';
 import { createConfigValidator, describeFieldErrors, type ConfigValidator } from './validate.ts';
 
 /** A config file that cannot be used: the node refuses to start and says why; the file is left alone. */
@@ -40,65 +41,74 @@ function nestingDepth(root: unknown): number {
 }
 
 /**
- * Owns node_config.json through conf: conf reads the file, validates it against the schema, fills
- * the defaults and writes it back atomically (temp file + rename, mode 0600). An invalid file is
- * refused by conf before anything is written; the error then names every bad key (our validator,
- * same schema). Reads come from an in-memory snapshot: conf re-reads and re-validates the file on
- * every access, far too slow for the request path.
+ * Owns node_config.json. The file is read and validated against the schema here (a refused file
+ * is never written); the node's start writes it back once it runs (completeFile: defaults, the
+ * generated nodeId, a generated admin token), and config changes are saved through conf
+ * (temp file + rename, mode 0600). A start that fails writes nothing. Reads come from an
+ * in-memory snapshot: conf re-reads and re-validates the file on every access, far too slow for
+ * the request path.
  */
 export class ConfigStore {
   readonly filePath: string;
   readonly directory: string;
-  #conf: Conf<Record<string, unknown>>;
+  #conf: Conf<Record<string, unknown>> | null = null;
   #current: NodeConfig;
+  /** What the file holds (JSON text of the parsed object), null when there is no file yet. */
+  #onDisk: string | null;
   #validator: ConfigValidator;
   #listeners = new Set<Listener>();
 
-  private constructor(filePath: string, conf: Conf<Record<string, unknown>>, current: NodeConfig, validator: ConfigValidator) {
+  private constructor(filePath: string, current: NodeConfig, onDisk: string | null, validator: ConfigValidator) {
     this.filePath = filePath;
     this.directory = path.dirname(filePath);
-    this.#conf = conf;
     this.#current = current;
+    this.#onDisk = onDisk;
     this.#validator = validator;
   }
 
-  /** Loads (or creates) the config file. Throws ConfigError for unreadable, non-JSON or invalid files. */
+  /**
+   * Reads the config file, or the defaults when there is none yet in an existing folder (a folder
+   * that does not exist is a mistyped path, not a new node). Writes nothing. Throws ConfigError
+   * for a missing folder and for unreadable, non-JSON or invalid files.
+   */
   static open(filePath: string, validator: ConfigValidator = createConfigValidator()): ConfigStore {
     const absolute = path.resolve(filePath);
-    const ext = path.extname(absolute);
-    let conf: Conf<Record<string, unknown>>;
-    let stored: Record<string, unknown>;
+    const text = readConfigText(absolute);
+    let stored: unknown;
     try {
-      conf = new Conf<Record<string, unknown>>({
-        cwd: path.dirname(absolute),
-        configName: path.basename(absolute, ext),
-        fileExtension: ext.replace(/^\./, ''),
-        schema: configSchema.properties as never,
-        clearInvalidConfig: false,
-        accessPropertiesByDotNotation: false,
-        // An empty file is an empty config (every default), as the reference node treats it.
-        deserialize: (text) => (text.trim() === '' ? {} : JSON.parse(text)) as Record<string, unknown>,
-        // Same layout as the reference node writes (4-space JSON), so diffs stay readable.
-        serialize: (value) => `${JSON.stringify(value, null, 4)}\n`,
-        // The file holds the admin token: readable by the node's user only.
-        configFileMode: 0o600,
-      });
-      stored = conf.store;
+      // An empty file is an empty config (every default), as the reference node treats it.
+      stored = text === null || text.trim() === '' ? {} : JSON.parse(text);
     } catch (error) {
-      throw openError(absolute, error as Error, validator);
+      throw new ConfigError(`${absolute}: ${describeJsonError(text ?? '', error as SyntaxError)}`);
     }
-    // conf filled the top-level defaults; the validator fills the nested ones and types the result.
     const checked = validator.validate(stored);
     if (!checked.ok) throw new ConfigError(`${absolute}: ${describeFieldErrors(checked.fields)}`, checked.fields);
     let current = checked.value;
-    if (!current.nodeId) {
-      current = { ...current, nodeId: `node-${randomBytes(4).toString('hex')}` };
+    if (!current.nodeId) current = { ...current, nodeId: `node-${randomBytes(4).toString('hex')}` };
+    return new ConfigStore(absolute, current, text === null ? null : JSON.stringify(stored), validator);
+  }
+
+  /**
+   * Writes the file as the node runs with it (the defaults, the generated nodeId) plus `extra`
+   * (a generated admin token), if that differs from what it holds. Called once the node listens:
+   * not a change, so no listener hears of it.
+   */
+  completeFile(extra: Partial<NodeConfig> = {}): void {
+    const next = { ...this.#current, ...extra };
+    if (JSON.stringify(next) === this.#onDisk) return;
+    try {
+      this.#save(next);
+    } catch (error) {
+      // A read-only config folder (or file): the start is refused in one line, like an unusable path.
+      throw new ConfigError(`${this.filePath}: cannot be written (${(error as Error).message})`);
     }
-    // Persist defaults and a generated nodeId once.
-    if (JSON.stringify(stored) !== JSON.stringify(current)) {
-      conf.store = current as unknown as Record<string, unknown>;
-    }
-    return new ConfigStore(absolute, conf, current, validator);
+    this.#current = next;
+  }
+
+  #save(config: NodeConfig): void {
+    this.#conf ??= openConf(this.filePath);
+    this.#conf.store = config as unknown as Record<string, unknown>;
+    this.#onDisk = JSON.stringify(config);
   }
 
   get current(): NodeConfig {
@@ -136,7 +146,7 @@ export class ConfigStore {
     const previous = this.#current;
     const changed = diffKeys(previous, checked.value);
     if (changed.length === 0) return { ok: true, config: previous, changed };
-    this.#conf.store = checked.value as unknown as Record<string, unknown>;
+    this.#save(checked.value);
     this.#current = checked.value;
     for (const listener of this.#listeners) listener(this.#current, previous, changed);
     return { ok: true, config: this.#current, changed };
@@ -148,23 +158,42 @@ export class ConfigStore {
   }
 }
 
-/**
- * Why conf refused the file, as a ConfigError: not readable, not JSON, or the keys the schema
- * refuses (conf's own message names only the first path of each; ours names every key).
- */
-function openError(file: string, error: Error, validator: ConfigValidator): ConfigError {
-  if (error instanceof SyntaxError) return new ConfigError(`${file}: not valid JSON (${error.message})`);
-  if ((error as NodeJS.ErrnoException).code) return new ConfigError(`${file}: cannot read (${error.message})`);
-  let raw: unknown;
+/** The file's text; null when it does not exist in a folder that does. */
+function readConfigText(file: string): string | null {
   try {
-    const text = readFileSync(file, 'utf8');
-    raw = text.trim() === '' ? {} : JSON.parse(text);
-  } catch (reread) {
-    return new ConfigError(`${file}: cannot read (${(reread as Error).message})`);
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new ConfigError(`${file}: cannot read (${(error as Error).message})`);
   }
-  const checked = validator.validate(raw);
-  if (!checked.ok) return new ConfigError(`${file}: ${describeFieldErrors(checked.fields)}`, checked.fields);
-  return new ConfigError(`${file}: ${error.message}`);
+  const folder = path.dirname(file);
+  let isFolder = false;
+  try {
+    isFolder = statSync(folder).isDirectory();
+  } catch {
+    // Missing, or a part of the path is a file: either way no folder to create the file in.
+  }
+  if (!isFolder) {
+    throw new ConfigError(`${file}: the folder ${folder} does not exist (a new config file is created only in an existing folder: check the --config path, or create the folder)`);
+  }
+  return null;
+}
+
+/** conf over the file: atomic writes, mode 0600, the same 4-space layout the reference node writes. */
+function openConf(file: string): Conf<Record<string, unknown>> {
+  const ext = path.extname(file);
+  return new Conf<Record<string, unknown>>({
+    cwd: path.dirname(file),
+    configName: path.basename(file, ext),
+    fileExtension: ext.replace(/^\./, ''),
+    schema: configSchema.properties as never,
+    clearInvalidConfig: false,
+    accessPropertiesByDotNotation: false,
+    deserialize: (text) => (text.trim() === '' ? {} : JSON.parse(text)) as Record<string, unknown>,
+    serialize: (value) => `${JSON.stringify(value, null, 4)}\n`,
+    // The file holds the admin token: readable by the node's user only.
+    configFileMode: 0o600,
+  });
 }
 
 function findForbiddenKey(value: unknown, prefix: string): string | null {

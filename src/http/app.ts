@@ -7,6 +7,7 @@ import path from 'node:path';
 import { registerAdminRoutes, type AdminDeps } from './admin/index.ts';
 import type { AppEnv } from './app-env.ts';
 import { handleDownload, type DownloadDeps } from './download-route.ts';
+import { panelVendorDirs } from './panel-vendor.ts';
 import { DOWNLOAD_CORS, DOWNLOAD_PREFLIGHT, DOWNLOAD_ROUTES, isDownloadPath } from './download-urls.ts';
 
 export interface AppDeps {
@@ -76,6 +77,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.header('cache-control', 'no-cache');
     await next();
   });
+  for (const vendor of panelVendorDirs()) {
+    const prefix = `/static/vendor/${vendor.name}`;
+    app.use(`${prefix}/*`, serveStatic({ root: path.relative(process.cwd(), vendor.dir) || '.', rewriteRequestPath: (p) => p.slice(prefix.length) }));
+  }
   app.use(
     '/static/*',
     serveStatic({ root: path.relative(process.cwd(), deps.publicDir) || '.', rewriteRequestPath: (p) => p.replace(/^\/static/, '') }),

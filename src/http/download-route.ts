@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
+import { DEFAULT_POLICY, type NodePolicy } from '../policy.ts';
+import type { NodeConfig } from '../config/schema.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { DownloadView } from '../sync/download-view.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
@@ -12,6 +14,7 @@ import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
 import type { SharedPackageFiles } from './shared-package-files.ts';
 import type { SendResult } from './response-outcome.ts';
 import type { SharedReadFiles } from './shared-files.ts';
+import { sendJson } from './send-json.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
 
@@ -43,17 +46,30 @@ export interface DownloadDeps {
   peers?: PeerServeStats;
 }
 
+/** The route's settings from the node's config and policy. */
+export function downloadSettings(config: NodeConfig, policy: NodePolicy): DownloadSettings {
+  return {
+    waitForSyncMs: policy.waitForSyncMs,
+    // network.downloadTimeout may be lower than the floor: a tablet reading a package still
+    // syncing waits on the master's pace, which the tablet cannot help.
+    idleTimeoutMs: Math.max(policy.minDownloadIdleTimeoutMs, config.network.downloadTimeout * 1000),
+    retryAfterSeconds: policy.retryAfterSeconds,
+    settleWaitMs: policy.settleWaitMs,
+    buildAnswerWaitMs: policy.buildAnswerWaitMs,
+  };
+}
+
 export interface DownloadSettings {
   /** How long a tablet may wait for an in-flight sync of an active meeting (to start, or to finish) before 503. */
   waitForSyncMs: number;
   /** Destroy a response whose client took no bytes for this long. */
   idleTimeoutMs: number;
   retryAfterSeconds: number;
-  /** How long the build-identity route waits for a probe of the master before 503 (default 10 s). */
+  /** How long the build-identity route waits for a probe of the master before 503 (default: policy.ts). */
   buildAnswerWaitMs?: number;
   /**
    * A request for an id not active here (or a preheated package not yet confirmed) waits this long
-   * at most for the node's shared status check before it is answered (default 2 s).
+   * at most for the node's shared status check before it is answered (default: policy.ts).
    */
   settleWaitMs?: number;
 }
@@ -81,7 +97,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
     // Maybe the meeting started since our last poll, or its preheated package awaits the start's
     // check: wait (bounded) for the shared status check / the confirmation, never asking the
     // master for a package of an id it does not list as active.
-    await deps.sync.settleRequest(meetingId, deps.settings().settleWaitMs ?? 2_000);
+    await deps.sync.settleRequest(meetingId, deps.settings().settleWaitMs ?? DEFAULT_POLICY.settleWaitMs);
     if (res.destroyed) return;
   }
   if (!deps.sync.isServable(meetingId)) {
@@ -187,12 +203,31 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   const client = req.socket.remoteAddress ?? null;
   if (counted) deps.stats.started(meetingId);
   const result = await sendFile(req, res, { fd, giveBack, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, result, startedAt, false, peer));
+  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, req, result, startedAt, false, peer));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
 }
 
-function downloadRecord(client: string | null, result: SendResult, startedAt: number, whileSyncing: boolean, peer: PeerRequest | null): DownloadRecord {
-  return { client, status: result.status, bytes: result.bytesSent, durationMs: Date.now() - startedAt, whileSyncing, peer: peer?.node ?? null };
+function downloadRecord(
+  client: string | null,
+  req: IncomingMessage,
+  result: SendResult,
+  startedAt: number,
+  whileSyncing: boolean,
+  peer: PeerRequest | null,
+): DownloadRecord {
+  // References to the strings the parser already made: nothing is copied per request.
+  const { range, 'user-agent': userAgent } = req.headers;
+  return {
+    client,
+    status: result.status,
+    bytes: result.bytesSent,
+    durationMs: Date.now() - startedAt,
+    whileSyncing,
+    peer: peer?.node ?? null,
+    method: req.method ?? 'GET',
+    range: range ?? null,
+    userAgent: userAgent ?? null,
+  };
 }
 
 function packageMeta(pkg: StoredPackage, meetingId: string): PackageMeta {
@@ -230,7 +265,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadVi
         sha256Trailer: peer === null ? undefined : (size) => promotedSha256(deps, meetingId, size),
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed, downloadRecord(client, result, startedAt, true, peer));
+        deps.stats.finished(meetingId, result.completed, downloadRecord(client, req, result, startedAt, true, peer));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';
@@ -292,7 +327,7 @@ export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessag
       if (buildId === null) return false;
       const url = req.url;
       const settings = deps.settings();
-      handleBuildIdentity({ ...deps, retryAfterSeconds: settings.retryAfterSeconds, waitMs: settings.buildAnswerWaitMs ?? 10_000 }, buildId, url, res).catch((error: Error) => {
+      handleBuildIdentity({ ...deps, retryAfterSeconds: settings.retryAfterSeconds, waitMs: settings.buildAnswerWaitMs ?? DEFAULT_POLICY.buildAnswerWaitMs }, buildId, url, res).catch((error: Error) => {
         deps.logger.error(`http GET ${url}: ${error.message}`);
         if (res.headersSent) res.destroy();
         else sendJson(res, 500, { error: 'internal error' });
@@ -307,19 +342,4 @@ export function createDownloadListener(deps: DownloadDeps): (req: IncomingMessag
     });
     return true;
   };
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
 }

@@ -23,6 +23,10 @@ export interface DownloadRecord {
   whileSyncing: boolean;
   /** A sibling node's id when a node of the site asked (X-Edge-Peer), not a tablet. */
   peer?: string | null;
+  /** The request's method, Range and User-Agent as sent (the fields grepped in nginx's combined log). */
+  method?: string;
+  range?: string | null;
+  userAgent?: string | null;
 }
 
 export interface FinishedDownload extends DownloadRecord {

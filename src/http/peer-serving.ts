@@ -5,10 +5,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
-import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
+import { within } from '../time-limit.ts';
+import { isBuild, isBuildAskedFor, standsFor } from '../store/package-state.ts';
+import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
 import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
+import { sendJson } from './send-json.ts';
 
 export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
@@ -40,8 +43,8 @@ export function peerRequest(req: IncomingMessage): PeerRequest | null {
 
 /** Whether the package held is the one the sibling asked for (without build or token: any). */
 export function holdsWanted(held: StoredPackage, peer: PeerRequest): boolean {
-  if (peer.notBuilds.includes(held.buildId) || (held.confirmedBuildId !== null && peer.notBuilds.includes(held.confirmedBuildId))) return false;
-  if (peer.build !== null) return held.buildId === peer.build || held.confirmedBuildId === peer.build;
+  if (!isBuildAskedFor(held, peer)) return false;
+  if (peer.build !== null) return true;
   if (peer.token !== null) return held.token === peer.token;
   return true;
 }
@@ -67,6 +70,14 @@ export class PeerServeStats {
 }
 
 /**
+ * Bytes served to tablets: everything served but what went to sibling nodes (which the download
+ * counters include). Status, /metrics and the panel's chart all read it here.
+ */
+export function bytesServedToTablets(stats: { totalBytesServed: number }, peers: Pick<PeerServeStats, 'bytes'>): number {
+  return Math.max(0, stats.totalBytesServed - peers.bytes);
+}
+
+/**
  * GET /api/edge/v1/meetings/{id}/build?token=…: the identity of this node's package of a meeting
  * under the sibling's token. A package confirmed under that token answers from its manifest;
  * otherwise this node probes the master (one probe queue; a probe already waiting is joined) and
@@ -86,18 +97,12 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
   if (token !== null && held.token === token) return sendJson(res, 200, answer(held, standsFor(held), held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
   if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
-  let timer: NodeJS.Timeout | undefined;
-  const result = await Promise.race([
-    deps.sync.probeForPeer(meetingId),
-    new Promise<null>((resolve) => {
-      timer = setTimeout(() => resolve(null), deps.waitMs);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  const result = await within(deps.sync.probeForPeer(meetingId), deps.waitMs, null);
   if (result === null || result.kind !== 'identified') {
     return sendJson(res, 503, { error: `the master's current build is not known yet${result ? `: ${result.reason}` : ''}` }, { 'retry-after': '1' });
   }
   const now = deps.store.get(meetingId);
-  return sendJson(res, 200, answer(now && standsFor(now) === result.identity.buildId ? now : null, result.identity.buildId, result.identity.documentsId));
+  return sendJson(res, 200, answer(now && isBuild(now, result.identity.buildId) ? now : null, result.identity.buildId, result.identity.documentsId));
 }
 
 function answer(pkg: StoredPackage | null, buildId: string, documentsId: string | null): BuildAnswer {
@@ -108,10 +113,4 @@ function header(req: IncomingMessage, name: string): string | null {
   const value = req.headers[name];
   const text = Array.isArray(value) ? value[0] : value;
   return text === undefined || text === '' ? null : text;
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
-  res.end(text);
 }

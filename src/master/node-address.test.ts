@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, test } from 'node:test';
-import { addressMismatch, resolveNodeAddress } from './node-address.ts';
+import { addressMismatch, listInterfaces, resolveNodeAddress } from './node-address.ts';
 
 // Documentation ranges only (RFC 5737 / RFC 3849): nothing here is a real network.
 function v4(address: string, internal = false): NetworkInterfaceInfo {
@@ -57,6 +57,25 @@ describe('resolveNodeAddress', () => {
   test('no network at all: loopback, said so', () => {
     assert.deepEqual(resolveNodeAddress(NO_PUBLIC, 8001, LOOPBACK), { address: '127.0.0.1:8001', source: 'loopback' });
     assert.deepEqual(resolveNodeAddress(NO_PUBLIC, 8001, {}), { address: '127.0.0.1:8001', source: 'loopback' });
+  });
+
+  test('interfaces that cannot be listed (a sandbox without AF_NETLINK): loopback, marked unlisted with the reason, never a throw', () => {
+    const refused = () => listInterfaces(() => {
+      throw new Error('uv_interface_addresses returned Unknown system error 97');
+    });
+    assert.deepEqual(resolveNodeAddress(NO_PUBLIC, 8001, refused), {
+      address: '127.0.0.1:8001',
+      source: 'unlisted',
+      error: 'uv_interface_addresses returned Unknown system error 97',
+    });
+    let listed = 0;
+    const counting = () => {
+      listed++;
+      return refused();
+    };
+    assert.equal(resolveNodeAddress({ usePublicAddress: true, publicIp: '203.0.113.5', publicPort: null }, 8001, counting).address, '203.0.113.5:8001', 'publicIp needs no interface');
+    assert.equal(resolveNodeAddress(NO_PUBLIC, 8001, counting, '198.51.100.7').address, '198.51.100.7:8001', '--host needs no interface');
+    assert.equal(listed, 0, 'the interfaces are listed only when the address depends on them');
   });
 
   test('the machine\'s own interfaces by default', () => {

@@ -43,8 +43,8 @@ export function resolveAdminToken(config: ConfigStore, sources: AdminTokenSource
     generateIfMissing: () => {
       if (config.current.adminToken) return;
       const token = randomBytes(24).toString('base64url');
-      const saved = config.update({ adminToken: token });
-      if (!saved.ok) throw new ConfigError(`cannot save a generated admin token: ${JSON.stringify(saved.fields)}`);
+      // Written with the rest of the file's first write: not a change, so no "config: changed adminToken".
+      config.completeFile({ adminToken: token });
       // Never in the log (logs go into diagnostics zips); once on the console for the operator.
       logger.info(`admin token generated and saved as adminToken in ${config.filePath}`);
       sources.announce?.(token, config.filePath);

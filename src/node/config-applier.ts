@@ -1,8 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import type { ConfigStore } from '../config/config-store.ts';
 import type { NodeConfig } from '../config/schema.ts';
-import type { ConfigApplyResult } from '../http/admin/config-routes.ts';
-import type { NodeEventMap } from '../http/admin/events.ts';
+import type { ConfigApplyResult } from '../node-events.ts';
+import type { NodeEventMap } from '../node-events.ts';
 import { toLogLevel, type Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';
 import type { NodeLifecycle } from './lifecycle.ts';

@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { NodeConfig } from '../config/schema.ts';
-import type { NodeEventMap } from '../http/admin/events.ts';
+import type { NodeEventMap } from '../node-events.ts';
 import type { BurstAccept } from '../http/burst-accept.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';
@@ -11,7 +11,8 @@ import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
 import type { SyncLoop } from '../sync/sync-loop.ts';
 import type { MasterLink } from './master-link.ts';
-import type { NodePolicy } from './policy.ts';
+import type { NodePolicy } from '../policy.ts';
+import { settledWithin } from '../time-limit.ts';
 import { PeriodicTask } from './scheduler.ts';
 
 export interface ScheduleInfo {
@@ -126,20 +127,32 @@ export class NodeLifecycle {
       });
     });
     this.#port = (server.address() as AddressInfo).port;
-    const resolved = resolveNodeAddress(config(), this.#port, undefined, host);
-    this.#address = resolved.address;
     logger.info(`listening on ${host}:${this.#port}; node ${config().nodeId}`);
-    const why = { public: 'publicIp from config', listen: 'the address listened on', interface: 'first non-internal IPv4', loopback: 'no network interface found, loopback only' };
-    logger.info(`address for tablets: ${this.#address} (${why[resolved.source]})`);
-    this.#warnUnreachable();
+    this.#resolveAddress(true);
     logger.info(`master: ${master.client.baseUrl}; storage: ${store.root} (${store.list().length} package(s))`);
   }
 
   /** The address settings changed: works out the address to register again. */
   refreshAddress(): string {
-    this.#address = resolveNodeAddress(this.#deps.config(), this.#port, undefined, this.#deps.host).address;
-    this.#warnUnreachable();
+    this.#resolveAddress(false);
     return this.#address;
+  }
+
+  /** `announce`: log the address and why it was chosen (at start; the config applier logs a change itself). */
+  #resolveAddress(announce: boolean): void {
+    const { config, host, logger } = this.#deps;
+    const resolved = resolveNodeAddress(config(), this.#port, undefined, host);
+    this.#address = resolved.address;
+    if (resolved.source === 'unlisted') {
+      // Degrade, do not die: the node serves; only the address tablets are sent to is unknown.
+      logger.warn(
+        `address for tablets: cannot list the network interfaces (${resolved.error}); registering ${this.#address}, which tablets cannot reach: start with --host ADDR, or set usePublicAddress and publicIp`,
+      );
+      return;
+    }
+    const why = { public: 'publicIp from config', listen: 'the address listened on', interface: 'first non-internal IPv4', loopback: 'no network interface found, loopback only' };
+    if (announce) logger.info(`address for tablets: ${this.#address} (${why[resolved.source]})`);
+    this.#warnUnreachable();
   }
 
   #warnUnreachable(): void {
@@ -156,8 +169,10 @@ export class NodeLifecycle {
     this.#tasks.watch.start(this.#watchDelayMs());
   }
 
-  /** Runs a task now (or right after its current run) and counts its interval from then. */
-  /** Runs a task now, if the service runs (a stopped service polls and beats no more). */
+  /**
+   * Runs a task now (or right after its current run) and counts its interval from then; only while
+   * the service runs (a stopped service polls and beats no more).
+   */
   runNow(task: TaskName): Promise<void> {
     if (!this.#serving || this.#stopping) return Promise.resolve();
     return this.#tasks[task].runNow();
@@ -298,20 +313,4 @@ export class NodeLifecycle {
     this.#serviceOp = run.catch(() => {});
     return run;
   }
-}
-
-/** Resolves true when `work` settles within `ms`, false when the time is up first. */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    }),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }

@@ -2,8 +2,9 @@ import type { NodeConfig } from '../config/schema.ts';
 import type { DownloadStats } from '../http/download-stats.ts';
 import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
+import { awaitsStartCheck } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import type { PeerServeStats } from '../http/peer-serving.ts';
+import { bytesServedToTablets, type PeerServeStats } from '../http/peer-serving.ts';
 import type { Preheater } from '../sync/preheat.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
 import type { SiteTier } from '../sync/site-tier.ts';
@@ -75,7 +76,7 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
     // preheated: fetched before its meeting started, ready for the start (not served until then).
     const state = syncing.has(id)
       ? 'syncing'
-      : pkg?.source === 'preheat' && !activeById.has(id)
+      : pkg && awaitsStartCheck(pkg) && !activeById.has(id)
         ? 'preheated'
         : !activeById.has(id)
         ? 'ended'
@@ -248,7 +249,7 @@ function siteStatus(node: StatusSources, runtime: NodeRuntime, activeIds: string
         .map((address) => ({ node_id: null, address, self: address === runtime.address, last_seen: null, meetings: [], seeds: seeds(address) })),
     ],
     fetched_bytes: { master: fetched.master, peer: fetched.peer },
-    served_bytes: { tablet: Math.max(0, node.stats.totalBytesServed - node.peers.bytes), peer: node.peers.bytes },
+    served_bytes: { tablet: bytesServedToTablets(node.stats, node.peers), peer: node.peers.bytes },
     peer_fetches: counters.peerFetches,
     fallbacks: counters.fallbacks,
     builds_from_seed: counters.buildsFromSeed,

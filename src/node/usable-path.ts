@@ -34,8 +34,9 @@ export function unusableFile(file: string, timeoutMs = DEFAULT_TIMEOUT_MS): Prom
   return withTimeout(
     (async () => {
       const absolute = path.resolve(file);
+      // Named with the file: the key is a file path, and the folder alone would not say which file.
       const folder = await checkDirectory(path.dirname(absolute));
-      if (folder) return folder;
+      if (folder) return `${absolute}: ${folder}`;
       const info = await stat(absolute).catch(() => null);
       if (info && !info.isFile()) return `${absolute} is not a regular file`;
       try {

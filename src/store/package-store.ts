@@ -2,55 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { close, constants, fstat, open as openCallback } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isValidMeetingId } from '../meeting-id.ts';
 import type { Logger } from '../log/logger.ts';
-import { fsyncDirectory, fsyncFile, writeFileAtomic } from './fs-durability.ts';
+import { fsyncDirectory, fsyncFile } from './fs-durability.ts';
 import { hashFile } from './hash-file.ts';
 import { checkZipFile } from './zip-check.ts';
 import { fileIdentity } from './zip-lead.ts';
+import { MANIFEST_FILE, readManifest, writeManifest, type PackageManifest } from './manifest.ts';
+import { awaitsStartCheck, standsForRecord, type FetchedSource } from './package-state.ts';
 
-/** What manifest.json beside each package.zip records. */
-export interface PackageManifest {
-  version: 1;
-  meetingId: string;
-  sha256: string;
-  size: number;
-  /** ISO time the bytes were fetched (or adopted). */
-  fetchedAt: string;
-  /** The master's status token known when the package was fetched; null for adopted packages. */
-  token: string | null;
-  title: string;
-  /**
-   * 'preheat': fetched before its meeting started (not served, not reported synced, until the
-   * start confirms its documents: then 'confirmed', with confirmedBuildId).
-   */
-  source: PackageSource;
-  /** sha256 of the leading bytes up to the end of the zip's first entry: the build (zip-lead.ts). */
-  buildId: string;
-  /** sha256 of README.txt without its build-time line: the documents; null if the zip has no README first. */
-  documentsId: string | null;
-  /**
-   * The master build these bytes stand for when they are of another build with the same documents
-   * (another build time): a confirmed preheat's start build, or the build a sibling asked its
-   * seed for and got that seed's equivalent bytes. Later probes compare against it. null otherwise.
-   */
-  confirmedBuildId: string | null;
-  /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
-  inode: number;
-  mtimeMs: number;
-}
-
-export type PackageSource = 'master' | 'adopted' | 'preheat' | 'confirmed';
+export { standsFor, type PackageSource } from './package-state.ts';
+export type { PackageManifest } from './manifest.ts';
 
 export interface StoredPackage extends PackageManifest {
   path: string;
-}
-
-/** The master's build a package stands for: its own, or the one it was found equivalent to (confirmedBuildId). */
-export function standsFor(pkg: PackageManifest): string {
-  return pkg.confirmedBuildId ?? pkg.buildId;
 }
 
 export interface OpenedPackage {
@@ -64,7 +31,7 @@ export interface PromoteMeta {
   token: string | null;
   title: string;
   /** Default 'master'. */
-  source?: 'master' | 'preheat';
+  source?: FetchedSource;
   /** The master's build these bytes stand for when they are of another build with its documents. */
   standsFor?: string | null;
 }
@@ -80,7 +47,6 @@ const fstatFd = promisify(fstat);
 const closeFd = promisify(close);
 
 const PACKAGE_FILE = 'package.zip';
-const MANIFEST_FILE = 'manifest.json';
 const PART_MARKER = '.part-';
 const TMP_MARKER = '.tmp-';
 const DIR_PREFIX = 'meeting_';
@@ -174,7 +140,8 @@ export class PackageStore {
     // A preheat is not servable, but a package.zip that no longer matches its manifest is adopted
     // (servable) at start-up: a crash after the new manifest, before the rename, would serve the
     // preheat's unchecked documents. Remove it first; a crash then leaves nothing to serve.
-    if (this.#packages.get(meetingId)?.source === 'preheat') {
+    const previous = this.#packages.get(meetingId);
+    if (previous && awaitsStartCheck(previous)) {
       await unlink(finalPath).catch(ignoreMissing);
       await fsyncDirectory(dir);
     }
@@ -190,11 +157,11 @@ export class PackageStore {
       source: meta.source ?? 'master',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
-      confirmedBuildId: meta.standsFor && meta.standsFor !== identity.buildId ? meta.standsFor : null,
+      confirmedBuildId: standsForRecord(identity.buildId, meta.standsFor),
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
-    await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await writeManifest(dir, manifest);
     await rename(tempPath, finalPath);
     await fsyncDirectory(dir);
     const replaced = this.#packages.has(meetingId);
@@ -214,11 +181,12 @@ export class PackageStore {
 
   async #retag(meetingId: string, token: string | null, standsFor: string | null): Promise<void> {
     const pkg = this.#packages.get(meetingId);
-    const confirmedBuildId = standsFor !== null && standsFor !== pkg?.buildId ? standsFor : (pkg?.confirmedBuildId ?? null);
-    if (!pkg || (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId)) return;
+    if (!pkg) return;
+    const confirmedBuildId = standsForRecord(pkg.buildId, standsFor) ?? pkg.confirmedBuildId;
+    if (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId) return;
     const { path: _path, ...manifest } = pkg;
     const next: PackageManifest = { ...manifest, token, confirmedBuildId };
-    await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await writeManifest(this.meetingDir(meetingId), next);
     // The package may have been replaced or removed while the manifest was written.
     if (this.#packages.get(meetingId) === pkg) {
       this.#packages.set(meetingId, { ...next, path: pkg.path });
@@ -236,10 +204,10 @@ export class PackageStore {
 
   async #confirm(meetingId: string, token: string | null, buildId: string): Promise<boolean> {
     const pkg = this.#packages.get(meetingId);
-    if (!pkg || pkg.source !== 'preheat') return false;
+    if (!pkg || !awaitsStartCheck(pkg)) return false;
     const { path: _path, ...manifest } = pkg;
     const next: PackageManifest = { ...manifest, token, source: 'confirmed', confirmedBuildId: buildId };
-    await writeFileAtomic(path.join(this.meetingDir(meetingId), MANIFEST_FILE), `${JSON.stringify(next, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await writeManifest(this.meetingDir(meetingId), next);
     if (this.#packages.get(meetingId) !== pkg) return false;
     this.#packages.set(meetingId, { ...next, path: pkg.path });
     this.events.emit('change', { type: 'confirmed', meetingId, buildId });
@@ -384,7 +352,7 @@ export class PackageStore {
       inode: after.ino,
       mtimeMs: after.mtimeMs,
     };
-    await writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(adopted, null, 2)}\n`, randomBytes(4).toString('hex'));
+    await writeManifest(dir, adopted);
     await fsyncDirectory(dir);
     this.#packages.set(meetingId, { ...adopted, path: packagePath });
     this.#logger.info(`storage: adopted meeting ${meetingId} (${size} bytes, sha256 ${sha256.slice(0, 12)}…)`);
@@ -397,38 +365,4 @@ function assertMeetingId(meetingId: string): void {
 
 function ignoreMissing(error: NodeJS.ErrnoException): void {
   if (error.code !== 'ENOENT') throw error;
-}
-
-async function readManifest(file: string): Promise<PackageManifest | null> {
-  try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<PackageManifest>;
-    if (
-      parsed.version === 1 &&
-      typeof parsed.sha256 === 'string' &&
-      /^[0-9a-f]{64}$/.test(parsed.sha256) &&
-      typeof parsed.size === 'number' &&
-      typeof parsed.inode === 'number' &&
-      typeof parsed.mtimeMs === 'number'
-    ) {
-      return {
-        version: 1,
-        meetingId: String(parsed.meetingId),
-        sha256: parsed.sha256,
-        size: parsed.size,
-        fetchedAt: String(parsed.fetchedAt ?? new Date(0).toISOString()),
-        token: typeof parsed.token === 'string' ? parsed.token : null,
-        title: typeof parsed.title === 'string' ? parsed.title : '',
-        source: parsed.source === 'adopted' || parsed.source === 'preheat' || parsed.source === 'confirmed' ? parsed.source : 'master',
-        // Empty: an older manifest; the scan fills it in from the file.
-        buildId: typeof parsed.buildId === 'string' ? parsed.buildId : '',
-        documentsId: typeof parsed.documentsId === 'string' ? parsed.documentsId : null,
-        confirmedBuildId: typeof parsed.confirmedBuildId === 'string' ? parsed.confirmedBuildId : null,
-        inode: parsed.inode,
-        mtimeMs: parsed.mtimeMs,
-      };
-    }
-  } catch {
-    // Missing or unreadable manifest: the caller re-verifies the package.
-  }
-  return null;
 }

@@ -3,10 +3,30 @@
  * only this view; tablets served while it downloads, the download route, status, admin events,
  * metrics and the quota guard read a download through it and nothing else.
  */
+import type { FetchedSource } from '../store/package-state.ts';
 import type { StoredPackage } from '../store/package-store.ts';
 
 /** 'preheat': a meeting not started yet (background priority; stored as not servable). */
 export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested' | 'preheat';
+
+/**
+ * A preheat: the package of a meeting not started yet. It waits until no other download runs or
+ * waits, gives the master's stream back to any sync, is replaced by its meeting's sync, and its
+ * failure is not the meeting's.
+ */
+export function yieldsToSyncs(fetch: { readonly reason?: FetchReason }): boolean {
+  return fetch.reason === 'preheat';
+}
+
+/** Whether the fetch may evict other packages to fit: a preheat is refused instead, below the cleanup mark. */
+export function evictsToFit(fetch: { readonly reason?: FetchReason }): boolean {
+  return !yieldsToSyncs(fetch);
+}
+
+/** The origin a fetch's bytes are stored under: a preheat's are not servable until its start confirms them. */
+export function storedSource(fetch: { readonly reason?: FetchReason }): FetchedSource {
+  return yieldsToSyncs(fetch) ? 'preheat' : 'master';
+}
 /** Where a download's bytes come from: the master, or a sibling node of the site (its address). */
 export type FetchSource = { readonly kind: 'master' } | { readonly kind: 'peer'; readonly node: string };
 export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';

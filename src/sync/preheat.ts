@@ -1,9 +1,12 @@
 import type { Logger } from '../log/logger.ts';
+import { SYNC_POLICY, type RetryPolicy } from '../policy.ts';
 import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { planPreheat, preheatCandidates, type PreheatCandidate, type PreheatWindow } from './preheat-plan.ts';
-import type { DownloadView } from './download-view.ts';
-import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
+import { awaitsStartCheck } from '../store/package-state.ts';
+import { yieldsToSyncs, type DownloadView } from './download-view.ts';
+import { RetrySchedule } from './retry-schedule.ts';
+import type { SyncJobs } from './sync-jobs.ts';
 import type { SyncLoop } from './sync-loop.ts';
 
 export interface PreheatSettings extends PreheatWindow {
@@ -19,8 +22,8 @@ export interface PreheaterDeps {
   logger: Logger;
   /** False while the operator has stopped the service: no preheat starts. */
   running?: () => boolean;
-  /** Base of the backoff after a failed preheat (default 60 s). */
-  retryDelayMs?: number;
+  /** The backoff after a failed preheat (default: policy.ts SYNC_POLICY.preheatRetry). */
+  retry?: RetryPolicy;
   now?: () => number;
   random?: () => number;
 }
@@ -72,7 +75,7 @@ export class Preheater {
    * different moments: a preheat whose start only the scan has seen is the poll's to confirm.
    */
   #started = new Set<string>();
-  #retry = new Map<string, { at: number; failures: number; message: string; failedAt: number }>();
+  #retry: RetrySchedule<{ message: string; failedAt: number }>;
   /** Meetings whose preheated package the start found stale: shown until their sync ends. */
   #stale = new Set<string>();
   #lastScan: { at: number; ok: boolean; error: string | null } | null = null;
@@ -85,24 +88,23 @@ export class Preheater {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
+    this.#retry = new RetrySchedule({ now: this.#now, random: this.#random });
     deps.jobs.events.on('started', (job) => {
-      if (job.reason !== 'preheat') this.#yieldTo(job);
+      if (!yieldsToSyncs(job)) this.#yieldTo(job);
     });
     deps.jobs.events.on('succeeded', (job) => {
-      if (job.reason === 'preheat') {
+      if (yieldsToSyncs(job)) {
         this.#counters.completed++;
-        this.#retry.delete(job.meetingId);
+        this.#retry.clear(job.meetingId);
       } else this.#stale.delete(job.meetingId);
       this.advance();
     });
     deps.jobs.events.on('failed', (job, failure) => {
-      if (job.reason === 'preheat') {
+      if (yieldsToSyncs(job)) {
         if (failure.code === 'CANCELLED') this.#counters.cancelled++;
         else {
           this.#counters.failed++;
-          const failures = (this.#retry.get(job.meetingId)?.failures ?? 0) + 1;
-          const delay = Math.min(3_600_000, backoffDelay(this.#deps.retryDelayMs ?? 60_000, failures - 1, this.#random()));
-          this.#retry.set(job.meetingId, { at: this.#now() + delay, failures, message: failure.message, failedAt: this.#now() });
+          this.#retry.failed(job.meetingId, this.#deps.retry ?? SYNC_POLICY.preheatRetry, { message: failure.message, failedAt: this.#now() });
         }
       }
       this.advance();
@@ -132,7 +134,7 @@ export class Preheater {
     }
     this.#counters.scans++;
     try {
-      const meetings = await this.#deps.master().listMeetings(AbortSignal.timeout(30_000));
+      const meetings = await this.#deps.master().listMeetings(AbortSignal.timeout(SYNC_POLICY.meetingListTimeoutMs));
       this.#candidates = preheatCandidates(meetings, this.#now(), settings);
       this.#started = new Set(meetings.filter((m) => m.status === 'active').map((m) => m.id));
       this.#lastScan = { at: this.#now(), ok: true, error: null };
@@ -150,7 +152,7 @@ export class Preheater {
   /** Stops for good (the node stops): no preheat starts, the running one is cancelled (it would only delay the stop). */
   close(): void {
     this.#closed = true;
-    for (const job of this.#deps.jobs.jobs()) if (job.reason === 'preheat' && !job.settled) this.#deps.jobs.cancel(job.meetingId, 'node stopping');
+    for (const job of this.#deps.jobs.jobs()) if (yieldsToSyncs(job) && !job.settled) this.#deps.jobs.cancel(job.meetingId, 'node stopping');
   }
 
   /** Executes the plan: remove what is no longer wanted, start the next preheat if idle. */
@@ -189,14 +191,14 @@ export class Preheater {
       const job = jobs.inFlight(candidate.id);
       const held = store.get(candidate.id);
       const retry = this.#retry.get(candidate.id);
-      const preheating = job?.reason === 'preheat' && job.state === 'running';
+      const preheating = job !== undefined && yieldsToSyncs(job) && job.state === 'running';
       rows.push({
         id: candidate.id,
         title: candidate.title,
         time: candidate.time,
         timeMs: candidate.timeMs,
-        preheat: preheating ? 'preheating' : held?.source === 'preheat' ? 'ready' : 'waiting',
-        size: preheating ? job.bytesWritten : held?.source === 'preheat' ? held.size : null,
+        preheat: preheating ? 'preheating' : held && awaitsStartCheck(held) ? 'ready' : 'waiting',
+        size: preheating ? job.bytesWritten : held && awaitsStartCheck(held) ? held.size : null,
         lastError: retry ? { message: retry.message, at: retry.failedAt, retryAt: retry.at } : null,
       });
     }
@@ -212,7 +214,7 @@ export class Preheater {
   /** A sync started: a running preheat gives the master's stream back (it restarts when idle). */
   #yieldTo(sync: DownloadView): void {
     for (const job of this.#deps.jobs.jobs()) {
-      if (job.reason === 'preheat' && !job.settled && job.meetingId !== sync.meetingId) {
+      if (yieldsToSyncs(job) && !job.settled && job.meetingId !== sync.meetingId) {
         this.#deps.logger.info(`preheat ${job.meetingId}: paused for the sync of ${sync.meetingId}; it starts over when the node is idle`);
         this.#deps.jobs.cancel(job.meetingId, `the sync of ${sync.meetingId} needs the master`);
       }
@@ -228,11 +230,11 @@ export class Preheater {
     const plan = planPreheat({
       candidates,
       active: new Set([...this.#deps.sync.activeMeetings().map((m) => m.id), ...this.#started]),
-      preheated: new Set(store.list().filter((p) => p.source === 'preheat').map((p) => p.meetingId)),
+      preheated: new Set(store.list().filter(awaitsStartCheck).map((p) => p.meetingId)),
       held: new Set(store.list().map((p) => p.meetingId)),
-      preheating: new Set(all.filter((j) => j.reason === 'preheat').map((j) => j.meetingId)),
+      preheating: new Set(all.filter(yieldsToSyncs).map((j) => j.meetingId)),
       inFlight: new Set(all.map((j) => j.meetingId)),
-      retryAt: new Map([...this.#retry].map(([id, r]) => [id, r.at])),
+      retryAt: new Map(this.#retry.entries().map(([id, r]) => [id, r.at])),
       now: this.#now(),
     });
     // Until the first successful poll, "not active" is unknown: remove nothing yet.
@@ -246,7 +248,7 @@ export class Preheater {
       if (!known) break;
       // Looked at again at the last moment: a start confirmed during the removals before this one
       // made the package the meeting's sync.
-      const stillPreheat = (pkg: StoredPackage) => pkg.source === 'preheat' && !this.#deps.sync.activeMeetings().some((m) => m.id === id);
+      const stillPreheat = (pkg: StoredPackage) => awaitsStartCheck(pkg) && !this.#deps.sync.activeMeetings().some((m) => m.id === id);
       if (await store.remove(id, 'preheat-unscheduled', { if: stillPreheat })) {
         this.#counters.removed++;
         logger.info(`preheat ${id}: the meeting was deleted, ended or moved out of the window; preheated package removed`);

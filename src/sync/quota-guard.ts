@@ -1,8 +1,9 @@
 import type { Logger } from '../log/logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
+import { awaitsStartCheck } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { defaultFreeFloor, formatBytes, planEviction, type EvictionPlan, type QuotaPackage, type QuotaPolicy } from '../store/quota.ts';
-import type { DownloadView } from './download-view.ts';
+import { evictsToFit, type DownloadView } from './download-view.ts';
 import { FetchError } from './fetch-package.ts';
 
 export interface QuotaSettings {
@@ -36,8 +37,7 @@ export interface QuotaGuardDeps {
   diskProbeIntervalMs?: number;
 }
 
-/** What a download attempt is, as far as the guard cares. */
-/** 'preheat' reason: a meeting not started yet; it never evicts a package to fit, it is refused instead. */
+/** What a download attempt is, as far as the guard cares: its meeting, and whether it may evict to fit (evictsToFit). */
 export type GuardedJob = Pick<DownloadView, 'meetingId'> & Partial<Pick<DownloadView, 'reason'>>;
 
 export interface QuotaEviction {
@@ -119,13 +119,13 @@ export class QuotaGuard {
    * again after the job's backoff, by when meetings may have ended.
    */
   beforeAttempt(job: GuardedJob): Promise<void> {
-    if (job.reason === 'preheat') this.#preheats.add(job.meetingId);
+    if (!evictsToFit(job)) this.#preheats.add(job.meetingId);
     return this.#serialized(async () => {
       const disk = await this.#probeDisk();
       const held = this.#deps.store.get(job.meetingId)?.size ?? 0;
       // At least one byte: a quota filled to the brim admits nothing, whatever the size.
       const need = Math.max(1, held, this.#atLeast.get(job.meetingId) ?? 0);
-      const plan = await this.#execute(this.#plan(disk, need, new Set([job.meetingId]), job.reason === 'preheat'));
+      const plan = await this.#execute(this.#plan(disk, need, new Set([job.meetingId]), !evictsToFit(job)));
       if (!plan.fits) throw this.#refuse(job.meetingId, plan, need, 'before');
     });
   }
@@ -144,13 +144,13 @@ export class QuotaGuard {
     const settings = this.#deps.settings();
     const inFlight = this.#inFlightBytes();
     // A preheat must stay under the cleanup mark (see planEviction's fitUnderMark).
-    const ceiling = job.reason === 'preheat' ? settings.cleanupThreshold * settings.maxSize : settings.maxSize;
+    const ceiling = !evictsToFit(job) ? settings.cleanupThreshold * settings.maxSize : settings.maxSize;
     const overQuota = settings.maxSize > 0 && this.#deps.store.usedBytes() + inFlight > ceiling;
     const disk = this.#estimatedDisk();
     const underFloor = disk !== null && disk.available < this.#floor(settings, disk);
     if (!overQuota && !underFloor) return null;
 
-    const plan = this.#plan(disk, 0, new Set([job.meetingId]), job.reason === 'preheat');
+    const plan = this.#plan(disk, 0, new Set([job.meetingId]), !evictsToFit(job));
     if (!plan.fits) {
       this.#atLeast.set(job.meetingId, Math.max(bytesWritten + 1, this.#atLeast.get(job.meetingId) ?? 0));
       return this.#refuse(job.meetingId, plan, bytesWritten, 'during');
@@ -204,7 +204,7 @@ export class QuotaGuard {
       lastServedAt: this.#deps.lastServedAt(pkg.meetingId),
       fetchedAt: Date.parse(pkg.fetchedAt) || 0,
       pinned: pinAll || active === null || active.has(pkg.meetingId) || inFlight.has(pkg.meetingId) || pinnedToo.has(pkg.meetingId),
-      preheated: pkg.source === 'preheat',
+      preheated: awaitsStartCheck(pkg),
     }));
     const policy: QuotaPolicy = {
       maxSize: settings.maxSize,

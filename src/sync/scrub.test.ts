@@ -37,7 +37,7 @@ test('the scrub waits between slices while the node is busy, and quarantines onl
       return createHash('sha256').update((await readFile(file)).subarray(0, size)).digest('hex');
     },
     // Busy for the first three looks, then idle.
-    busy: () => ++busyChecks <= 3,
+    load: () => ({ activeDownloads: ++busyChecks <= 3 ? 1 : 0, syncing: 0 }),
     onQuarantined: (id) => quarantined.push(id),
     logger: new MemoryLogger(),
     busyCheckMs: 5,
@@ -65,7 +65,7 @@ async function oneIntactPackage(t: { after: (fn: () => Promise<void>) => void },
   const scrubber = new Scrubber({
     store: { list: () => [...packages.values()], get: (id) => packages.get(id), remove: async (id) => (removed.push(id), packages.delete(id)) },
     hash,
-    busy: () => false,
+    load: () => ({ activeDownloads: 0, syncing: 0 }),
     onQuarantined: () => {},
     logger: new MemoryLogger(),
   });

@@ -49,12 +49,25 @@ export interface ScrubTotals {
   packagesQuarantined: number;
 }
 
+/** What the node is doing now, as the master's heartbeat reports it too. */
+export interface NodeLoad {
+  /** Tablets (and siblings) downloading from this node. */
+  activeDownloads: number;
+  /** Packages being fetched. */
+  syncing: number;
+}
+
+/** The scrub counts the node busy while anything transfers: its reads would compete with them. */
+function busy(load: NodeLoad): boolean {
+  return load.activeDownloads > 0 || load.syncing > 0;
+}
+
 export interface ScrubberDeps {
   store: Pick<PackageStore, 'list' | 'get' | 'remove'>;
   /** sha256 of a stored file's first `size` bytes, slice by slice (HashThread.hashStored). */
   hash: (path: string, size: number, options: { sliceBytes: number; beforeSlice: () => Promise<void> }) => Promise<string>;
-  /** True while tablets download or packages sync: the scrub waits between slices. */
-  busy: () => boolean;
+  /** Tablet downloads and package syncs running now: while any runs, the scrub waits between slices. */
+  load: () => NodeLoad;
   /** A package was quarantined (the node polls, so an active meeting's package is fetched again). */
   onQuarantined: (meetingId: string) => void;
   logger: Logger;
@@ -210,7 +223,7 @@ export class Scrubber {
     const step = this.#deps.busyCheckMs ?? 1_000;
     const max = this.#deps.maxPauseMs ?? 60_000;
     let waited = 0;
-    while (this.#deps.busy() && waited < max) {
+    while (busy(this.#deps.load()) && waited < max) {
       signal.throwIfAborted();
       await sleep(step, undefined, { signal }).catch(() => {});
       waited += step;

@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log/logger.ts';
 import { readBoundedText, type PackageResponse } from '../master/master-client.ts';
 import { packageGet, type PackageGetResponse } from '../master/package-get.ts';
+import { isAnyBuild, isBuild } from '../store/package-state.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import type { ProbeResult } from './build-probe.ts';
 import { FetchError, type FetchedPackage } from './fetch-package.ts';
@@ -216,10 +217,10 @@ export class SiteTier {
     }
     if (want.build === null && want.notBuilds.length === 0) return null;
     const identity = await fileIdentity(tempPath);
-    if (want.notBuilds.includes(identity.buildId)) {
+    if (isAnyBuild(identity, want.notBuilds)) {
       throw new FetchError(`${seed} sent the build held before the meeting restarted (it has not seen the restart)`, 'PEER_STALE_BUILD');
     }
-    if (want.build === null || identity.buildId === want.build) return null;
+    if (want.build === null || isBuild(identity, want.build)) return null;
     const vouched = fetched.headers[STANDS_FOR_HEADER] === want.build;
     if (vouched && want.documents !== null && identity.documentsId === want.documents) return want.build;
     throw new FetchError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');

@@ -10,7 +10,8 @@ import { MasterError, type MasterClient, type PackageResponse } from '../master/
 import { PackageStore } from '../store/package-store.ts';
 import type { JobOutcome } from './download-view.ts';
 import { fetchPackage } from './fetch-package.ts';
-import { SyncJob, SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
+import { SyncJob } from './sync-job.ts';
+import { SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
 

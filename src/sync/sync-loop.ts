@@ -1,26 +1,26 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
+import { SYNC_POLICY } from '../policy.ts';
+import { settledWithin } from '../time-limit.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
-import { standsFor, type PackageStore, type StoredPackage } from '../store/package-store.ts';
-import { ProbeQueue, probeMasterBuild, type ProbeResult } from './build-probe.ts';
+import { awaitsStartCheck, buildsOf, mayBeServed } from '../store/package-state.ts';
+import type { PackageStore } from '../store/package-store.ts';
+import { BuildChecks, type BuildChecksDeps, type PollRecord, type ProbeCounters } from './build-checks.ts';
+import type { ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import type { DownloadView } from './download-view.ts';
-import { backoffDelay, type SyncJobs } from './sync-jobs.ts';
+import { yieldsToSyncs, type DownloadView } from './download-view.ts';
+import type { SyncJobs } from './sync-jobs.ts';
 
-export interface PollRecord {
-  at: number;
-  token: string | null;
-  meetings: ActiveMeeting[];
-}
+export type { PollRecord, ProbeCounters } from './build-checks.ts';
 
-export interface SyncLoopDeps {
+export interface SyncLoopDeps extends Pick<BuildChecksDeps, 'site' | 'probe' | 'probeTimeoutMs' | 'probeRetry' | 'startCheckRetry' | 'random'> {
   store: PackageStore;
   jobs: SyncJobs;
   master: () => MasterClient;
   policy: () => ReconcilePolicy;
   logger: Logger;
   now?: () => number;
-  /** Minimum gap between extra polls triggered by requests for ids not seen yet (default 1 s). */
+  /** Minimum gap between extra polls triggered by requests for ids not seen yet (default: policy.ts). */
   unknownIdRefreshMs?: number;
   /**
    * Ids of meetings the master lists as not started yet (the preheat's scan): a request for one is
@@ -29,31 +29,6 @@ export interface SyncLoopDeps {
   scheduled?: (meetingId: string) => boolean;
   /** Storage quota (QuotaGuard): enforced after each successful poll, never after a failed one. */
   quota?: { enforce(): Promise<unknown> };
-  /**
-   * Which build of a meeting's package is current under the poll's token (default: a probe of the
-   * master's stream, build-probe.ts; with the site tier, the seed's answer). Called one meeting at a time.
-   */
-  probe?: (meetingId: string, token: string | null) => Promise<ProbeResult>;
-  /** Timeout of a default probe. */
-  probeTimeoutMs?: number;
-  /** First wait before probing again after an unanswered probe (doubles per failure, at most 5 min). */
-  probeRetryMs?: number;
-}
-
-/** What the probes of this process cost the master and found. */
-export interface ProbeCounters {
-  probes: number;
-  /** Bytes read from the master by probes. */
-  bytes: number;
-  sameBuild: number;
-  newBuild: number;
-  unknown: number;
-  /** Answers that came from the site's seed (no byte from the master). */
-  fromSeed: number;
-  /** Preheated packages served at their meeting's start (same documents as the master's new build). */
-  preheatConfirmed: number;
-  /** Preheated packages discarded at the start (documents changed, or no README to compare). */
-  preheatDiscarded: number;
 }
 
 /**
@@ -74,23 +49,18 @@ export class SyncLoop {
   /** The next unknown-id check, when a request waits for one after the gap (shared by all). */
   #nextRefresh: Promise<unknown> | null = null;
   #paused = false;
-  #probes = new ProbeQueue();
-  /**
-   * Meetings whose last probe got no usable answer: when to ask again, how many in a row, and
-   * under which token (a newer token is news: it is probed at once).
-   */
-  #probeRetry = new Map<string, { at: number; failures: number; token: string | null }>();
-  #probeCounters: ProbeCounters = { probes: 0, bytes: 0, sameBuild: 0, newBuild: 0, unknown: 0, fromSeed: 0, preheatConfirmed: 0, preheatDiscarded: 0 };
+  #checks: BuildChecks;
 
   constructor(deps: SyncLoopDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
+    this.#checks = new BuildChecks({ ...deps, now: this.#now, poll: this, changed: (meetingId) => this.events.emit('changed', meetingId) });
     deps.jobs.events.on('succeeded', (job) => {
-      if (job.reason === 'preheat') {
+      if (yieldsToSyncs(job)) {
         // Finished just as its meeting started: confirm it now rather than at the next check.
         const meeting = this.activeMeeting(job.meetingId);
         const poll = this.#lastSuccess;
-        if (meeting && poll && !this.#paused) this.#startConfirm(job.meetingId, poll);
+        if (meeting && poll && !this.#paused) this.#checks.startConfirm(job.meetingId, poll);
         return;
       }
       // A restarted meeting's fresh package is current again.
@@ -119,12 +89,12 @@ export class SyncLoop {
   }
 
   get probeCounters(): ProbeCounters {
-    return { ...this.#probeCounters };
+    return this.#checks.counters;
   }
 
   /** Meetings whose held build is being checked (probe running or queued). */
   probingIds(): Set<string> {
-    return this.#probes.pendingIds();
+    return this.#checks.pendingIds();
   }
 
   /** Paused (service stopped): polls do nothing and no new jobs start. */
@@ -132,8 +102,17 @@ export class SyncLoop {
     this.#paused = paused;
   }
 
+  get paused(): boolean {
+    return this.#paused;
+  }
+
   activeMeetings(): ActiveMeeting[] {
     return this.#lastSuccess?.meetings ?? [];
+  }
+
+  /** The active meetings' ids; null before the first successful poll (nothing may be evicted on an unknown active set). */
+  knownActiveIds(): Set<string> | null {
+    return this.#lastSuccess ? new Set(this.#lastSuccess.meetings.map((m) => m.id)) : null;
   }
 
   activeMeeting(meetingId: string): ActiveMeeting | undefined {
@@ -146,7 +125,7 @@ export class SyncLoop {
    */
   isServable(meetingId: string): boolean {
     const held = this.#deps.store.get(meetingId);
-    if (!held || held.source === 'preheat') return false;
+    if (!held || !mayBeServed(held)) return false;
     return !(this.#memory.endedHeld.has(meetingId) && this.activeMeeting(meetingId));
   }
 
@@ -213,7 +192,7 @@ export class SyncLoop {
     if (this.#paused) return;
     let pending: Promise<unknown> | undefined;
     if (!this.activeMeeting(meetingId)) {
-      const gap = this.#deps.unknownIdRefreshMs ?? 1_000;
+      const gap = this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs;
       const sinceLast = this.#now() - this.#lastUnknownRefresh;
       if (this.#polling) pending = this.#polling;
       else if (sinceLast >= gap) {
@@ -225,19 +204,24 @@ export class SyncLoop {
         // ids is still answered from the last check at once.
         pending = this.#refreshAfter(gap - sinceLast);
       }
-      if (pending) await withinMs(pending, maxWaitMs);
+      if (pending) await settledWithin(pending, maxWaitMs);
     }
     const poll = this.#lastSuccess;
     // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
     // each check makes the master read the whole package.
-    const waiting = (this.#probeRetry.get(meetingId)?.at ?? 0) > this.#now() || this.#deps.jobs.inFlight(meetingId) !== undefined;
-    if (poll && !waiting && this.activeMeeting(meetingId) && this.#deps.store.get(meetingId)?.source === 'preheat') {
-      await withinMs(this.#startConfirm(meetingId, poll), maxWaitMs);
+    const waiting = this.#checks.waiting(meetingId) || this.#deps.jobs.inFlight(meetingId) !== undefined;
+    if (poll && !waiting && this.activeMeeting(meetingId) && this.#awaitsStartCheck(meetingId)) {
+      await settledWithin(this.#checks.startConfirm(meetingId, poll), maxWaitMs);
     }
   }
 
+  #awaitsStartCheck(meetingId: string): boolean {
+    const held = this.#deps.store.get(meetingId);
+    return held !== undefined && awaitsStartCheck(held);
+  }
+
   #expectedToStart(meetingId: string): boolean {
-    return this.#deps.store.get(meetingId)?.source === 'preheat' || (this.#deps.scheduled?.(meetingId) ?? false);
+    return this.#awaitsStartCheck(meetingId) || (this.#deps.scheduled?.(meetingId) ?? false);
   }
 
   /** One unknown-id check `delayMs` from now, shared by every request that waits for it. */
@@ -257,9 +241,17 @@ export class SyncLoop {
    * newer token than this node's, say): news worth a poll, but never a flood of them.
    */
   async refreshSoon(): Promise<void> {
-    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? 1_000)) return;
+    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs)) return;
     this.#lastUnknownRefresh = this.#now();
     await this.pollNow();
+  }
+
+  /**
+   * A sibling asks which build is current (it takes this node for the seed): probes the master,
+   * in the one probe queue, and acts on the answer as after a poll (build-checks.ts).
+   */
+  probeForPeer(meetingId: string): Promise<ProbeResult> {
+    return this.#checks.probeForPeer(meetingId);
   }
 
   /** The meeting's download running or waiting, if any. */
@@ -281,24 +273,6 @@ export class SyncLoop {
       reason: 'requested',
       urgent: true,
       forPeer: options.forPeer,
-    });
-  }
-
-  /**
-   * A sibling asks which build is current (it takes this node for the seed): probes the master,
-   * in the one probe queue (joining a probe already waiting), and acts on the answer as after a
-   * poll (same build: recorded under the token; new build: fetched). Never asks another sibling.
-   */
-  probeForPeer(meetingId: string): Promise<ProbeResult> {
-    const poll = this.#lastSuccess;
-    if (!poll || this.#paused || !this.#deps.store.get(meetingId) || !this.activeMeeting(meetingId)) {
-      return Promise.resolve({ kind: 'unknown', reason: 'not held or not active here', bytesRead: 0 });
-    }
-    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
-    return this.#probes.run(meetingId, async () => {
-      const result = await probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs });
-      await this.#probed(meetingId, this.#lastSuccess ?? poll, result);
-      return result;
     });
   }
 
@@ -334,16 +308,16 @@ export class SyncLoop {
     const { jobs, store } = this.#deps;
     const retryAt = new Map<string, number>();
     for (const [id, failure] of jobs.failures()) retryAt.set(id, failure.retryAt);
-    for (const [id, retry] of this.#probeRetry) {
+    for (const [id, retry] of this.#checks.retries()) {
       if (retry.token === record.token) retryAt.set(id, Math.max(retry.at, retryAt.get(id) ?? 0));
     }
     const result = reconcile({
       now: this.#now(),
       poll: record,
-      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token, preheated: p.source === 'preheat' })),
+      held: store.list().map((p) => ({ meetingId: p.meetingId, token: p.token, preheated: awaitsStartCheck(p) })),
       inFlight: jobs.inFlightIds(),
-      preheating: new Set(jobs.jobs().filter((j) => !j.settled && j.reason === 'preheat').map((j) => j.meetingId)),
-      probing: this.#probes.pendingIds(),
+      preheating: new Set(jobs.jobs().filter((j) => !j.settled && yieldsToSyncs(j)).map((j) => j.meetingId)),
+      probing: this.#checks.pendingIds(),
       retryAt,
       memory: this.#memory,
       policy: this.#deps.policy(),
@@ -376,11 +350,11 @@ export class SyncLoop {
         return;
       case 'probe':
         // Not awaited: probes queue one at a time and the poll goes on.
-        void this.#probe(action.meetingId, poll).catch((error: Error) => logger.error(`probe ${action.meetingId}: ${error.message}`));
+        void this.#checks.probe(action.meetingId, poll).catch((error: Error) => logger.error(`probe ${action.meetingId}: ${error.message}`));
         return;
       case 'confirm':
         logger.info(`preheat ${action.meetingId}: the meeting started; checking the preheated package against the master's new build`);
-        void this.#startConfirm(action.meetingId, poll);
+        void this.#checks.startConfirm(action.meetingId, poll);
         return;
       case 'cancel':
         logger.info(`sync ${action.meetingId}: meeting no longer active, cancelling its download`);
@@ -396,111 +370,13 @@ export class SyncLoop {
   }
 
   /**
-   * Probes the master's current build of a held package: the same build → the package is
-   * confirmed under the poll's token (nothing fetched); another build → fetched through the one
-   * download job, the held package served until the new one is promoted; no usable answer → the
-   * package is kept and probed again later.
-   */
-  async #probe(meetingId: string, poll: PollRecord): Promise<void> {
-    const timeoutMs = this.#deps.probeTimeoutMs ?? 30_000;
-    // The outcome is acted on inside the queue's turn, so a meeting never looks idle (no probe,
-    // no job) between a probe that found a new build and the job that fetches it.
-    await this.#probes.run(meetingId, async () => {
-      const result = await (this.#deps.probe ? this.#deps.probe(meetingId, poll.token) : probeMasterBuild(this.#deps.master(), meetingId, { timeoutMs }));
-      await this.#probed(meetingId, poll, result);
-      return result;
-    });
-  }
-
-  /**
    * A meeting seen to end and start again has a new build: the one held is not it, whatever a
    * sibling that missed the restart still serves under the current token.
    */
   #heldBefore(action: { meetingId: string; reason: string }): string[] {
     const held = action.reason === 'restarted' ? this.#deps.store.get(action.meetingId) : undefined;
-    return held ? [held.buildId, held.confirmedBuildId].filter((id): id is string => !!id) : [];
+    return held ? buildsOf(held) : [];
   }
-
-  /** The start confirmation of a preheated package (a probe, joined if one is queued). Never throws. */
-  #startConfirm(meetingId: string, poll: PollRecord): Promise<void> {
-    return this.#probe(meetingId, poll).catch((error: Error) => this.#deps.logger.error(`preheat ${meetingId}: ${error.message}`));
-  }
-
-  async #probed(meetingId: string, poll: PollRecord, result: ProbeResult): Promise<void> {
-    const { jobs, store, logger } = this.#deps;
-    this.#probeCounters.probes++;
-    this.#probeCounters.bytes += result.bytesRead;
-    if (result.kind === 'identified' && result.seed !== undefined) this.#probeCounters.fromSeed++;
-    const held = store.get(meetingId);
-    const meeting = this.activeMeeting(meetingId);
-    if (!held || !meeting || this.#paused) return;
-    if (held.source === 'preheat') return this.#confirmPreheat(meetingId, held, poll, result);
-    if (result.kind === 'unknown') {
-      this.#probeCounters.unknown++;
-      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
-      const delay = Math.min(300_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
-      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
-      logger.warn(`probe ${meetingId}: ${result.reason}; keeping the held package, asking again in ${Math.round(delay / 1000)} s`);
-      return;
-    }
-    this.#probeRetry.delete(meetingId);
-    const from = result.seed === undefined ? `${result.bytesRead} bytes read` : `as the seed ${result.seed} says`;
-    // A confirmed preheat stands for the build probed at its start (same documents, other build time).
-    if (result.identity.buildId === standsFor(held)) {
-      this.#probeCounters.sameBuild++;
-      await store.retag(meetingId, poll.token);
-      logger.info(`probe ${meetingId}: the master's build is the one held (${from}); recorded under token ${poll.token}`);
-      return;
-    }
-    this.#probeCounters.newBuild++;
-    logger.info(`probe ${meetingId}: the master has a new build (${from}); fetching it (the held package is served meanwhile)`);
-    jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'token-changed', build: result.identity.buildId, documents: result.identity.documentsId });
-  }
-
-  /**
-   * The master rebuilds a package at its meeting's start; the preheated one was built before.
-   * Same README apart from its build-time line (documentsId) → the same documents: the preheated
-   * bytes are served at once and stand for the new build (no second stream from the master).
-   * Different, or nothing to compare → discarded and synced as usual: a stale document must never
-   * reach a tablet. No usable answer → kept unserved, asked again later (tablets wait or 503).
-   */
-  async #confirmPreheat(meetingId: string, held: StoredPackage, poll: PollRecord, result: ProbeResult): Promise<void> {
-    const { jobs, store, logger } = this.#deps;
-    const meeting = this.activeMeeting(meetingId);
-    if (!meeting) return;
-    if (result.kind === 'unknown') {
-      this.#probeCounters.unknown++;
-      const failures = (this.#probeRetry.get(meetingId)?.failures ?? 0) + 1;
-      const delay = Math.min(60_000, backoffDelay(this.#deps.probeRetryMs ?? 5_000, failures - 1, Math.random()));
-      this.#probeRetry.set(meetingId, { at: this.#now() + delay, failures, token: poll.token });
-      logger.warn(`preheat ${meetingId}: ${result.reason}; the preheated package waits for its check (again in ${Math.round(delay / 1000)} s)`);
-      return;
-    }
-    this.#probeRetry.delete(meetingId);
-    const same = held.documentsId !== null && result.identity.documentsId === held.documentsId;
-    if (same && (await store.confirm(meetingId, this.#lastSuccess?.token ?? poll.token, result.identity.buildId))) {
-      this.#probeCounters.preheatConfirmed++;
-      logger.info(`preheat ${meetingId}: same documents as the master's build at the start; serving the preheated package`);
-      this.events.emit('changed', meetingId);
-      return;
-    }
-    // Only the preheat checked here: a sync promoted meanwhile (a tablet asked) is the meeting's
-    // package now, complete and current, and must not be thrown away and fetched again.
-    if (!(await store.remove(meetingId, 'preheat-stale', { if: (pkg) => pkg.source === 'preheat' && pkg.sha256 === held.sha256 }))) {
-      logger.info(`preheat ${meetingId}: replaced by the meeting's sync during the check; nothing to discard`);
-      return;
-    }
-    this.#probeCounters.preheatDiscarded++;
-    logger.info(`preheat ${meetingId}: ${same ? 'the package changed during the check' : 'the documents changed since the preheat'}; discarding it and syncing`);
-    if (this.activeMeeting(meetingId) && !this.#paused) jobs.ensure({ meetingId, title: meeting.title, token: poll.token, reason: 'new' });
-  }
-}
-
-/** Resolves when `work` settles or `ms` passes, whichever is first; never rejects. */
-async function withinMs(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([work.catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
 }
 
 /** Same token and the same active meetings (ids and titles, in any order). */

@@ -1,11 +1,8 @@
 import type { Context, Hono } from 'hono';
 import { describeFieldErrors } from '../../config/validate.ts';
 import type { NodeConfig } from '../../config/schema.ts';
+import type { ConfigApplyResult } from '../../node-events.ts';
 import type { AppEnv } from '../app-env.ts';
-
-export type ConfigApplyResult =
-  | { ok: true; changed: string[]; restartRequired: string[]; overridden: Array<{ key: string; option: string }>; config: NodeConfig }
-  | { ok: false; fields: Record<string, string> };
 
 export interface ConfigRoutesDeps {
   current: () => NodeConfig;

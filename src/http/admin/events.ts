@@ -5,12 +5,8 @@ import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { LogRing } from '../../log/log-ring.ts';
-
-/** Node-level happenings the sync and store emitters do not cover. */
-export type NodeEventMap = {
-  service: [{ running: boolean }];
-  config: [{ changed: string[]; restartRequired: string[] }];
-};
+import type { TrafficHistory, TrafficSample } from './traffic-history.ts';
+import type { NodeEventMap } from '../../node-events.ts';
 
 export interface EventHubSources {
   jobs: SyncJobs;
@@ -19,6 +15,8 @@ export interface EventHubSources {
   logs: LogRing;
   node: EventEmitter<NodeEventMap>;
   running: () => boolean;
+  /** Each new sample of the panel's chart goes out as a `traffic` event. */
+  traffic?: Pick<TrafficHistory, 'events'>;
 }
 
 export interface EventHubOptions {
@@ -93,6 +91,7 @@ export class AdminEventHub {
     this.#listen(node, 'config', (event: { changed: string[]; restartRequired: string[] }) =>
       this.#push('config', { changed: event.changed, restart_required: event.restartRequired }),
     );
+    if (sources.traffic) this.#listen(sources.traffic.events, 'sample', (sample: TrafficSample) => this.#push('traffic', sample));
     this.#listen(logs.events, 'line', (line: { text: string }) => {
       this.#logLines.push(line.text);
       // A log storm must not grow this without bound between two flushes.

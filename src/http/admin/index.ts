@@ -13,6 +13,7 @@ import type { LogRing } from '../../log/log-ring.ts';
 import { registerLogRoutes } from './logs.ts';
 import { registerMaintenanceRoutes, type MaintenanceRoutesDeps } from './maintenance-routes.ts';
 import { registerServiceRoutes, type ServiceRoutesDeps } from './service-routes.ts';
+import type { TrafficHistory } from './traffic-history.ts';
 
 export interface AdminDeps {
   logger: Logger;
@@ -24,6 +25,8 @@ export interface AdminDeps {
   logs: LogRing;
   diagnostics: DiagnosticsDeps;
   health: Omit<HealthDeps, 'auth'>;
+  /** The bytes-per-second and holders history of the panel's chart (GET /api/traffic); absent: 404. */
+  traffic?: Pick<TrafficHistory, 'intervalMs' | 'samples'>;
   /** Storage upkeep on demand (the scrub); absent: no such routes. */
   maintenance?: MaintenanceRoutesDeps;
   /** Request bodies above this answer 413 (admin bodies are small JSON documents). */
@@ -59,6 +62,8 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AdminDeps): AdminAu
   registerLogRoutes(app, deps.logs);
   registerDiagnosticsRoutes(app, deps.diagnostics);
   if (deps.maintenance) registerMaintenanceRoutes(app, deps.maintenance);
+  const traffic = deps.traffic;
+  if (traffic) app.get('/api/traffic', (c) => c.json({ interval_ms: traffic.intervalMs, samples: traffic.samples() }));
   // HEAD of the event stream: its headers only (Hono would run the GET and write the stream).
   app.on('HEAD', '/api/events', (c) => c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' }));
   app.get('/api/events', (c) => {

@@ -2,6 +2,7 @@ import { readdirSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { DiskSpace } from '../../store/disk-space.ts';
+import { awaitsStartCheck } from '../../store/package-state.ts';
 import type { PackageStore } from '../../store/package-store.ts';
 import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
@@ -9,7 +10,7 @@ import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { Preheater } from '../../sync/preheat.ts';
 import type { SyncLoop } from '../../sync/sync-loop.ts';
 import type { DownloadStats } from '../download-stats.ts';
-import type { PeerServeStats } from '../peer-serving.ts';
+import { bytesServedToTablets, type PeerServeStats } from '../peer-serving.ts';
 import type { SiteTier } from '../../sync/site-tier.ts';
 
 export interface MetricsSources {
@@ -144,7 +145,7 @@ export class NodeMetrics {
         help: 'Bytes of preheated packages held, ready for their meeting\'s start.',
         registers,
         collect() {
-          this.set(store.list().filter((p) => p.source === 'preheat').reduce((sum, p) => sum + p.size, 0));
+          this.set(store.list().filter(awaitsStartCheck).reduce((sum, p) => sum + p.size, 0));
         },
       });
       new Counter({
@@ -210,7 +211,7 @@ export class NodeMetrics {
         labelNames: ['client'],
         registers,
         collect() {
-          const now = { tablet: Math.max(0, stats.totalBytesServed - site.peers.bytes), peer: site.peers.bytes };
+          const now = { tablet: bytesServedToTablets(stats, site.peers), peer: site.peers.bytes };
           for (const client of ['tablet', 'peer'] as const) {
             if (now[client] > servedSeen[client]) this.inc({ client }, now[client] - servedSeen[client]);
             servedSeen[client] = now[client];
