@@ -5,16 +5,13 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigStore } from './config/config-store.ts';
-import { configSchema } from './config/schema.ts';
-import { AdminEventHub } from './http/admin/events.ts';
 import type { ConfigApplyResult, NodeEventMap } from './node-events.ts';
-import { NodeMetrics } from './http/admin/metrics.ts';
-import { PackageHolders } from './http/admin/package-holders.ts';
-import { TrafficHistory } from './http/admin/traffic-history.ts';
+import type { NodeMetrics } from './http/admin/metrics.ts';
+import { NodeReports } from './node/reports.ts';
 import { createApp } from './http/app.ts';
-import { downloadSettings, type DownloadDeps } from './http/download-route.ts';
+import { downloadSettings } from './http/download-route.ts';
 import { logDownloads } from './http/access-log.ts';
-import { DownloadStats } from './http/download-stats.ts';
+import { ServeStats } from './http/serve-stats.ts';
 import { LogRing, tapLogger } from './log/log-ring.ts';
 import { createLogger, type Logger } from './log/logger.ts';
 import { Announcer } from './master/announcer.ts';
@@ -23,24 +20,24 @@ import type { MasterClient } from './master/master-client.ts';
 import { printAdminToken, resolveAdminToken } from './node/admin-token.ts';
 import { ConfigApplier } from './node/config-applier.ts';
 import { Maintenance } from './node/maintenance.ts';
-import { collectDiagnostics } from './node/diagnostics.ts';
+import { operatorApi } from './node/operator-api.ts';
 import { NodeLifecycle, type ScheduleInfo } from './node/lifecycle.ts';
 import { MasterLink, masterClientOptions } from './node/master-link.ts';
 import { DEFAULT_POLICY, type NodePolicy } from './policy.ts';
-import { buildStatus } from './node/status.ts';
 import { acquireStorageLock, describeHolder } from './node/storage-lock.ts';
-import { unusableDirectory, unusableFile, UnusablePathError } from './node/usable-path.ts';
+import { openStorage, refuseUnusable, unusableDirectory, unusableFile } from './node/usable-path.ts';
 import { readPackageVersion } from './node/version.ts';
 import { DiskSpaceProbe } from './store/disk-space.ts';
-import { PackageStore } from './store/package-store.ts';
+import type { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
-import { Scrubber, type NodeLoad } from './sync/scrub.ts';
+import type { NodeLoad } from './sync/scrub.ts';
 import { SiteMembers } from './sync/site-members.ts';
 import { SiteTier } from './sync/site-tier.ts';
-import { bytesServedToTablets, PeerServeStats } from './http/peer-serving.ts';
-import { QuotaGuard } from './sync/quota-guard.ts';
+import { PeerServeStats } from './http/peer-serving.ts';
+import { QuotaGuard, quotaSettings } from './sync/quota-guard.ts';
 import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
-import { SyncLoop } from './sync/sync-loop.ts';
+import { Reconciler } from './sync/reconciler.ts';
+import { reconcilePolicy } from './sync/reconcile.ts';
 import { Preheater } from './sync/preheat.ts';
 import { PreheatSchedule } from './node/preheat-schedule.ts';
 import { createHttpFront } from './node/http-front.ts';
@@ -63,9 +60,9 @@ export class EdgeNode {
   readonly logger: Logger;
   readonly store: PackageStore;
   readonly jobs: SyncJobs;
-  readonly sync: SyncLoop;
+  readonly sync: Reconciler;
   readonly announcer: Announcer;
-  readonly stats: DownloadStats;
+  readonly stats: ServeStats;
   /** The site tier (issue 12): which sibling seeds which package, fetches from it, its counters. */
   readonly site: SiteTier;
   /** Bytes and requests served to sibling nodes. */
@@ -91,6 +88,7 @@ export class EdgeNode {
   readonly #adminToken: () => string;
   readonly #disk: DiskSpaceProbe;
   readonly #maintenance: Maintenance;
+  readonly #reports: NodeReports;
 
   /** Loads the config, opens storage, listens, registers and starts polling and heartbeats. */
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
@@ -106,34 +104,15 @@ export class EdgeNode {
     let logger: Logger | null = null;
     try {
       if (logFile) refuseUnusable('logging.filePath', await unusableFile(logFile));
-      const baseLogger =
-        options.logger ??
-        createLogger({
-          level: logging.level,
-          filePath: logFile,
-          maxFileSize: logging.maxFileSize,
-          backupCount: logging.backupCount,
-          format: logging.format,
-        });
+      const { level, maxFileSize, backupCount, format } = logging;
+      const baseLogger = options.logger ?? createLogger({ level, filePath: logFile, maxFileSize, backupCount, format });
       const policy: NodePolicy = { ...DEFAULT_POLICY, ...options.policy };
       const logs = new LogRing(policy.logRingLines);
       logger = tapLogger(baseLogger, logs);
       if (lock.tookOver) logger.warn(`storage: took over the lock of a node that is no longer running (${describeHolder(lock.tookOver)})`);
-      const adminToken = resolveAdminToken(
-        config,
-        {
-          option: options.adminToken,
-          environment: options.environment?.adminToken,
-          announce: options.announceAdminToken ?? (options.logger ? null : printAdminToken),
-        },
-        logger,
-      );
-      let store: PackageStore;
-      try {
-        store = await PackageStore.open(storageRoot, logger);
-      } catch (error) {
-        throw new UnusablePathError('storage.path', `${storageRoot}: cannot be opened (${(error as Error).message})`);
-      }
+      const announce = options.announceAdminToken ?? (options.logger ? null : printAdminToken);
+      const adminToken = resolveAdminToken(config, { option: options.adminToken, environment: options.environment?.adminToken, announce }, logger);
+      const store = await openStorage(storageRoot, logger);
       const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current, lock.release);
       await node.#lifecycle.listen(options.port ?? config.current.nodePort);
       // The node runs: its config file is written now (defaults, nodeId, a generated token), never by a failed start.
@@ -173,7 +152,7 @@ export class EdgeNode {
     this.version = readPackageVersion(path.resolve(publicDir, '..', 'package.json'));
     const current = () => this.config.current;
     const serving = () => this.#lifecycle.serving;
-    this.stats = new DownloadStats();
+    this.stats = new ServeStats();
     logDownloads(this.stats, logger);
     // check-disk-space, cached: the quota guard, /api/status and /metrics read the cache.
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
@@ -185,11 +164,7 @@ export class EdgeNode {
     const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({
       store,
-      settings: () => {
-        const { maxSize, cleanupThreshold, autoCleanup } = current().storage;
-        // freeFloorBytes null: the guard's own floor (a share of the volume, capped).
-        return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
-      },
+      settings: () => quotaSettings(current()),
       disk: () => this.#disk.read(),
       activeIds: () => this.sync.knownActiveIds(),
       inFlightIds: () => this.jobs.inFlightIds(),
@@ -209,14 +184,11 @@ export class EdgeNode {
       ...options.site,
     });
     this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
-    this.sync = new SyncLoop({
+    this.sync = new Reconciler({
       store,
       jobs: this.jobs,
       master,
-      policy: () => {
-        const { cleanup } = current();
-        return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
-      },
+      policy: () => reconcilePolicy(current()),
       quota: this.quota,
       scheduled: (meetingId) => this.preheater.isScheduled(meetingId),
       // Only a package's seed probes the master; its siblings ask the seed (site-tier.ts).
@@ -225,16 +197,8 @@ export class EdgeNode {
     });
     // The scrub: stored packages re-hashed on the hash thread, held back while the node is busy;
     // a quarantined package of an active meeting is fetched again by the poll it triggers.
-    const scrubber = new Scrubber({
-      store,
-      hash: (file, size, options) => hashes.hashStored(file, size, options),
-      load,
-      onQuarantined: () => {
-        if (this.serving) void this.syncNow();
-      },
-      logger,
-    });
-    this.#maintenance = new Maintenance({ scrubber, schedule: () => current().maintenance.scrubSchedule, logger });
+    const scrub = { store, hash: hashes.hashStored.bind(hashes), load, onQuarantined: () => void (this.serving && this.syncNow()) };
+    this.#maintenance = new Maintenance({ scrub, schedule: () => current().maintenance.scrubSchedule, logger });
     // The membership is read again with every poll, so seeds are picked from a fresh view: at the
     // poll's start, beside the meetings request, so a fetch the poll starts finds the view read
     // (or being read) instead of waiting for one more request to the master before its seed.
@@ -247,7 +211,7 @@ export class EdgeNode {
       store,
       sync: this.sync,
       settings: () => current().preheat,
-      running: serving,
+      serving,
       logger,
     });
     this.preheatTask = new PreheatSchedule(this.preheater, () => current().preheat.schedule, this.events, logger);
@@ -260,99 +224,51 @@ export class EdgeNode {
       extras: () => ({ load: load() }),
       logger,
     });
-    this.metrics = new NodeMetrics({
+    this.#reports = new NodeReports({
+      config: current,
+      store,
       jobs: this.jobs,
       sync: this.sync,
-      store,
       stats: this.stats,
-      running: serving,
-      site: { tier: this.site, peers: this.peerStats },
+      quota: this.quota,
+      announcer: this.announcer,
+      site: this.site,
+      peers: this.peerStats,
+      preheater: this.preheater,
+      preheatTask: this.preheatTask,
+      maintenance: this.#maintenance,
+      disk: this.#disk,
+      logs,
+      nodeEvents: this.events,
+      policy,
+      serving,
       nodeId: () => current().nodeId ?? '',
       version: this.version,
       startedAt: this.startedAt,
-      storage: {
-        usedBytes: () => store.usedBytes() + this.quota.state.inFlightBytes,
-        quotaBytes: () => current().storage.maxSize,
-        disk: () => this.#disk.read(),
-      },
-      scrub: () => {
-        const last = scrubber.last;
-        return {
-          totals: scrubber.totals,
-          running: scrubber.current !== null,
-          last: last?.finishedAt ? { finishedAt: last.finishedAt, findings: last.findings.length } : null,
-        };
-      },
-      preheat: this.preheater,
+      runtime: () => ({
+        serving: this.serving,
+        masterUrl: this.master.baseUrl,
+        address: this.address,
+        port: this.port,
+        startedAt: this.startedAt,
+        version: this.version,
+        schedule: this.schedule,
+        restartRequired: this.restartRequired,
+        startOverrides: this.#applier.startOverrides,
+      }),
     });
-    // The panel's live chart: rates from the counters above, and tablets holding each package.
-    const holders = new PackageHolders(this.stats, store);
-    const traffic = new TrafficHistory({
-      totals: () => ({ servedTablets: bytesServedToTablets(this.stats, this.peerStats), servedPeers: this.peerStats.bytes, fetchedMaster: this.jobs.fetchedBytes.master }),
-      holders: () => holders.counts(),
-      intervalMs: policy.trafficSampleMs,
-      samples: policy.trafficSamples,
-    });
-    traffic.start();
-    const eventHub = new AdminEventHub({ jobs: this.jobs, sync: this.sync, store, logs, node: this.events, running: serving, traffic });
+    this.metrics = this.#reports.metrics;
+    this.#reports.start();
 
-    const downloads: Omit<DownloadDeps, 'zeroCopy' | 'tailing' | 'tailFiles'> = {
-      store,
-      sync: this.sync,
-      stats: this.stats,
-      logger,
-      isServing: serving,
-      peers: this.peerStats,
-      settings: () => downloadSettings(current(), policy),
-    };
     const front = createHttpFront({
-      downloads,
+      downloads: { store, sync: this.sync, stats: this.stats, logger, serving, peers: this.peerStats, settings: () => downloadSettings(current(), policy) },
       app: (full) =>
         createApp({
           downloads: full,
-          admin: {
-            logger,
-            token: () => this.adminToken,
-            authLimit: policy.authLimit,
-            config: {
-              current,
-              schema: configSchema,
-              update: (patch) => this.updateConfig(patch),
-            },
-            service: {
-              running: serving,
-              stop: () => this.stopService(),
-              start: () => this.startService(),
-              syncNow: () => this.#lifecycle.syncNowReport(),
-              status: () => this.status(),
-            },
-            events: eventHub,
-            traffic,
-            logs,
-            diagnostics: {
-              collect: () =>
-                collectDiagnostics({
-                  config: current,
-                  logs,
-                  status: () => this.status(),
-                  metrics: async () => (await this.metrics.render()).body,
-                  version: this.version,
-                  adminToken: () => this.adminToken,
-                }),
-            },
-            health: {
-              storageRoot: store.root,
-              configValid: () => this.config.validate(current()).ok,
-              running: serving,
-              metrics: this.metrics,
-              metricsPublic: () => current().metricsPublic,
-            },
-            maintenance: {
-              scrubNow: () => this.#maintenance.scrubNow(),
-              scrubbing: () => scrubber.current !== null,
-              scrubStatus: () => this.#maintenance.scrubStatus(),
-            },
-          },
+          admin: operatorApi({
+            node: this, config, logger, policy, logs, storageRoot: store.root, metrics: this.metrics, maintenance: this.#maintenance,
+            events: this.#reports.events, traffic: this.#reports.traffic, syncNow: () => this.#lifecycle.syncNowReport(),
+          }),
           publicDir,
         }),
       environment: options.environment,
@@ -373,9 +289,7 @@ export class EdgeNode {
       announcer: this.announcer,
       master: this.#master,
       closeAtStop: () => {
-        eventHub.close();
-        traffic.stop();
-        holders.close();
+        this.#reports.closeFeeds();
         // No scrub while the node stops: it would only compete with the drain.
         void this.#maintenance.stop();
       },
@@ -431,50 +345,12 @@ export class EdgeNode {
 
   /** Base URL to reach this node from this machine (tests, demo). */
   get localUrl(): string {
-    const host = this.host === '0.0.0.0' || this.host === '::' ? '127.0.0.1' : this.host;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
+    return this.#lifecycle.localUrl;
   }
 
   /** The /api/status document. */
-  async status() {
-    const disk = await this.#disk.read();
-    const preheater = this.preheater;
-    return buildStatus(
-      {
-        config: () => this.config.current,
-        sync: this.sync,
-        jobs: this.jobs,
-        store: this.store,
-        stats: this.stats,
-        quota: this.quota,
-        announcer: this.announcer,
-        maintenance: () => ({ scrub: this.#maintenance.scrubStatus() }),
-        site: this.site,
-        peers: this.peerStats,
-        preheat: {
-          upcoming: () => this.preheater.upcoming(),
-          get counters() {
-            return preheater.counters;
-          },
-          get lastScan() {
-            return preheater.lastScan;
-          },
-          nextScanAt: () => this.preheatTask.nextRunAt(),
-        },
-        runtime: () => ({
-          running: this.serving,
-          masterUrl: this.master.baseUrl,
-          address: this.address,
-          port: this.port,
-          startedAt: this.startedAt,
-          version: this.version,
-          schedule: this.schedule,
-          restartRequired: this.restartRequired,
-          startOverrides: this.#applier.startOverrides,
-        }),
-      },
-      disk,
-    );
+  status() {
+    return this.#reports.status();
   }
 
   /** Scrubs storage now (or joins the scrub running): every package re-hashed against its manifest. */
@@ -515,9 +391,4 @@ export class EdgeNode {
     this.preheater.close();
     return this.#lifecycle.stop();
   }
-}
-
-/** A path the node cannot use: the start is refused like an invalid config, naming the key. */
-function refuseUnusable(key: string, reason: string | null): void {
-  if (reason !== null) throw new UnusablePathError(key, reason);
 }

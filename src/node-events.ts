@@ -6,7 +6,7 @@
 import type { NodeConfig } from './config/schema.ts';
 
 export type NodeEventMap = {
-  service: [{ running: boolean }];
+  service: [{ serving: boolean }];
   config: [{ changed: string[]; restartRequired: string[] }];
 };
 

@@ -2,7 +2,7 @@
  * Storage quota and disk faults, with the faults injected:
  * - ENOSPC / EIO while a download writes (the real PackageFileWriter's writes fail): the temp file
  *   is removed, the old version stays served, the error is visible, a later job succeeds;
- * - the quota (QuotaGuard wired into SyncJobs and SyncLoop as the composition root does): ended
+ * - the quota (QuotaGuard wired into SyncJobs and Reconciler as the composition root does): ended
  *   meetings evicted least recently served first, active ones pinned, a tablet already downloading
  *   an evicted package gets every byte, a sync that cannot fit refused with a clear error and
  *   retried later, the free-disk floor refusing syncs even without a quota.
@@ -15,14 +15,14 @@ import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { DownloadStats } from '../src/http/download-stats.ts';
+import { ServeStats } from '../src/http/serve-stats.ts';
 import { handleDownload } from '../src/http/download-route.ts';
 import { MasterClient } from '../src/master/master-client.ts';
 import type { DiskSpace } from '../src/store/disk-space.ts';
 import { PackageStore } from '../src/store/package-store.ts';
 import { QuotaGuard, type QuotaSettings } from '../src/sync/quota-guard.ts';
 import { SyncJobs } from '../src/sync/sync-jobs.ts';
-import { SyncLoop } from '../src/sync/sync-loop.ts';
+import { Reconciler } from '../src/sync/reconciler.ts';
 import {
   cleanupStack,
   fetchRaw,
@@ -143,9 +143,9 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
 interface QuotaNode {
   store: PackageStore;
   jobs: SyncJobs;
-  sync: SyncLoop;
+  sync: Reconciler;
   guard: QuotaGuard;
-  stats: DownloadStats;
+  stats: ServeStats;
   logger: ReturnType<typeof memoryLogger>;
   url: string;
   quota: QuotaSettings;
@@ -154,7 +154,7 @@ interface QuotaNode {
 
 /**
  * The parts of a node the quota touches, wired as src/edge-node.ts wires them (guard into SyncJobs
- * and SyncLoop, last-served times from DownloadStats, active meetings from the last poll), with the
+ * and Reconciler, last-served times from ServeStats, active meetings from the last poll), with the
  * real download route on a plain HTTP server. Ended meetings are kept (cleanup off) so that only
  * the quota evicts.
  */
@@ -166,10 +166,10 @@ async function quotaNode(t: Parameters<typeof cleanupStack>[0], m: TestMaster, q
   const store = await PackageStore.open(path.join(dir, 'storage'), logger);
   const master = new MasterClient({ host: '127.0.0.1', port: m.port, connectTimeoutMs: 2_000, requestTimeoutMs: 5_000 });
   defer(() => master.destroy());
-  const stats = new DownloadStats();
+  const stats = new ServeStats();
   const disk: { value: DiskSpace | null } = { value: null };
   const settings = { ...quota };
-  let sync: SyncLoop | null = null;
+  let sync: Reconciler | null = null;
   let jobs: SyncJobs | null = null;
   const guard = new QuotaGuard({
     store,
@@ -187,14 +187,14 @@ async function quotaNode(t: Parameters<typeof cleanupStack>[0], m: TestMaster, q
     logger,
     guard,
   });
-  sync = new SyncLoop({ store, jobs, master: () => master, policy: () => ({ evictEnded: false, cleanOnStartup: false }), logger, quota: guard });
+  sync = new Reconciler({ store, jobs, master: () => master, policy: () => ({ evictEnded: false, cleanOnStartup: false }), logger, quota: guard });
   const loop = sync;
   const deps = {
     store,
     sync: loop,
     stats,
     logger,
-    isServing: () => true,
+    serving: () => true,
     settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 30_000, retryAfterSeconds: 1 }),
   };
   const server: Server = createServer((req, res) => {

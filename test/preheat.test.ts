@@ -80,7 +80,7 @@ test('a meeting scheduled soon is preheated, not served or reported before its s
   assert.equal(res.headers.etag, `"${preheatSha}"`, 'the ETag is the sha256 of the bytes served');
   assert.equal(n.node.store.get('m1')?.source, 'confirmed');
   const confirmed = n.node.store.get('m1')!;
-  assert.ok(confirmed.confirmedBuildId && confirmed.confirmedBuildId !== confirmed.buildId, 'it stands for the start\'s build (another build time)');
+  assert.ok(confirmed.standsFor && confirmed.standsFor !== confirmed.buildId, 'it stands for the start\'s build (another build time)');
   // A probe reads the first entry and hangs up; the master has written a few socket buffers by then.
   const size = confirmed.size;
   assert.ok(startBuildBytes(m, 'm1') < size / 2, `the start's build was only probed (${startBuildBytes(m, 'm1')} of ${size} bytes sent)`);

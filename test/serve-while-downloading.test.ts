@@ -10,12 +10,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { DownloadStats } from '../src/http/download-stats.ts';
+import { ServeStats } from '../src/http/serve-stats.ts';
 import { handleDownload, type DownloadDeps } from '../src/http/download-route.ts';
 import { TailLimit } from '../src/http/tail-send.ts';
 import type { PackageStore, StoredPackage } from '../src/store/package-store.ts';
 import { SyncJob } from '../src/sync/sync-job.ts';
-import type { SyncLoop } from '../src/sync/sync-loop.ts';
+import type { Reconciler } from '../src/sync/reconciler.ts';
 import {
   cleanupStack,
   descriptorsOn,
@@ -184,13 +184,13 @@ async function routeHarness(max: number): Promise<Harness> {
     activeMeeting: (id: string) => (id === 'm1' ? { id, title: 'M1' } : undefined),
     requestSync: () => job,
     settleRequest: async () => {},
-  } as unknown as SyncLoop;
+  } as unknown as Reconciler;
   const deps: DownloadDeps = {
     store: { get: () => undefined, open: async () => undefined } as unknown as PackageStore,
     sync,
-    stats: new DownloadStats(),
+    stats: new ServeStats(),
     logger: memoryLogger(),
-    isServing: () => true,
+    serving: () => true,
     settings: () => ({ waitForSyncMs: 30_000, idleTimeoutMs: 30_000, retryAfterSeconds: 7 }),
     tailing: limit,
   };

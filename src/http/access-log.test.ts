@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { accessFields, accessLine } from './access-log.ts';
-import type { FinishedDownload } from './download-stats.ts';
+import type { FinishedServe } from './serve-stats.ts';
 
-const base: FinishedDownload = {
+const base: FinishedServe = {
   meetingId: 'm1',
   completed: false,
   client: '::1',

@@ -1,15 +1,15 @@
 import type { Logger } from '../log/logger.ts';
-import type { DownloadStats, FinishedDownload } from './download-stats.ts';
+import type { ServeStats, FinishedServe } from './serve-stats.ts';
 
 /**
  * The access log: one INFO line per download (a tablet's, or a sibling node's, named as such)
  * that finished or was cut (HEAD and 304
  * answers are not downloads), with the facts as fields for logging.format json. Fed by the
- * download counters (DownloadStats), so every way a package is served is logged the same way.
+ * download counters (ServeStats), so every way a package is served is logged the same way.
  * Returns the unsubscribe.
  */
-export function logDownloads(stats: DownloadStats, logger: Logger): () => void {
-  const write = (download: FinishedDownload) => logger.info(accessLine(download), accessFields(download));
+export function logDownloads(stats: ServeStats, logger: Logger): () => void {
+  const write = (download: FinishedServe) => logger.info(accessLine(download), accessFields(download));
   stats.events.on('finished', write);
   return () => stats.events.off('finished', write);
 }
@@ -22,7 +22,7 @@ const MAX_HEADER_LOGGED = 256;
  * [(while syncing)] range=<"Range"|-> ua=<"User-Agent"|->`: the header values quoted as JSON strings,
  * so a quote or a space a client sends cannot forge a field.
  */
-export function accessLine(d: FinishedDownload): string {
+export function accessLine(d: FinishedServe): string {
   const seconds = (d.durationMs / 1000).toFixed(3);
   return (
     `access ${d.client ?? '-'}${d.peer ? ` (node ${d.peer})` : ''} ${d.method ?? 'GET'} meeting ${d.meetingId} ${d.status} ${d.bytes} bytes ${seconds} s ` +
@@ -30,7 +30,7 @@ export function accessLine(d: FinishedDownload): string {
   );
 }
 
-export function accessFields(d: FinishedDownload) {
+export function accessFields(d: FinishedServe) {
   return {
     event: 'download',
     client: d.client,

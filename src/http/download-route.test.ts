@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { MemoryLogger } from '../log/memory-logger.ts';
 import { DEFAULT_POLICY } from '../policy.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import { DownloadStats } from './download-stats.ts';
+import { ServeStats } from './serve-stats.ts';
 import { createDownloadListener, downloadSettings, type DownloadDeps } from './download-route.ts';
 
 test('a tablet\'s idle timeout is the configured one, never under the policy\'s floor', () => {
@@ -26,9 +26,9 @@ async function serve(t: { after: (fn: () => unknown) => void }, options: { servi
       activeMeeting: (id: string) => (options.active.includes(id) ? { id, title: id } : undefined),
       requestSync: () => undefined,
     } as unknown as DownloadDeps['sync'],
-    stats: new DownloadStats(),
+    stats: new ServeStats(),
     logger: new MemoryLogger(),
-    isServing: () => options.serving,
+    serving: () => options.serving,
     settings: () => ({ waitForSyncMs: 50, idleTimeoutMs: 1_000, retryAfterSeconds: 7, settleWaitMs: 25 }),
   };
   const listener = createDownloadListener(deps);

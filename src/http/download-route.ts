@@ -4,10 +4,10 @@ import { isValidMeetingId } from '../meeting-id.ts';
 import { DEFAULT_POLICY, type NodePolicy } from '../policy.ts';
 import type { NodeConfig } from '../config/schema.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
-import type { DownloadView } from '../sync/download-view.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { FetchView } from '../sync/fetch-view.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import { STANDS_FOR_HEADER } from '../sync/site-tier.ts';
-import type { DownloadRecord, DownloadStats } from './download-stats.ts';
+import type { ServeRecord, ServeStats } from './serve-stats.ts';
 import { buildPathId, DOWNLOAD_CORS, downloadPathId } from './download-urls.ts';
 import { handleBuildIdentity, holdsWanted, peerRequest, type PeerRequest, type PeerServeStats } from './peer-serving.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
@@ -20,11 +20,11 @@ import type { ZeroCopy } from './zero-copy.ts';
 
 export interface DownloadDeps {
   store: PackageStore;
-  sync: SyncLoop;
-  stats: DownloadStats;
+  sync: Reconciler;
+  stats: ServeStats;
   logger: Logger;
   /** False while the operator has stopped the service: downloads answer 503. */
-  isServing: () => boolean;
+  serving: () => boolean;
   settings: () => DownloadSettings;
   /**
    * Tablets of an active meeting whose package is still syncing are served from the download as
@@ -85,7 +85,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
   if (!isValidMeetingId(meetingId)) {
     return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
   }
-  if (!deps.isServing()) {
+  if (!deps.serving()) {
     return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.settings().retryAfterSeconds) });
   }
   const peer = peerRequest(req);
@@ -196,7 +196,7 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   }
   const { pkg, fd } = opened;
   const giveBack = 'release' in opened ? () => opened.release() : undefined;
-  if (peer && pkg.confirmedBuildId !== null) res.setHeader(STANDS_FOR_HEADER, pkg.confirmedBuildId);
+  if (peer && pkg.standsFor !== null) res.setHeader(STANDS_FOR_HEADER, pkg.standsFor);
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
   // Read now: once the socket is closed it no longer knows its peer.
@@ -214,7 +214,7 @@ function downloadRecord(
   startedAt: number,
   whileSyncing: boolean,
   peer: PeerRequest | null,
-): DownloadRecord {
+): ServeRecord {
   // References to the strings the parser already made: nothing is copied per request.
   const { range, 'user-agent': userAgent } = req.headers;
   return {
@@ -247,7 +247,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  * a download slot, or waiting for the master's first byte) waits, at most waitForSyncMs. 'settled'
  * or 'timeout' without having served: the caller serves from storage or answers 503.
  */
-async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadView, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<WaitOutcome> {
+async function tailOrWait(deps: DownloadDeps, meetingId: string, job: FetchView, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
   const client = req.socket.remoteAddress ?? null;
   for (;;) {
@@ -280,7 +280,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: DownloadVi
 }
 
 /** Waits for the job to finish (or the client to leave), at most `ms`. */
-async function waitForJob(job: DownloadView, res: ServerResponse, ms: number): Promise<WaitOutcome> {
+async function waitForJob(job: FetchView, res: ServerResponse, ms: number): Promise<WaitOutcome> {
   const closed = new Promise<'closed'>((resolve) => res.once('close', () => resolve('closed')));
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
@@ -294,7 +294,7 @@ async function waitForJob(job: DownloadView, res: ServerResponse, ms: number): P
 }
 
 /** The job's next bytes or its end, the client leaving, or `ms` passing, whichever is first. */
-function nextJobEvent(job: DownloadView, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
+function nextJobEvent(job: FetchView, res: ServerResponse, ms: number): Promise<'progress' | 'settled' | 'closed' | 'timeout'> {
   return new Promise((resolve) => {
     const finish = (outcome: 'progress' | 'settled' | 'closed' | 'timeout') => {
       clearTimeout(timer);

@@ -6,17 +6,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isValidMeetingId } from '../meeting-id.ts';
 import { within } from '../time-limit.ts';
-import { isBuild, isBuildAskedFor, standsFor } from '../store/package-state.ts';
+import { isBuild, isBuildAskedFor, standsForBuild } from '../store/package-state.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import type { BuildAnswer } from '../sync/site-tier.ts';
 import { BUILD_HEADER, NOT_BUILD_HEADER, PEER_HEADER, TOKEN_HEADER } from '../sync/site-tier.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import { sendJson } from './send-json.ts';
 
 export interface BuildIdentityDeps {
   store: Pick<PackageStore, 'get'>;
-  sync: Pick<SyncLoop, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
-  isServing: () => boolean;
+  sync: Pick<Reconciler, 'activeMeeting' | 'isServable' | 'refreshSoon' | 'lastSuccess' | 'probeForPeer'>;
+  serving: () => boolean;
   retryAfterSeconds: number;
   /** How long the answer may wait for a probe of the master. */
   waitMs: number;
@@ -86,7 +86,7 @@ export function bytesServedToTablets(stats: { totalBytesServed: number }, peers:
  */
 export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: string, url: string, res: ServerResponse): Promise<void> {
   if (!isValidMeetingId(meetingId)) return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
-  if (!deps.isServing()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
+  if (!deps.serving()) return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.retryAfterSeconds) });
   const token = new URLSearchParams(url.slice(url.indexOf('?') + 1 || url.length)).get('token');
   if (!deps.sync.activeMeeting(meetingId)) {
     void deps.sync.refreshSoon().catch(() => {});
@@ -94,7 +94,7 @@ export async function handleBuildIdentity(deps: BuildIdentityDeps, meetingId: st
   }
   const held = deps.store.get(meetingId);
   if (!held || !deps.sync.isServable(meetingId)) return sendJson(res, 404, { error: `no package of meeting ${meetingId} held here`, field: 'id' });
-  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, standsFor(held), held.documentsId));
+  if (token !== null && held.token === token) return sendJson(res, 200, answer(held, standsForBuild(held), held.documentsId));
   // A token this node has not polled yet: look again soon, so its own probe runs under it too.
   if (token !== null && token !== deps.sync.lastSuccess?.token) void deps.sync.refreshSoon().catch(() => {});
   const result = await within(deps.sync.probeForPeer(meetingId), deps.waitMs, null);

@@ -10,7 +10,8 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { loadZeroCopy } from './zero-copy.ts';
 import type { SendResult } from './response-outcome.ts';
-import { parseHttpDate, parseRange, sendFile, type PackageFile, type RangeRequest, type SendOptions } from './send-file.ts';
+import { parseHttpDate, parseRange, type RangeRequest } from './http-fields.ts';
+import { sendFile, type PackageFile, type SendOptions } from './send-file.ts';
 
 const LAST_MODIFIED = new Date('2024-05-06T07:08:09.000Z');
 const LAST_MODIFIED_HTTP = 'Mon, 06 May 2024 07:08:09 GMT';

@@ -13,7 +13,7 @@
  * failure) and the open descriptor keeps reading the same bytes either way.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DownloadListener, DownloadView } from '../sync/download-view.ts';
+import type { FetchListener, FetchView } from '../sync/fetch-view.ts';
 import { SHA256_TRAILER } from '../sync/site-tier.ts';
 import { FilePump } from './file-pump.ts';
 import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
@@ -94,7 +94,7 @@ export function canTail(req: IncomingMessage): boolean {
  * back to waiting for the download. Otherwise resolves once the response ended or was destroyed;
  * rejects only if the temp file cannot be opened for another reason than ENOENT.
  */
-export async function tailDownload(req: IncomingMessage, res: ServerResponse, download: DownloadView, opts: TailOptions): Promise<SendResult | null> {
+export async function tailDownload(req: IncomingMessage, res: ServerResponse, download: FetchView, opts: TailOptions): Promise<SendResult | null> {
   const tempPath = download.tempPath;
   const attempt = download.attempt;
   if (tempPath === null || download.state !== 'running' || !canTail(req)) return null;
@@ -131,7 +131,7 @@ export async function tailDownload(req: IncomingMessage, res: ServerResponse, do
   };
   const pump = new FilePump(res, fd, 0, { maxChunk: opts.chunkSize, onBytes: opts.onBytes });
   let sharedError: unknown = null;
-  const listener: DownloadListener = {
+  const listener: FetchListener = {
     bytes(ofAttempt: number, total: number, written: readonly Buffer[]) {
       // A herd of tablets caught up with the download: each writes the bytes that just arrived, as
       // they are, instead of each reading them back from the file (one buffer for all of them).

@@ -9,7 +9,7 @@ import type { Announcer } from '../master/announcer.ts';
 import { addressMismatch, resolveNodeAddress } from '../master/node-address.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import type { MasterLink } from './master-link.ts';
 import type { NodePolicy } from '../policy.ts';
 import { settledWithin } from '../time-limit.ts';
@@ -30,7 +30,7 @@ export interface LifecycleDeps {
   /** Connections accepted past Node's own accept; server.close() does not wait for them. */
   burstAccept: BurstAccept | null;
   store: Pick<PackageStore, 'root' | 'list'>;
-  sync: SyncLoop;
+  sync: Reconciler;
   jobs: SyncJobs;
   announcer: Announcer;
   master: MasterLink;
@@ -109,6 +109,13 @@ export class NodeLifecycle {
   /** host:port registered with the master. */
   get address(): string {
     return this.#address;
+  }
+
+  /** Base URL to reach this node from this machine (a wildcard host is reached on loopback). */
+  get localUrl(): string {
+    const { host } = this.#deps;
+    const local = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+    return `http://${local.includes(':') ? `[${local}]` : local}:${this.#port}`;
   }
 
   /** When the next poll and heartbeat start, as their timers say (null: not scheduled, e.g. service stopped). */
@@ -218,7 +225,7 @@ export class NodeLifecycle {
       this.#serving = false;
       this.#stopTasks();
       this.#deps.logger.info('service stopped by the operator: downloads answer 503, no polls or heartbeats');
-      this.#deps.events.emit('service', { running: false });
+      this.#deps.events.emit('service', { serving: false });
       await this.#leaveMaster();
     });
   }
@@ -230,7 +237,7 @@ export class NodeLifecycle {
       this.#serving = true;
       this.#deps.sync.setPaused(false);
       this.#deps.logger.info('service started by the operator');
-      this.#deps.events.emit('service', { running: true });
+      this.#deps.events.emit('service', { serving: true });
       await this.#deps.announcer.register();
       this.#tasks.heartbeat.start(0);
       this.#tasks.poll.start(0);

@@ -1,5 +1,6 @@
+import type { ScrubFigures } from '../http/admin/metrics.ts';
 import type { Logger } from '../log/logger.ts';
-import type { ScrubReport, Scrubber } from '../sync/scrub.ts';
+import { Scrubber, type ScrubberDeps, type ScrubReport } from '../sync/scrub.ts';
 import { CronTask } from './cron-task.ts';
 
 /**
@@ -11,10 +12,11 @@ export class Maintenance {
   readonly #schedule: () => string;
   readonly #task: CronTask;
 
-  constructor(deps: { scrubber: Scrubber; schedule: () => string; logger: Logger }) {
-    this.scrubber = deps.scrubber;
+  /** `scrub`: what the scrub reads and hashes with; `schedule`: maintenance.scrubSchedule. */
+  constructor(deps: { scrub: Omit<ScrubberDeps, 'logger'>; schedule: () => string; logger: Logger }) {
+    this.scrubber = new Scrubber({ ...deps.scrub, logger: deps.logger });
     this.#schedule = deps.schedule;
-    this.#task = new CronTask('scrub', deps.schedule, () => deps.scrubber.run('schedule'), deps.logger);
+    this.#task = new CronTask('scrub', deps.schedule, () => this.scrubber.run('schedule'), deps.logger);
   }
 
   start(): void {
@@ -35,6 +37,21 @@ export class Maintenance {
   async stop(): Promise<void> {
     this.#task.stop();
     await this.scrubber.stop();
+  }
+
+  /** Whether a scrub is running now. */
+  scrubbing(): boolean {
+    return this.scrubber.current !== null;
+  }
+
+  /** What the scrub metrics read at scrape time. */
+  scrubFigures(): ScrubFigures {
+    const last = this.scrubber.last;
+    return {
+      totals: this.scrubber.totals,
+      running: this.scrubbing(),
+      last: last?.finishedAt ? { finishedAt: last.finishedAt, findings: last.findings.length } : null,
+    };
   }
 
   /** The scrub part of /api/status. */

@@ -11,7 +11,7 @@ import { CronTask } from './cron-task.ts';
 export class PreheatSchedule extends CronTask {
   constructor(preheater: Pick<Preheater, 'scan'>, schedule: () => string, events: EventEmitter<NodeEventMap>, logger: Logger) {
     super('preheat', schedule, () => preheater.scan(), logger);
-    events.on('service', ({ running }) => (running ? this.begin() : this.stop()));
+    events.on('service', ({ serving }) => (serving ? this.begin() : this.stop()));
     events.on('config', ({ changed }) => {
       if (!changed.some((key) => key === 'preheat' || key.startsWith('preheat.'))) return;
       this.reschedule();

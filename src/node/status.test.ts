@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { ConfigStore } from '../config/config-store.ts';
 import type { PackageSource } from '../store/package-state.ts';
 import type { StoredPackage } from '../store/package-store.ts';
-import type { DownloadView } from '../sync/download-view.ts';
+import type { FetchView } from '../sync/fetch-view.ts';
 import type { SyncFailure } from '../sync/sync-jobs.ts';
 import { buildStatus, type StatusSources } from './status.ts';
 
@@ -22,7 +22,7 @@ function pkg(meetingId: string, source: PackageSource): StoredPackage {
     source,
     buildId: 'b'.repeat(64),
     documentsId: null,
-    confirmedBuildId: null,
+    standsFor: null,
     inode: 1,
     mtimeMs: 0,
     path: `/nowhere/${meetingId}/package.zip`,
@@ -33,7 +33,7 @@ function pkg(meetingId: string, source: PackageSource): StoredPackage {
 function sources(config: ConfigStore, options: { active: string[]; held: StoredPackage[]; syncing?: string[]; failed?: string[]; servable: string[] }): StatusSources {
   const failure: SyncFailure = { message: 'refused', code: 'HTTP_500', at: 0, failedJobs: 1, retryAt: 1_000 };
   const meetings = options.active.map((id) => ({ id, title: `meeting ${id}` }));
-  const jobs = (options.syncing ?? []).map((id) => ({ meetingId: id, settled: false, state: 'running', bytesWritten: 10, rate: 5, attempt: 1, reason: 'new', createdAt: 0, source: { kind: 'master' } }) as unknown as DownloadView);
+  const jobs = (options.syncing ?? []).map((id) => ({ meetingId: id, settled: false, state: 'running', bytesWritten: 10, rate: 5, attempt: 1, reason: 'new', createdAt: 0, source: { kind: 'master' } }) as unknown as FetchView);
   return {
     config: () => config.current,
     sync: {
@@ -61,7 +61,7 @@ function sources(config: ConfigStore, options: { active: string[]; held: StoredP
       members: { view: () => ({ members: [], nodes: [], listedAt: null, listError: null, heldOut: [] }) } as never,
     },
     peers: { bytes: 0, requests: 0, refused: 0, busy: 0, bytesFor: () => 0 },
-    runtime: () => ({ running: true, masterUrl: 'http://127.0.0.1:1', address: '127.0.0.1:2', port: 2, startedAt: 0, version: '0.0.0', schedule: {} as never, restartRequired: [] }),
+    runtime: () => ({ serving: true, masterUrl: 'http://127.0.0.1:1', address: '127.0.0.1:2', port: 2, startedAt: 0, version: '0.0.0', schedule: {} as never, restartRequired: [] }),
   };
 }
 

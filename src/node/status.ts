@@ -1,5 +1,5 @@
 import type { NodeConfig } from '../config/schema.ts';
-import type { DownloadStats } from '../http/download-stats.ts';
+import type { ServeStats } from '../http/serve-stats.ts';
 import type { AnnouncerState } from '../master/announcer.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
@@ -9,13 +9,13 @@ import type { Preheater } from '../sync/preheat.ts';
 import type { QuotaGuard } from '../sync/quota-guard.ts';
 import type { SiteTier } from '../sync/site-tier.ts';
 import type { SyncJobs } from '../sync/sync-jobs.ts';
-import type { SyncLoop } from '../sync/sync-loop.ts';
+import type { Reconciler } from '../sync/reconciler.ts';
 import type { ScheduleInfo } from './lifecycle.ts';
 import type { ScrubStatus } from './maintenance.ts';
 
 /** What the running process is, beyond its rooms' own state. */
 export interface NodeRuntime {
-  running: boolean;
+  serving: boolean;
   masterUrl: string;
   /** host:port registered with the master. */
   address: string;
@@ -31,10 +31,10 @@ export interface NodeRuntime {
 /** Everything /api/status reads, and nothing more. */
 export interface StatusSources {
   config(): NodeConfig;
-  sync: Pick<SyncLoop, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'> & Partial<Pick<SyncLoop, 'probeCounters'>>;
+  sync: Pick<Reconciler, 'lastSuccess' | 'lastError' | 'lastAttemptAt' | 'activeMeetings' | 'isServable'> & Partial<Pick<Reconciler, 'probeCounters'>>;
   jobs: Pick<SyncJobs, 'inFlightIds' | 'jobs' | 'failure' | 'fetchedBytes'>;
   store: Pick<PackageStore, 'root' | 'list' | 'usedBytes'>;
-  stats: Pick<DownloadStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
+  stats: Pick<ServeStats, 'peek' | 'activeDownloads' | 'totalBytesServed'>;
   quota: Pick<QuotaGuard, 'state'>;
   announcer: { readonly state: AnnouncerState };
   /** The site tier and what it served to siblings (issue 12). */
@@ -143,14 +143,14 @@ export function buildStatus(node: StatusSources, disk: DiskSpace | null) {
   const schedule = runtime.schedule;
   return {
     node_id: config.nodeId,
-    running: runtime.running,
+    running: runtime.serving,
     connected: reachable,
     main_server: runtime.masterUrl,
     node_ip: runtime.address.replace(/:\d+$/, ''),
     node_port: runtime.port,
     start_time: seconds(runtime.startedAt),
     last_sync: lastPoll ? seconds(lastPoll.at) : null,
-    sync_status: !runtime.running ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
+    sync_status: !runtime.serving ? 'stopped' : pollError ? 'error' : syncing.size > 0 ? 'syncing' : lastPoll ? 'ok' : 'pending',
     active_meetings: referenceMeetings,
     meeting_count: held.length,
     storage_usage: used,

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../config/config-store.ts';
+import type { Logger } from '../log/logger.ts';
+import { PackageStore } from '../store/package-store.ts';
 
 /**
  * Start-up checks of the folders and files the node writes, before winston or the store touch
@@ -21,6 +23,20 @@ export class UnusablePathError extends ConfigError {
   ) {
     super(`${key}: ${reason}`, { [key]: reason });
     this.name = 'UnusablePathError';
+  }
+}
+
+/** A path the node cannot use (`reason` not null): the start is refused like an invalid config, naming the key. */
+export function refuseUnusable(key: string, reason: string | null): void {
+  if (reason !== null) throw new UnusablePathError(key, reason);
+}
+
+/** Opens the package store at `root`: one that cannot be opened is a refused start naming storage.path. */
+export async function openStorage(root: string, logger: Logger): Promise<PackageStore> {
+  try {
+    return await PackageStore.open(root, logger);
+  } catch (error) {
+    throw new UnusablePathError('storage.path', `${root}: cannot be opened (${(error as Error).message})`);
   }
 }
 

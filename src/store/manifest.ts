@@ -19,7 +19,7 @@ export interface PackageManifest {
   title: string;
   /**
    * 'preheat': fetched before its meeting started (not served, not reported synced, until the
-   * start confirms its documents: then 'confirmed', with confirmedBuildId).
+   * start confirms its documents: then 'confirmed', with standsFor).
    */
   source: PackageSource;
   /** sha256 of the leading bytes up to the end of the zip's first entry: the build (zip-lead.ts). */
@@ -31,10 +31,22 @@ export interface PackageManifest {
    * (another build time): a confirmed preheat's start build, or the build a sibling asked its
    * seed for and got that seed's equivalent bytes. Later probes compare against it. null otherwise.
    */
-  confirmedBuildId: string | null;
+  standsFor: string | null;
   /** Identity of package.zip this manifest describes: a mismatch after a crash forces re-verification. */
   inode: number;
   mtimeMs: number;
+}
+
+/** Fields under the names earlier versions wrote them. */
+interface OlderFields {
+  /** Up to 0.1.0: the name of `standsFor`. */
+  confirmedBuildId?: unknown;
+}
+
+/** `standsFor`, or the same field under its earlier name (a node upgraded in place keeps it). */
+function recordedStandsFor(parsed: Partial<PackageManifest> & OlderFields): string | null {
+  if (typeof parsed.standsFor === 'string') return parsed.standsFor;
+  return typeof parsed.confirmedBuildId === 'string' ? parsed.confirmedBuildId : null;
 }
 
 /** Writes a meeting folder's manifest atomically (temp file, fsync, rename). */
@@ -45,7 +57,7 @@ export async function writeManifest(dir: string, manifest: PackageManifest): Pro
 /** A manifest as written by this or an earlier version; null when missing, unreadable or not one. */
 export async function readManifest(file: string): Promise<PackageManifest | null> {
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<PackageManifest>;
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<PackageManifest> & OlderFields;
     if (
       parsed.version === 1 &&
       typeof parsed.sha256 === 'string' &&
@@ -66,7 +78,7 @@ export async function readManifest(file: string): Promise<PackageManifest | null
         // Empty: an older manifest; the scan fills it in from the file.
         buildId: typeof parsed.buildId === 'string' ? parsed.buildId : '',
         documentsId: typeof parsed.documentsId === 'string' ? parsed.documentsId : null,
-        confirmedBuildId: typeof parsed.confirmedBuildId === 'string' ? parsed.confirmedBuildId : null,
+        standsFor: recordedStandsFor(parsed),
         inode: parsed.inode,
         mtimeMs: parsed.mtimeMs,
       };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { asPackageSource, awaitsStartCheck, buildsOf, isAnyBuild, isBuild, isBuildAskedFor, mayBeServed, standsFor, standsForRecord } from './package-state.ts';
+import { asPackageSource, awaitsStartCheck, buildsOf, isAnyBuild, isBuild, isBuildAskedFor, mayBeServed, standsForBuild, standsForToRecord } from './package-state.ts';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
@@ -23,10 +23,10 @@ test('a manifest names a known origin or none', () => {
 });
 
 test('bytes are their own build and the build they stand for, nothing else', () => {
-  const plain = { buildId: A, confirmedBuildId: null };
-  const standing = { buildId: A, confirmedBuildId: B };
-  assert.equal(standsFor(plain), A);
-  assert.equal(standsFor(standing), B);
+  const plain = { buildId: A, standsFor: null };
+  const standing = { buildId: A, standsFor: B };
+  assert.equal(standsForBuild(plain), A);
+  assert.equal(standsForBuild(standing), B);
   assert.deepEqual(buildsOf(plain), [A]);
   assert.deepEqual(buildsOf(standing), [A, B]);
   assert.equal(isBuild(standing, A), true);
@@ -38,7 +38,7 @@ test('bytes are their own build and the build they stand for, nothing else', () 
 });
 
 test('the build asked for: excluded builds never, a named build only, otherwise any', () => {
-  const standing = { buildId: A, confirmedBuildId: B };
+  const standing = { buildId: A, standsFor: B };
   assert.equal(isBuildAskedFor(standing, { build: null, notBuilds: [] }), true);
   assert.equal(isBuildAskedFor(standing, { build: B, notBuilds: [] }), true);
   assert.equal(isBuildAskedFor(standing, { build: C, notBuilds: [] }), false);
@@ -48,8 +48,8 @@ test('the build asked for: excluded builds never, a named build only, otherwise 
 });
 
 test('what is recorded as the build stood for: nothing when it is the bytes\' own', () => {
-  assert.equal(standsForRecord(A, B), B);
-  assert.equal(standsForRecord(A, A), null);
-  assert.equal(standsForRecord(A, null), null);
-  assert.equal(standsForRecord(A, undefined), null);
+  assert.equal(standsForToRecord(A, B), B);
+  assert.equal(standsForToRecord(A, A), null);
+  assert.equal(standsForToRecord(A, null), null);
+  assert.equal(standsForToRecord(A, undefined), null);
 });

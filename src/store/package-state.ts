@@ -38,17 +38,17 @@ export function mayBeServed(pkg: { readonly source: PackageSource }): boolean {
 export interface BuildOf {
   readonly buildId: string;
   /** The master build these bytes stand for when they are of another build with its documents. */
-  readonly confirmedBuildId?: string | null;
+  readonly standsFor?: string | null;
 }
 
 /** The master's build a package stands for: its own, or the one it was found equivalent to. */
-export function standsFor(pkg: BuildOf): string {
-  return pkg.confirmedBuildId ?? pkg.buildId;
+export function standsForBuild(pkg: BuildOf): string {
+  return pkg.standsFor ?? pkg.buildId;
 }
 
 /** Whether these bytes are the build `buildId`: their own build, or the one they stand for. */
 export function isBuild(pkg: BuildOf, buildId: string): boolean {
-  return pkg.buildId === buildId || (pkg.confirmedBuildId ?? null) === buildId;
+  return pkg.buildId === buildId || (pkg.standsFor ?? null) === buildId;
 }
 
 /** Whether these bytes are one of `builds` (builds a requester must not get). */
@@ -66,10 +66,10 @@ export function isBuildAskedFor(pkg: BuildOf, want: { readonly build: string | n
 
 /** The builds a package is (to name them as builds a sibling must not send). */
 export function buildsOf(pkg: BuildOf): string[] {
-  return pkg.confirmedBuildId ? [pkg.buildId, pkg.confirmedBuildId] : [pkg.buildId];
+  return pkg.standsFor ? [pkg.buildId, pkg.standsFor] : [pkg.buildId];
 }
 
-/** What to record as confirmedBuildId for bytes of `buildId` said to stand for `standsFor`: null when that is their own. */
-export function standsForRecord(buildId: string, standsFor: string | null | undefined): string | null {
+/** What to record as standsFor for bytes of `buildId` said to stand for `standsFor`: null when that is their own. */
+export function standsForToRecord(buildId: string, standsFor: string | null | undefined): string | null {
   return standsFor && standsFor !== buildId ? standsFor : null;
 }

@@ -174,17 +174,34 @@ describe('PackageStore', () => {
     await promoteBytes(store, 'm1', zipA, 'T1');
     const own = store.get('m1')!.buildId;
     await store.retag('m1', 'T2', own);
-    assert.equal(store.get('m1')?.confirmedBuildId, null, 'its own build is no news');
+    assert.equal(store.get('m1')?.standsFor, null, 'its own build is no news');
     await store.retag('m1', 'T2', B2);
-    assert.equal(store.get('m1')?.confirmedBuildId, B2);
+    assert.equal(store.get('m1')?.standsFor, B2);
     await store.retag('m1', 'T3');
-    assert.equal(store.get('m1')?.confirmedBuildId, B2, 'a plain retag keeps it');
-    assert.equal((await PackageStore.open(root, logger)).get('m1')?.confirmedBuildId, B2, 'on disk');
+    assert.equal(store.get('m1')?.standsFor, B2, 'a plain retag keeps it');
+    assert.equal((await PackageStore.open(root, logger)).get('m1')?.standsFor, B2, 'on disk');
 
     const temp = await store.createTempPath('m2');
     await writeFile(temp, zipB);
     const pkg = await store.promote('m2', temp, { sha256: sha256(zipB), size: zipB.length, token: 'T3', title: 'B', standsFor: B2 });
-    assert.equal(pkg.confirmedBuildId, B2);
+    assert.equal(pkg.standsFor, B2);
+  });
+
+  test('a manifest written before the rename (confirmedBuildId) keeps the build it stands for, and is rewritten under standsFor', async () => {
+    const { root, store } = await freshStore();
+    const B2 = 'b'.repeat(64);
+    await promoteBytes(store, 'm1', zipA, 'T1');
+    // The manifest as a node of 0.1.0 wrote it: the same field under its old name.
+    const file = path.join(root, 'meeting_m1', 'manifest.json');
+    const { standsFor: _unused, ...rest } = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...rest, source: 'confirmed', confirmedBuildId: B2 }));
+    const upgraded = await PackageStore.open(root, logger);
+    assert.equal(upgraded.get('m1')?.standsFor, B2, 'the upgraded node reads the old field');
+    assert.equal(upgraded.get('m1')?.source, 'confirmed');
+    await upgraded.retag('m1', 'T2');
+    const rewritten = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    assert.equal(rewritten.standsFor, B2, 'written back under the new name');
+    assert.equal(rewritten.confirmedBuildId, undefined, 'the old name is not written again');
   });
 
   test('retag records the new token on disk and in memory, once', async () => {

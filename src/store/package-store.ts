@@ -11,9 +11,9 @@ import { hashFile } from './hash-file.ts';
 import { checkZipFile } from './zip-check.ts';
 import { fileIdentity } from './zip-lead.ts';
 import { MANIFEST_FILE, readManifest, writeManifest, type PackageManifest } from './manifest.ts';
-import { awaitsStartCheck, standsForRecord, type FetchedSource } from './package-state.ts';
+import { awaitsStartCheck, standsForToRecord, type FetchedSource } from './package-state.ts';
 
-export { standsFor, type PackageSource } from './package-state.ts';
+export { standsForBuild, type PackageSource } from './package-state.ts';
 export type { PackageManifest } from './manifest.ts';
 
 export interface StoredPackage extends PackageManifest {
@@ -157,7 +157,7 @@ export class PackageStore {
       source: meta.source ?? 'master',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
-      confirmedBuildId: standsForRecord(identity.buildId, meta.standsFor),
+      standsFor: standsForToRecord(identity.buildId, meta.standsFor),
       inode: info.ino,
       mtimeMs: info.mtimeMs,
     };
@@ -182,10 +182,10 @@ export class PackageStore {
   async #retag(meetingId: string, token: string | null, standsFor: string | null): Promise<void> {
     const pkg = this.#packages.get(meetingId);
     if (!pkg) return;
-    const confirmedBuildId = standsForRecord(pkg.buildId, standsFor) ?? pkg.confirmedBuildId;
-    if (pkg.token === token && pkg.confirmedBuildId === confirmedBuildId) return;
+    const recorded = standsForToRecord(pkg.buildId, standsFor) ?? pkg.standsFor;
+    if (pkg.token === token && pkg.standsFor === recorded) return;
     const { path: _path, ...manifest } = pkg;
-    const next: PackageManifest = { ...manifest, token, confirmedBuildId };
+    const next: PackageManifest = { ...manifest, token, standsFor: recorded };
     await writeManifest(this.meetingDir(meetingId), next);
     // The package may have been replaced or removed while the manifest was written.
     if (this.#packages.get(meetingId) === pkg) {
@@ -206,7 +206,7 @@ export class PackageStore {
     const pkg = this.#packages.get(meetingId);
     if (!pkg || !awaitsStartCheck(pkg)) return false;
     const { path: _path, ...manifest } = pkg;
-    const next: PackageManifest = { ...manifest, token, source: 'confirmed', confirmedBuildId: buildId };
+    const next: PackageManifest = { ...manifest, token, source: 'confirmed', standsFor: buildId };
     await writeManifest(this.meetingDir(meetingId), next);
     if (this.#packages.get(meetingId) !== pkg) return false;
     this.#packages.set(meetingId, { ...next, path: pkg.path });
@@ -348,7 +348,7 @@ export class PackageStore {
       source: 'adopted',
       buildId: identity.buildId,
       documentsId: identity.documentsId,
-      confirmedBuildId: null,
+      standsFor: null,
       inode: after.ino,
       mtimeMs: after.mtimeMs,
     };

@@ -9,7 +9,7 @@ import type { MasterClient } from '../master/master-client.ts';
 import { SYNC_POLICY } from '../policy.ts';
 import { mayBeServed } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import { storedSource, yieldsToSyncs, type DownloadView, type FetchSource, type JobOutcome } from './download-view.ts';
+import { storedSource, yieldsToSyncs, type FetchView, type FetchSource, type JobOutcome } from './fetch-view.ts';
 import { FetchError, fetchPackage, type OpenPackage } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
 import type { SiteTier } from './site-tier.ts';
@@ -26,11 +26,11 @@ export interface SyncSettings {
 /** Checks a download against the space it may use (implemented by QuotaGuard). */
 export interface DownloadGuard {
   /** Before an attempt opens its temp file: may make room; throws (a FetchError) to refuse the attempt. */
-  beforeAttempt(download: DownloadView): Promise<void>;
+  beforeAttempt(download: FetchView): Promise<void>;
   /** As bytes reach the temp file; an error returned stops the attempt with that error. */
-  onProgress(download: DownloadView, bytesWritten: number): Error | null;
+  onProgress(download: FetchView, bytesWritten: number): Error | null;
   /** The attempt's temp file is gone: promoted (succeeded) or discarded. */
-  attemptEnded(download: DownloadView, succeeded: boolean): void;
+  attemptEnded(download: FetchView, succeeded: boolean): void;
 }
 
 export interface AttemptDeps {
@@ -42,7 +42,7 @@ export interface AttemptDeps {
   site?: SiteTier;
   now: () => number;
   /** Where 'started' and (a few times a second) 'progress' of each attempt are told. */
-  events: Pick<EventEmitter<{ started: [DownloadView]; progress: [DownloadView] }>, 'emit'>;
+  events: Pick<EventEmitter<{ started: [FetchView]; progress: [FetchView] }>, 'emit'>;
 }
 
 export class FetchAttempts {

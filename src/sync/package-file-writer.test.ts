@@ -149,15 +149,20 @@ test('a writer destroyed during a thread-pool write closes its file after that w
   const dir = await tempDir(t);
   const original = { writev: fs.writev, close: fs.close };
   const order: string[] = [];
+  // A write the disk holds up until the test lets it return (after the download was given up).
+  let writeStarted!: () => void;
+  const writing = new Promise<void>((resolve) => (writeStarted = resolve));
+  let releaseWrite!: () => void;
+  const released = new Promise<void>((resolve) => (releaseWrite = resolve));
   Object.assign(fs, {
     writev(fd: number, buffers: NodeJS.ArrayBufferView[], callback: (error: Error | null, bytes: number) => void) {
-      // A write the disk holds up: it returns after the download was given up.
-      setTimeout(() => {
+      writeStarted();
+      void released.then(() => {
         (original.writev as (...a: unknown[]) => void)(fd, buffers, (error: Error | null, bytes: number) => {
           order.push(error ? `write failed ${(error as NodeJS.ErrnoException).code}` : 'write returned');
           callback(error, bytes);
         });
-      }, 30);
+      });
     },
     close(fd: number, callback: (error: Error | null) => void) {
       order.push('close');
@@ -174,14 +179,16 @@ test('a writer destroyed during a thread-pool write closes its file after that w
   const progress: number[] = [];
   const writer = new PackageFileWriter(path.join(dir, 'p.part'), (total) => progress.push(total), { hash, syncWrites: false });
   writer.write(randomBytes(4096));
-  // The file is open and the write is running (held 30 ms by the mock above).
-  await new Promise((resolve) => setTimeout(resolve, 15));
+  // The file is open and the write is running (held by the mock above until released).
+  await writing;
   assert.deepEqual(order, [], 'the write has not returned yet');
   const closed = new Promise<void>((resolve) => writer.once('close', () => resolve()));
   writer.destroy(new Error('master reset the connection'));
   writer.on('error', () => {});
+  // Let the destroy's own ticks run first: a writer that closed under its write would have by then.
+  setImmediate(releaseWrite);
+  // 'close' is the writer's last event: its one write has returned and its descriptor is closed.
   await closed;
-  await new Promise((resolve) => setTimeout(resolve, 60));
   assert.deepEqual(order, ['write returned', 'close'], 'the descriptor outlives the write using it');
   assert.deepEqual(hash.calls, ['dispose'], 'given up, and told nothing after');
   assert.deepEqual(progress, []);

@@ -5,7 +5,7 @@ import { MemoryLogger } from '../log/memory-logger.ts';
 import type { MasterClient, ScheduledMeeting } from '../master/master-client.ts';
 import { SYNC_POLICY } from '../policy.ts';
 import type { PackageStore } from '../store/package-store.ts';
-import type { DownloadView, FetchReason } from './download-view.ts';
+import type { FetchView, FetchReason } from './fetch-view.ts';
 import { Preheater } from './preheat.ts';
 import type { JobRequest } from './sync-job.ts';
 import type { SyncFailure, SyncJobs } from './sync-jobs.ts';
@@ -17,23 +17,23 @@ function masterTime(ms: number): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function view(meetingId: string, reason: FetchReason, settled = false): DownloadView {
-  return { meetingId, reason, settled, state: settled ? 'failed' : 'running', bytesWritten: 0 } as unknown as DownloadView;
+function view(meetingId: string, reason: FetchReason, settled = false): FetchView {
+  return { meetingId, reason, settled, state: settled ? 'failed' : 'running', bytesWritten: 0 } as unknown as FetchView;
 }
 
 /** SyncJobs as the preheater sees it: its events, the jobs it lists, what it is asked to start and cancel. */
 class FakeJobs {
-  readonly events = new EventEmitter<{ started: [DownloadView]; progress: [DownloadView]; succeeded: [DownloadView, unknown]; failed: [DownloadView, SyncFailure] }>();
-  running: DownloadView[] = [];
+  readonly events = new EventEmitter<{ started: [FetchView]; progress: [FetchView]; succeeded: [FetchView, unknown]; failed: [FetchView, SyncFailure] }>();
+  running: FetchView[] = [];
   ensured: JobRequest[] = [];
   cancelled: string[] = [];
-  jobs(): DownloadView[] {
+  jobs(): FetchView[] {
     return this.running;
   }
-  inFlight(meetingId: string): DownloadView | undefined {
+  inFlight(meetingId: string): FetchView | undefined {
     return this.running.find((job) => job.meetingId === meetingId && !job.settled);
   }
-  ensure(request: JobRequest): DownloadView {
+  ensure(request: JobRequest): FetchView {
     this.ensured.push(request);
     const job = view(request.meetingId, request.reason);
     this.running.push(job);

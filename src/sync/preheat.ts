@@ -4,10 +4,10 @@ import type { MasterClient } from '../master/master-client.ts';
 import type { PackageStore, StoredPackage } from '../store/package-store.ts';
 import { planPreheat, preheatCandidates, type PreheatCandidate, type PreheatWindow } from './preheat-plan.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
-import { yieldsToSyncs, type DownloadView } from './download-view.ts';
+import { yieldsToSyncs, type FetchView } from './fetch-view.ts';
 import { RetrySchedule } from './retry-schedule.ts';
 import type { SyncJobs } from './sync-jobs.ts';
-import type { SyncLoop } from './sync-loop.ts';
+import type { Reconciler } from './reconciler.ts';
 
 export interface PreheatSettings extends PreheatWindow {
   enabled: boolean;
@@ -17,11 +17,11 @@ export interface PreheaterDeps {
   master: () => MasterClient;
   jobs: SyncJobs;
   store: PackageStore;
-  sync: Pick<SyncLoop, 'activeMeetings' | 'lastSuccess' | 'events'>;
+  sync: Pick<Reconciler, 'activeMeetings' | 'lastSuccess' | 'events'>;
   settings: () => PreheatSettings;
   logger: Logger;
   /** False while the operator has stopped the service: no preheat starts. */
-  running?: () => boolean;
+  serving?: () => boolean;
   /** The backoff after a failed preheat (default: policy.ts SYNC_POLICY.preheatRetry). */
   retry?: RetryPolicy;
   now?: () => number;
@@ -212,7 +212,7 @@ export class Preheater {
   }
 
   /** A sync started: a running preheat gives the master's stream back (it restarts when idle). */
-  #yieldTo(sync: DownloadView): void {
+  #yieldTo(sync: FetchView): void {
     for (const job of this.#deps.jobs.jobs()) {
       if (yieldsToSyncs(job) && !job.settled && job.meetingId !== sync.meetingId) {
         this.#deps.logger.info(`preheat ${job.meetingId}: paused for the sync of ${sync.meetingId}; it starts over when the node is idle`);
@@ -224,7 +224,7 @@ export class Preheater {
   async #advanceOnce(): Promise<void> {
     const { jobs, store, logger } = this.#deps;
     const settings = this.#deps.settings();
-    const running = this.#deps.running?.() ?? true;
+    const serving = this.#deps.serving?.() ?? true;
     const candidates = settings.enabled && !this.#closed ? this.#candidates : [];
     const all = jobs.jobs().filter((j) => !j.settled);
     const plan = planPreheat({
@@ -254,7 +254,7 @@ export class Preheater {
         logger.info(`preheat ${id}: the meeting was deleted, ended or moved out of the window; preheated package removed`);
       }
     }
-    if (plan.next && running && !this.#closed && this.#deps.sync.lastSuccess && !this.#deps.sync.activeMeetings().some((m) => m.id === plan.next!.id)) {
+    if (plan.next && serving && !this.#closed && this.#deps.sync.lastSuccess && !this.#deps.sync.activeMeetings().some((m) => m.id === plan.next!.id)) {
       const next = plan.next;
       this.#counters.started++;
       logger.info(`preheat ${next.id}: fetching the package of "${next.title}" (scheduled ${next.time}) before it starts`);

@@ -1,9 +1,10 @@
+import type { NodeConfig } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
 import type { DiskSpace } from '../store/disk-space.ts';
 import { awaitsStartCheck } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { defaultFreeFloor, formatBytes, planEviction, type EvictionPlan, type QuotaPackage, type QuotaPolicy } from '../store/quota.ts';
-import { evictsToFit, type DownloadView } from './download-view.ts';
+import { evictsToFit, type FetchView } from './fetch-view.ts';
 import { FetchError } from './fetch-package.ts';
 
 export interface QuotaSettings {
@@ -15,6 +16,12 @@ export interface QuotaSettings {
   autoCleanup: boolean;
   /** Free bytes always left on the storage filesystem; null = defaultFreeFloor(disk total). */
   freeFloorBytes?: number | null;
+}
+
+/** The guard's settings from the node's config (storage.*); the free-disk floor is the guard's own. */
+export function quotaSettings(config: NodeConfig): QuotaSettings {
+  const { maxSize, cleanupThreshold, autoCleanup } = config.storage;
+  return { maxSize, cleanupThreshold, autoCleanup, freeFloorBytes: null };
 }
 
 export interface QuotaGuardDeps {
@@ -29,7 +36,7 @@ export interface QuotaGuardDeps {
   activeIds: () => ReadonlySet<string> | null;
   /** Meetings with a download in flight: pinned too. */
   inFlightIds: () => ReadonlySet<string>;
-  /** Epoch ms of the last download served for a meeting (DownloadStats), null if never. */
+  /** Epoch ms of the last download served for a meeting (ServeStats), null if never. */
   lastServedAt: (meetingId: string) => number | null;
   logger: Logger;
   now?: () => number;
@@ -38,7 +45,7 @@ export interface QuotaGuardDeps {
 }
 
 /** What a download attempt is, as far as the guard cares: its meeting, and whether it may evict to fit (evictsToFit). */
-export type GuardedJob = Pick<DownloadView, 'meetingId'> & Partial<Pick<DownloadView, 'reason'>>;
+export type GuardedJob = Pick<FetchView, 'meetingId'> & Partial<Pick<FetchView, 'reason'>>;
 
 export interface QuotaEviction {
   at: number;

@@ -1,10 +1,11 @@
+import type { NodeConfig } from '../config/schema.ts';
 import type { ActiveMeeting } from '../master/master-client.ts';
-import type { FetchReason } from './download-view.ts';
+import type { FetchReason } from './fetch-view.ts';
 
 /**
  * Reconciliation, Kubernetes-style: a pure function from (desired state = the master's active
  * meetings and token, actual state = packages held and jobs running, memory of earlier polls) to
- * the actions that close the gap. A thin loop (SyncLoop) executes them.
+ * the actions that close the gap. The Reconciler executes them.
  *
  * When to fetch again: the master rebuilds a package (new bytes) when its meeting ends and starts
  * again, and the only trace a node may see of a restart between two polls is the token change
@@ -36,6 +37,12 @@ export interface ReconcilePolicy {
   evictEnded: boolean;
   /** cleanup.enabled && cleanup.cleanOnStartup */
   cleanOnStartup: boolean;
+}
+
+/** What reconcile may evict, from the node's config (cleanup.*). */
+export function reconcilePolicy(config: NodeConfig): ReconcilePolicy {
+  const { cleanup } = config;
+  return { evictEnded: cleanup.enabled && cleanup.cleanEndedMeetings, cleanOnStartup: cleanup.enabled && cleanup.cleanOnStartup };
 }
 
 export interface ReconcileInput {

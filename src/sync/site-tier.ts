@@ -41,7 +41,7 @@ export const STANDS_FOR_HEADER = 'x-edge-stands-for';
 /** Trailer of a seed's streamed answer to a sibling: the sha256 (hex) of the package it ended with. */
 export const SHA256_TRAILER = 'x-edge-sha256';
 
-export type { FetchSource } from './download-view.ts';
+export type { FetchSource } from './fetch-view.ts';
 
 export interface PeerSettings {
   /** peers.enabled: false turns the tier off (every fetch and probe goes to the master). */

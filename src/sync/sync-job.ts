@@ -1,4 +1,4 @@
-import type { AttemptStatus, DownloadListener, DownloadView, FetchReason, FetchSource, JobOutcome, JobState } from './download-view.ts';
+import type { AttemptStatus, FetchListener, FetchView, FetchReason, FetchSource, JobOutcome, JobState } from './fetch-view.ts';
 import { FetchError } from './fetch-package.ts';
 
 /** The master as a download's source (the default, and every source after a sibling failed). */
@@ -28,9 +28,9 @@ export interface JobRequest {
 /**
  * One download of one meeting's package, shared by everyone who needs it. Its state changes only
  * through its own methods, called by SyncJobs (and by tests driving a download); everyone else
- * holds it as a DownloadView.
+ * holds it as a FetchView.
  */
-export class SyncJob implements DownloadView {
+export class SyncJob implements FetchView {
   readonly meetingId: string;
   readonly title: string;
   readonly reason: FetchReason;
@@ -57,9 +57,9 @@ export class SyncJob implements DownloadView {
   #controller = new AbortController();
   #resolve!: (outcome: JobOutcome) => void;
   #reject!: (error: Error) => void;
-  #listeners = new Set<DownloadListener>();
+  #listeners = new Set<FetchListener>();
   /** #listeners as an array, rebuilt when membership changes: notifying allocates nothing. */
-  #notified: readonly DownloadListener[] = [];
+  #notified: readonly FetchListener[] = [];
 
   constructor(request: JobRequest, now: number) {
     this.meetingId = request.meetingId;
@@ -131,7 +131,7 @@ export class SyncJob implements DownloadView {
     return { kind: 'running', available: this.#tempPath === null ? 0 : this.#bytesWritten };
   }
 
-  subscribe(listener: DownloadListener): () => void {
+  subscribe(listener: FetchListener): () => void {
     this.#listeners.add(listener);
     this.#notified = [...this.#listeners];
     return () => {

@@ -8,7 +8,7 @@ import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { createLogger } from '../log/logger.ts';
 import { MasterError, type MasterClient, type PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
-import type { JobOutcome } from './download-view.ts';
+import type { JobOutcome } from './fetch-view.ts';
 import { fetchPackage } from './fetch-package.ts';
 import { SyncJob } from './sync-job.ts';
 import { SyncJobs, type SyncFailure, type SyncSettings } from './sync-jobs.ts';
@@ -77,7 +77,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 5_000): Pro
   }
 }
 
-describe('SyncJob, as readers see it (DownloadView)', () => {
+describe('SyncJob, as readers see it (FetchView)', () => {
   const request = { meetingId: 'm1', title: 'One', token: 'T1', reason: 'new' as const };
   const outcomeOf = (size: number) => ({ pkg: { size }, replaced: true }) as unknown as JobOutcome;
 
@@ -238,7 +238,8 @@ describe('SyncJobs', () => {
     const background = ['a', 'b', 'c', 'd'].map((id) => jobs.ensure({ meetingId: id, title: id, token: 'T', reason: 'new' }));
     await until('two downloads', () => master.opens.length === 2);
     const urgent = jobs.ensure({ meetingId: 'u', title: 'u', token: 'T', reason: 'requested', urgent: true });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // c, d and u parked for a slot: none of them opens a transfer until one is released.
+    await until('three jobs waiting for a slot', () => jobs.waitingForSlot === 3 || master.opens.length > 2);
     assert.equal(master.opens.length, 2, 'the third waits for a slot');
     assert.equal(master.maxOpen, 2);
     assert.equal(jobs.inFlightIds().size, 5, 'queued jobs count as in flight');
@@ -380,7 +381,7 @@ describe('SyncJobs', () => {
     const sync = jobs.ensure({ meetingId: 'active', title: 'A', token: 'T', reason: 'new' });
     await until('the sync to start', () => master.opens.length === 1);
     const preheat = jobs.ensure({ meetingId: 'later', title: 'L', token: null, reason: 'preheat' });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await until('the preheat parked until the node is idle', () => jobs.waitingForSlot === 1 || master.calls('later') > 0);
     assert.equal(master.calls('later'), 0, 'no preheat while a sync runs');
     master.opens[0]?.release();
     await sync.done;

@@ -6,8 +6,8 @@ import type { MasterClient } from '../master/master-client.ts';
 import { SYNC_POLICY } from '../policy.ts';
 import type { PackageStore } from '../store/package-store.ts';
 import { within } from '../time-limit.ts';
-import { DownloadSlots } from './download-slots.ts';
-import { yieldsToSyncs, type DownloadView, type JobOutcome } from './download-view.ts';
+import { FetchSlots } from './fetch-slots.ts';
+import { yieldsToSyncs, type FetchView, type JobOutcome } from './fetch-view.ts';
 import { asFetchError, FetchAttempts, PeerFetchError, type DownloadGuard, type SyncSettings } from './fetch-attempt.ts';
 import { FetchError } from './fetch-package.ts';
 import type { HashThread } from './hash-thread.ts';
@@ -52,15 +52,15 @@ export interface SyncJobsDeps {
 export class SyncJobs {
   /** `progress` comes a few times a second at most, for status and admin consumers. */
   readonly events = new EventEmitter<{
-    started: [DownloadView];
-    progress: [DownloadView];
-    succeeded: [DownloadView, JobOutcome];
-    failed: [DownloadView, SyncFailure];
+    started: [FetchView];
+    progress: [FetchView];
+    succeeded: [FetchView, JobOutcome];
+    failed: [FetchView, SyncFailure];
   }>();
   #jobs = new Map<string, SyncJob>();
   /** Failed jobs per meeting: the poller starts no job of it before their retry time. */
   #failures: RetrySchedule<{ message: string; code: string; failedAt: number }>;
-  #slots: DownloadSlots;
+  #slots: FetchSlots;
   #attempts: FetchAttempts;
   #deps: SyncJobsDeps;
   #random: () => number;
@@ -71,12 +71,12 @@ export class SyncJobs {
     this.#random = deps.random ?? Math.random;
     this.#now = deps.now ?? Date.now;
     this.#failures = new RetrySchedule({ now: this.#now, random: this.#random });
-    this.#slots = new DownloadSlots(() => deps.settings().maxConcurrentDownloads);
+    this.#slots = new FetchSlots(() => deps.settings().maxConcurrentDownloads);
     this.#attempts = new FetchAttempts({ ...deps, now: this.#now, events: this.events });
   }
 
   /** The running job for this meeting, or a new one. */
-  ensure(request: JobRequest): DownloadView {
+  ensure(request: JobRequest): FetchView {
     const existing = this.#jobs.get(request.meetingId);
     let superseded: SyncJob | undefined;
     if (existing && !existing.settled) {
@@ -100,8 +100,13 @@ export class SyncJobs {
     return this.#attempts.fetchedBytes;
   }
 
+  /** Jobs waiting for a fetch slot (a preheat: for the node to be idle). */
+  get waitingForSlot(): number {
+    return this.#slots.waiting;
+  }
+
   /** The unsettled job for this meeting, if any. */
-  inFlight(meetingId: string): DownloadView | undefined {
+  inFlight(meetingId: string): FetchView | undefined {
     const job = this.#jobs.get(meetingId);
     return job && !job.settled ? job : undefined;
   }
@@ -113,7 +118,7 @@ export class SyncJobs {
   }
 
   /** Every job still known (running or the last settled one per meeting). */
-  jobs(): DownloadView[] {
+  jobs(): FetchView[] {
     return [...this.#jobs.values()];
   }
 

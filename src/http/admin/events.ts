@@ -1,20 +1,20 @@
 import type { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { PackageStore } from '../../store/package-store.ts';
-import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
+import type { FetchView, JobOutcome } from '../../sync/fetch-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
-import type { SyncLoop } from '../../sync/sync-loop.ts';
+import type { Reconciler } from '../../sync/reconciler.ts';
 import type { LogRing } from '../../log/log-ring.ts';
 import type { TrafficHistory, TrafficSample } from './traffic-history.ts';
 import type { NodeEventMap } from '../../node-events.ts';
 
 export interface EventHubSources {
   jobs: SyncJobs;
-  sync: SyncLoop;
+  sync: Reconciler;
   store: PackageStore;
   logs: LogRing;
   node: EventEmitter<NodeEventMap>;
-  running: () => boolean;
+  serving: () => boolean;
   /** Each new sample of the panel's chart goes out as a `traffic` event. */
   traffic?: Pick<TrafficHistory, 'events'>;
 }
@@ -65,19 +65,19 @@ export class AdminEventHub {
     this.#sources = sources;
     this.#options = { flushIntervalMs: 250, keepAliveMs: 15_000, maxBufferedBytes: 1 << 20, now: Date.now, ...options };
     const { jobs, sync, store, logs, node } = sources;
-    this.#listen(jobs.events, 'started', (job: DownloadView) => {
+    this.#listen(jobs.events, 'started', (job: FetchView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#push('sync', { id: job.meetingId, phase: 'started', attempt: job.attempt, reason: job.reason });
     });
-    this.#listen(jobs.events, 'progress', (job: DownloadView) => {
+    this.#listen(jobs.events, 'progress', (job: FetchView) => {
       this.#progress.set(job.meetingId, progressOf(job));
       this.#schedule();
     });
-    this.#listen(jobs.events, 'succeeded', (job: DownloadView, outcome: JobOutcome) => {
+    this.#listen(jobs.events, 'succeeded', (job: FetchView, outcome: JobOutcome) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'succeeded', size: outcome.pkg.size, sha256: outcome.pkg.sha256, replaced: outcome.replaced });
     });
-    this.#listen(jobs.events, 'failed', (job: DownloadView, failure: SyncFailure) => {
+    this.#listen(jobs.events, 'failed', (job: FetchView, failure: SyncFailure) => {
       this.#progress.delete(job.meetingId);
       this.#push('sync', { id: job.meetingId, phase: 'failed', error: failure.message, code: failure.code });
     });
@@ -87,7 +87,7 @@ export class AdminEventHub {
     this.#listen(sync.events, 'pollFailed', (error: Error) => this.#push('poll', { ok: false, error: sync.lastError?.message ?? error.message }));
     this.#listen(sync.events, 'changed', (id: string) => this.#push('meeting', { id }));
     this.#listen(store.events, 'change', (event: { type: string; meetingId: string }) => this.#push('store', { type: event.type, id: event.meetingId }));
-    this.#listen(node, 'service', (event: { running: boolean }) => this.#push('service', event));
+    this.#listen(node, 'service', (event: { serving: boolean }) => this.#push('service', { running: event.serving }));
     this.#listen(node, 'config', (event: { changed: string[]; restartRequired: string[] }) =>
       this.#push('config', { changed: event.changed, restart_required: event.restartRequired }),
     );
@@ -120,7 +120,7 @@ export class AdminEventHub {
     res.socket?.setNoDelay(true);
     this.#clients.add(res);
     res.once('close', () => this.#clients.delete(res));
-    const hello = { running: this.#sources.running(), at: new Date(this.#options.now()).toISOString(), syncing: [...this.#progress.values()] };
+    const hello = { running: this.#sources.serving(), at: new Date(this.#options.now()).toISOString(), syncing: [...this.#progress.values()] };
     this.#write(res, `retry: 3000\n\n${format({ event: 'hello', data: hello })}`);
     if (!this.#keepAlive) {
       this.#keepAlive = setInterval(() => {
@@ -196,7 +196,7 @@ export class AdminEventHub {
   }
 }
 
-function progressOf(job: DownloadView): Progress {
+function progressOf(job: FetchView): Progress {
   return { id: job.meetingId, bytes: job.bytesWritten, rate: Math.round(job.rate), attempt: job.attempt, total: null };
 }
 

@@ -10,7 +10,7 @@ export interface HealthDeps {
   storageRoot: string;
   /** The config in memory still passes the schema. */
   configValid: () => boolean;
-  running: () => boolean;
+  serving: () => boolean;
   metrics: NodeMetrics;
   metricsPublic: () => boolean;
   auth: AdminAuth;
@@ -91,6 +91,6 @@ async function readiness(deps: HealthDeps, probe: StorageProbe): Promise<ReadyRe
   const storage = await probe.check();
   const config = deps.configValid() ? 'ok' : 'invalid';
   // Stopped by the operator: downloads answer 503, so a balancer should send tablets elsewhere.
-  const service = deps.running() ? 'ok' : 'stopped';
+  const service = deps.serving() ? 'ok' : 'stopped';
   return { ready: storage === 'ok' && config === 'ok' && service === 'ok', checks: { storage, config, service } };
 }

@@ -4,21 +4,21 @@ import type { MasterCall } from '../../master/instrumented-master-client.ts';
 import type { DiskSpace } from '../../store/disk-space.ts';
 import { awaitsStartCheck } from '../../store/package-state.ts';
 import type { PackageStore } from '../../store/package-store.ts';
-import type { DownloadView, JobOutcome } from '../../sync/download-view.ts';
+import type { FetchView, JobOutcome } from '../../sync/fetch-view.ts';
 import type { SyncFailure, SyncJobs } from '../../sync/sync-jobs.ts';
 import type { ScrubTotals } from '../../sync/scrub.ts';
 import type { Preheater } from '../../sync/preheat.ts';
-import type { SyncLoop } from '../../sync/sync-loop.ts';
-import type { DownloadStats } from '../download-stats.ts';
+import type { Reconciler } from '../../sync/reconciler.ts';
+import type { ServeStats } from '../serve-stats.ts';
 import { bytesServedToTablets, type PeerServeStats } from '../peer-serving.ts';
 import type { SiteTier } from '../../sync/site-tier.ts';
 
 export interface MetricsSources {
   jobs: SyncJobs;
-  sync: SyncLoop;
+  sync: Reconciler;
   store: PackageStore;
-  stats: DownloadStats;
-  running: () => boolean;
+  stats: ServeStats;
+  serving: () => boolean;
   /** The site tier (issue 12); absent: no site metrics. */
   site?: { tier: Pick<SiteTier, 'counters'>; peers: Pick<PeerServeStats, 'bytes' | 'refused'> };
   nodeId: () => string;
@@ -66,7 +66,7 @@ export class NodeMetrics {
   readonly #masterRequests: Counter<'call' | 'result'>;
   #unsubscribe: Array<() => void> = [];
   /** Bytes of each running job already counted (progress events report totals, not deltas). */
-  #counted = new WeakMap<DownloadView, number>();
+  #counted = new WeakMap<FetchView, number>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -110,7 +110,7 @@ export class NodeMetrics {
     new Gauge({ name: 'meeting_edge_packages', help: 'Complete packages held in storage.', registers, collect() { this.set(store.list().length); } });
     new Gauge({ name: 'meeting_edge_package_bytes', help: 'Bytes of the complete packages held in storage.', registers, collect() { this.set(store.usedBytes()); } });
     new Gauge({ name: 'meeting_edge_active_meetings', help: 'Meetings the master listed as active at the last successful poll.', registers, collect() { this.set(sync.activeMeetings().length); } });
-    new Gauge({ name: 'meeting_edge_service_running', help: '1 while the service runs, 0 while the operator has stopped it.', registers, collect() { this.set(sources.running() ? 1 : 0); } });
+    new Gauge({ name: 'meeting_edge_service_running', help: '1 while the service runs, 0 while the operator has stopped it.', registers, collect() { this.set(sources.serving() ? 1 : 0); } });
     new Gauge({
       name: 'meeting_edge_master_reachable',
       help: '1 if the last poll of the master succeeded.',
@@ -228,15 +228,15 @@ export class NodeMetrics {
     }
     this.#processGauges(registers);
 
-    this.#on(jobs.events, 'started', (job: DownloadView) => this.#counted.set(job, 0));
-    this.#on(jobs.events, 'progress', (job: DownloadView) => this.#countBytes(job));
-    this.#on(jobs.events, 'succeeded', (job: DownloadView, outcome: JobOutcome) => {
+    this.#on(jobs.events, 'started', (job: FetchView) => this.#counted.set(job, 0));
+    this.#on(jobs.events, 'progress', (job: FetchView) => this.#countBytes(job));
+    this.#on(jobs.events, 'succeeded', (job: FetchView, outcome: JobOutcome) => {
       this.#countBytes(job);
       const result = outcome.replaced ? 'success' : 'unchanged';
       this.#syncs.inc({ result });
       this.#duration.observe({ result }, (Date.now() - job.createdAt) / 1000);
     });
-    this.#on(jobs.events, 'failed', (job: DownloadView, failure: SyncFailure) => {
+    this.#on(jobs.events, 'failed', (job: FetchView, failure: SyncFailure) => {
       this.#countBytes(job);
       const result = failure.code === 'CANCELLED' ? 'cancelled' : 'failure';
       this.#syncs.inc({ result });
@@ -380,7 +380,7 @@ export class NodeMetrics {
     });
   }
 
-  #countBytes(job: DownloadView): void {
+  #countBytes(job: FetchView): void {
     // A new attempt starts from zero bytes; the 'started' event resets the baseline.
     const seen = this.#counted.get(job) ?? 0;
     if (job.bytesWritten > seen) this.#bytesFetched.inc(job.bytesWritten - seen);

@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import type { StoreEvent } from '../../store/package-store.ts';
-import type { DownloadStats, FinishedDownload } from '../download-stats.ts';
+import type { ServeStats, FinishedServe } from '../serve-stats.ts';
 
 /** Addresses remembered per meeting at most: a bound on memory whatever the clients do. */
 const MAX_HOLDERS_PER_MEETING = 10_000;
@@ -16,8 +16,8 @@ export class PackageHolders {
   #byMeeting = new Map<string, Set<string>>();
   #off: () => void;
 
-  constructor(stats: Pick<DownloadStats, 'events'>, store: { events: EventEmitter<{ change: [StoreEvent] }> }) {
-    const onFinished = (d: FinishedDownload) => this.#finished(d);
+  constructor(stats: Pick<ServeStats, 'events'>, store: { events: EventEmitter<{ change: [StoreEvent] }> }) {
+    const onFinished = (d: FinishedServe) => this.#finished(d);
     const onChange = (event: StoreEvent) => {
       if (event.type === 'removed' || (event.type === 'promoted' && event.replaced)) this.#byMeeting.delete(event.meetingId);
     };
@@ -40,7 +40,7 @@ export class PackageHolders {
     this.#off();
   }
 
-  #finished(d: FinishedDownload): void {
+  #finished(d: FinishedServe): void {
     if (!d.completed || d.peer || d.client === null) return;
     const toTheEnd = d.status === 200 || (d.status === 206 && typeof d.range === 'string' && /^bytes=\d+-$/.test(d.range.trim()));
     if (!toTheEnd) return;

@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import type { AppEnv } from '../app-env.ts';
 
 export interface ServiceRoutesDeps {
-  running: () => boolean;
+  serving: () => boolean;
   /** Unregisters, pauses polling and heartbeats; downloads answer 503 until start. */
   stop: () => Promise<void>;
   /** Registers and resumes polling and heartbeats at once. */
@@ -35,15 +35,15 @@ export class PerTurn<T> {
 export function registerServiceRoutes(app: Hono<AppEnv>, deps: ServiceRoutesDeps): void {
   const statusText = new PerTurn<string>();
   app.post('/api/service/stop', async (c) => {
-    const wasRunning = deps.running();
+    const wasRunning = deps.serving();
     await deps.stop();
-    return c.json({ status: 'success', message: wasRunning ? 'service stopped' : 'service already stopped', running: deps.running() });
+    return c.json({ status: 'success', message: wasRunning ? 'service stopped' : 'service already stopped', running: deps.serving() });
   });
 
   app.post('/api/service/start', async (c) => {
-    const wasRunning = deps.running();
+    const wasRunning = deps.serving();
     await deps.start();
-    return c.json({ status: 'success', message: wasRunning ? 'service already running' : 'service started', running: deps.running() });
+    return c.json({ status: 'success', message: wasRunning ? 'service already running' : 'service started', running: deps.serving() });
   });
 
   app.get('/api/status', async (c) => {
@@ -52,7 +52,7 @@ export function registerServiceRoutes(app: Hono<AppEnv>, deps: ServiceRoutesDeps
   });
 
   app.post('/api/sync', async (c) => {
-    if (!deps.running()) return c.json({ error: 'the service is stopped: start it before syncing' }, 409);
+    if (!deps.serving()) return c.json({ error: 'the service is stopped: start it before syncing' }, 409);
     const outcome = await deps.syncNow();
     if (!outcome.ok) return c.json({ error: `poll of the master failed: ${outcome.error ?? 'unknown error'}` }, 502);
     return c.json({ status: 'success', message: 'polled the master and reconciled' });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import type { StoreEvent } from '../../store/package-store.ts';
-import { DownloadStats, type FinishedDownload } from '../download-stats.ts';
+import { ServeStats, type FinishedServe } from '../serve-stats.ts';
 import { PackageHolders } from './package-holders.ts';
 import { TrafficHistory, type TrafficTotals } from './traffic-history.ts';
 
@@ -30,15 +30,15 @@ test('rates are the counters\' growth per second between samples; the ring keeps
   assert.equal(seen.length, 5, 'each sample is an event (the panel\'s stream)');
 });
 
-function finished(overrides: Partial<FinishedDownload>): FinishedDownload {
+function finished(overrides: Partial<FinishedServe>): FinishedServe {
   return { meetingId: 'm1', completed: true, client: '127.0.0.2', status: 200, bytes: 10, durationMs: 1, whileSyncing: false, peer: null, method: 'GET', range: null, userAgent: null, ...overrides };
 }
 
 test('holders: distinct tablets that got the package to its last byte; siblings, pieces and cut downloads do not count; a new build starts over', () => {
-  const stats = new DownloadStats();
+  const stats = new ServeStats();
   const store = { events: new EventEmitter<{ change: [StoreEvent] }>() };
   const holders = new PackageHolders(stats, store);
-  const emit = (d: Partial<FinishedDownload>) => stats.events.emit('finished', finished(d));
+  const emit = (d: Partial<FinishedServe>) => stats.events.emit('finished', finished(d));
   emit({ client: '127.0.0.2' });
   emit({ client: '127.0.0.2' });
   emit({ client: '127.0.0.3', status: 206, range: 'bytes=5000-' });

@@ -8,12 +8,12 @@ import type { PackageStore } from '../store/package-store.ts';
 import { BuildChecks, type BuildChecksDeps, type PollRecord, type ProbeCounters } from './build-checks.ts';
 import type { ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
-import { yieldsToSyncs, type DownloadView } from './download-view.ts';
+import { yieldsToSyncs, type FetchView } from './fetch-view.ts';
 import type { SyncJobs } from './sync-jobs.ts';
 
 export type { PollRecord, ProbeCounters } from './build-checks.ts';
 
-export interface SyncLoopDeps extends Pick<BuildChecksDeps, 'site' | 'probe' | 'probeTimeoutMs' | 'probeRetry' | 'startCheckRetry' | 'random'> {
+export interface ReconcilerDeps extends Pick<BuildChecksDeps, 'site' | 'probe' | 'probeTimeoutMs' | 'probeRetry' | 'startCheckRetry' | 'random'> {
   store: PackageStore;
   jobs: SyncJobs;
   master: () => MasterClient;
@@ -35,9 +35,9 @@ export interface SyncLoopDeps extends Pick<BuildChecksDeps, 'site' | 'probe' | '
  * Polls the master, runs the pure reconcile() and executes its actions. Keeps the last successful
  * poll (token, active list, time): only that decides what may be fetched or served.
  */
-export class SyncLoop {
+export class Reconciler {
   readonly events = new EventEmitter<{ polling: []; polled: [PollRecord]; pollFailed: [Error]; changed: [string] }>();
-  #deps: SyncLoopDeps;
+  #deps: ReconcilerDeps;
   #now: () => number;
   #memory: ReconcileMemory = initialMemory;
   #lastSuccess: PollRecord | null = null;
@@ -51,7 +51,7 @@ export class SyncLoop {
   #paused = false;
   #checks: BuildChecks;
 
-  constructor(deps: SyncLoopDeps) {
+  constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#checks = new BuildChecks({ ...deps, now: this.#now, poll: this, changed: (meetingId) => this.events.emit('changed', meetingId) });
@@ -255,7 +255,7 @@ export class SyncLoop {
   }
 
   /** The meeting's download running or waiting, if any. */
-  inFlight(meetingId: string): DownloadView | undefined {
+  inFlight(meetingId: string): FetchView | undefined {
     return this.#deps.jobs.inFlight(meetingId);
   }
 
@@ -263,7 +263,7 @@ export class SyncLoop {
    * Starts (or joins) the download of an active meeting for a waiting tablet, or for a sibling
    * node (`forPeer`: a download started for it comes from the master, never from another sibling).
    */
-  requestSync(meetingId: string, options: { forPeer?: boolean } = {}): DownloadView | undefined {
+  requestSync(meetingId: string, options: { forPeer?: boolean } = {}): FetchView | undefined {
     const meeting = this.activeMeeting(meetingId);
     if (!meeting || this.#paused) return this.#deps.jobs.inFlight(meetingId);
     return this.#deps.jobs.ensure({

@@ -1,12 +1,12 @@
-import { yieldsToSyncs } from './download-view.ts';
+import { yieldsToSyncs } from './fetch-view.ts';
 import type { SyncJob } from './sync-job.ts';
 
 /**
- * The download slots: at most `limit()` syncs transfer at once, tablets' (urgent) ones served
+ * The fetch slots: at most `limit()` syncs transfer at once, tablets' (urgent) ones served
  * first. Preheats form a class of their own: one at a time, only while no sync runs or waits, never
  * holding a slot a sync needs.
  */
-export class DownloadSlots {
+export class FetchSlots {
   #limit: () => number;
   #waiting: Array<() => void> = [];
   #urgentWaiting: Array<() => void> = [];
@@ -46,6 +46,11 @@ export class DownloadSlots {
       job.signal.addEventListener('abort', onAbort, { once: true });
       (yieldsToSyncs(job) ? this.#backgroundWaiting : job.urgent ? this.#urgentWaiting : this.#waiting).push(grant);
     });
+  }
+
+  /** Jobs parked for a slot (a preheat: for the node to be idle); none of them transfers until granted one. */
+  get waiting(): number {
+    return this.#waiting.length + this.#urgentWaiting.length + this.#backgroundWaiting.length;
   }
 
   #idle(): boolean {

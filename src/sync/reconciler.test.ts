@@ -9,14 +9,14 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { buildMeetingPackage } from '../../reference-master/packages.ts';
 import { handleDownload, type DownloadDeps } from '../http/download-route.ts';
-import { DownloadStats } from '../http/download-stats.ts';
+import { ServeStats } from '../http/serve-stats.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { MemoryLogger } from '../log/memory-logger.ts';
 import type { MasterClient, MeetingStatus, PackageResponse } from '../master/master-client.ts';
 import { PackageStore } from '../store/package-store.ts';
 import { fileIdentity } from '../store/zip-lead.ts';
 import { SyncJobs } from './sync-jobs.ts';
-import { SyncLoop } from './sync-loop.ts';
+import { Reconciler } from './reconciler.ts';
 
 const logger = createLogger({ level: 'ERROR', filePath: null, maxFileSize: 1 << 20, backupCount: 0, console: false });
 
@@ -61,7 +61,7 @@ describe('a request for an id not active here waits for one shared status check 
   let zip: Buffer;
   const folders: string[] = [];
   before(async () => {
-    fixtures = await mkdtemp(path.join(tmpdir(), 'loop-fixtures-'));
+    fixtures = await mkdtemp(path.join(tmpdir(), 'reconciler-fixtures-'));
     zip = await readFile((await buildMeetingPackage({ dir: fixtures, meetingId: 'm1', title: 'One' })).path);
   });
   after(async () => {
@@ -69,7 +69,7 @@ describe('a request for an id not active here waits for one shared status check 
   });
 
   async function setup() {
-    const folder = await mkdtemp(path.join(tmpdir(), 'loop-'));
+    const folder = await mkdtemp(path.join(tmpdir(), 'reconciler-'));
     folders.push(folder);
     const store = await PackageStore.open(path.join(folder, 'storage'), logger);
     const master = new FakeMaster(zip);
@@ -78,7 +78,7 @@ describe('a request for an id not active here waits for one shared status check 
     let now = 1_000_000;
     const clock = { advance: (ms: number) => (now += ms) };
     const scheduled = new Set<string>();
-    const sync = new SyncLoop({
+    const sync = new Reconciler({
       scheduled: (id) => scheduled.has(id),
       store,
       jobs,
@@ -138,9 +138,9 @@ describe('a request for an id not active here waits for one shared status check 
     const deps: DownloadDeps = {
       store,
       sync,
-      stats: new DownloadStats(),
+      stats: new ServeStats(),
       logger,
-      isServing: () => true,
+      serving: () => true,
       settings: () => ({ waitForSyncMs: 5_000, idleTimeoutMs: 5_000, retryAfterSeconds: 1, settleWaitMs: 2_000 }),
     };
     const server = http.createServer((req, res) => {
@@ -186,7 +186,7 @@ describe('a request for an id not active here waits for one shared status check 
 });
 
 test('a poll answered by a master that was replaced while it waited is not acted on', async (t) => {
-  const folder = await mkdtemp(path.join(tmpdir(), 'loop-swap-'));
+  const folder = await mkdtemp(path.join(tmpdir(), 'reconciler-swap-'));
   t.after(() => rm(folder, { recursive: true, force: true }));
   const store = await PackageStore.open(path.join(folder, 'storage'), logger);
   const zip = Buffer.alloc(0);
@@ -196,9 +196,10 @@ test('a poll answered by a master that was replaced while it waited is not acted
   const newMaster = new FakeMaster(zip);
   let current = oldMaster.asClient();
   const jobs = jobsFor(store, () => current);
-  const sync = new SyncLoop({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
+  const sync = new Reconciler({ store, jobs, master: () => current, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger });
   const polling = sync.pollNow();
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  // The poll has asked the old master and waits for its answer (held statusDelayMs): switch now.
+  assert.equal(oldMaster.statusCalls, 1, 'the poll is waiting on the old master');
   current = newMaster.asClient();
   assert.equal(await polling, false);
   const last = () => sync.lastSuccess;
@@ -210,7 +211,7 @@ test('a poll answered by a master that was replaced while it waited is not acted
 });
 
 test('a sync promoted while the start confirmation writes its manifest is kept, not discarded as a stale preheat', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'loop-confirm-'));
+  const dir = await mkdtemp(path.join(tmpdir(), 'reconciler-confirm-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const zip = (await buildMeetingPackage({ dir, meetingId: 'm1', title: 'One' })).path;
   const identity = await fileIdentity(zip);
@@ -230,7 +231,7 @@ test('a sync promoted while the start confirmation writes its manifest is kept, 
     },
   } as unknown as MasterClient;
   const jobs = jobsFor(store, () => client, logger);
-  const sync = new SyncLoop({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
+  const sync = new Reconciler({ store, jobs, master: () => client, policy: () => ({ evictEnded: true, cleanOnStartup: false }), logger,
     // Same documents as the preheat: the start confirms it.
     probe: async () => ({ kind: 'identified', identity, bytesRead: 100 }) });
   // Emulates the interleaving: the tablets' 'requested' sync promotes the master's package while

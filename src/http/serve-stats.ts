@@ -11,7 +11,7 @@ export interface MeetingServeStats {
 }
 
 /** How one tablet download went, as the access log writes it. */
-export interface DownloadRecord {
+export interface ServeRecord {
   /** The tablet's address (null when the socket was already gone). */
   client: string | null;
   /** HTTP status sent. */
@@ -29,15 +29,16 @@ export interface DownloadRecord {
   userAgent?: string | null;
 }
 
-export interface FinishedDownload extends DownloadRecord {
+export interface FinishedServe extends ServeRecord {
   meetingId: string;
   /** False: aborted (client gone, idle timeout, read error). */
   completed: boolean;
 }
 
-export class DownloadStats {
+/** What the node serves: tablets (and siblings) downloading packages from it; "fetch" is the other direction. */
+export class ServeStats {
   /** One `finished` per download that ended with a record (the access log listens). */
-  readonly events = new EventEmitter<{ finished: [FinishedDownload] }>();
+  readonly events = new EventEmitter<{ finished: [FinishedServe] }>();
   #byMeeting = new Map<string, MeetingServeStats>();
   #now: () => number;
   totalBytesServed = 0;
@@ -73,7 +74,7 @@ export class DownloadStats {
     this.totalBytesServed += n;
   }
 
-  finished(meetingId: string, completed: boolean, record?: DownloadRecord): void {
+  finished(meetingId: string, completed: boolean, record?: ServeRecord): void {
     if (record) this.events.emit('finished', { meetingId, completed, ...record });
     const stats = this.get(meetingId);
     stats.activeDownloads--;

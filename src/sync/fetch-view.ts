@@ -1,7 +1,8 @@
 /**
- * A package download as everyone but the sync sees it: read-only. The sync (SyncJobs) hands out
- * only this view; tablets served while it downloads, the download route, status, admin events,
- * metrics and the quota guard read a download through it and nothing else.
+ * A package fetch (the node pulling from the master or a seed; what it gives out is "serve",
+ * http/serve-stats.ts) as everyone but the sync sees it: read-only. The sync (SyncJobs) hands out
+ * only this view; tablets served while it fetches, the download route, status, admin events,
+ * metrics and the quota guard read a fetch through it and nothing else.
  */
 import type { FetchedSource } from '../store/package-state.ts';
 import type { StoredPackage } from '../store/package-store.ts';
@@ -10,7 +11,7 @@ import type { StoredPackage } from '../store/package-store.ts';
 export type FetchReason = 'new' | 'restarted' | 'token-changed' | 'retry' | 'requested' | 'preheat';
 
 /**
- * A preheat: the package of a meeting not started yet. It waits until no other download runs or
+ * A preheat: the package of a meeting not started yet. It waits until no other fetch runs or
  * waits, gives the master's stream back to any sync, is replaced by its meeting's sync, and its
  * failure is not the meeting's.
  */
@@ -27,7 +28,7 @@ export function evictsToFit(fetch: { readonly reason?: FetchReason }): boolean {
 export function storedSource(fetch: { readonly reason?: FetchReason }): FetchedSource {
   return yieldsToSyncs(fetch) ? 'preheat' : 'master';
 }
-/** Where a download's bytes come from: the master, or a sibling node of the site (its address). */
+/** Where a fetch's bytes come from: the master, or a sibling node of the site (its address). */
 export type FetchSource = { readonly kind: 'master' } | { readonly kind: 'peer'; readonly node: string };
 export type JobState = 'queued' | 'running' | 'backoff' | 'done' | 'failed';
 
@@ -37,38 +38,38 @@ export interface JobOutcome {
   replaced: boolean;
 }
 
-/** What became of one attempt of a download: see DownloadView.attemptStatus. */
+/** What became of one attempt of a fetch: see FetchView.attemptStatus. */
 export type AttemptStatus =
   /** The attempt is still the current one: `available` bytes of it are in its temp file. */
   | { readonly kind: 'running'; readonly available: number }
   /** The attempt's bytes became the package: `size` bytes in all. */
   | { readonly kind: 'succeeded'; readonly size: number }
-  /** The download failed, or this attempt did and a later one writes another file. */
+  /** The fetch failed, or this attempt did and a later one writes another file. */
   | { readonly kind: 'failed'; readonly reason: string };
 
 /**
- * Called synchronously by the download; must not throw. Every callback is optional.
+ * Called synchronously by the fetch; must not throw. Every callback is optional.
  */
-export interface DownloadListener {
+export interface FetchListener {
   /**
    * Bytes of attempt `attempt` just reached its temp file: `written`, ending at offset `total`.
-   * Tablets caught up with the download write these buffers on instead of reading them back.
+   * Tablets caught up with the fetch write these buffers on instead of reading them back.
    */
   bytes?(attempt: number, total: number, written: readonly Buffer[]): void;
   /** A retry began: the attempt number is now `attempt`, and bytes of earlier attempts are void. */
   restarted?(attempt: number): void;
-  /** The download ended: its outcome, or the error it failed with. */
+  /** The fetch ended: its outcome, or the error it failed with. */
   settled?(outcome: JobOutcome | Error): void;
 }
 
-export interface DownloadView {
+export interface FetchView {
   readonly meetingId: string;
   readonly reason: FetchReason;
   /** Where the current attempt's bytes come from. */
   readonly source: FetchSource;
   /** Started for a sibling node (it fetches from the master, never from another sibling). */
   readonly forPeer: boolean;
-  /** A tablet is waiting for it: it jumps the queue for a download slot. */
+  /** A tablet is waiting for it: it jumps the queue for a fetch slot. */
   readonly urgent: boolean;
   readonly state: JobState;
   /** The current attempt, from 1 (0 before the first). */
@@ -77,7 +78,7 @@ export interface DownloadView {
   readonly bytesWritten: number;
   /** Bytes per second over the current attempt. */
   readonly rate: number;
-  /** Epoch ms the download was asked for. */
+  /** Epoch ms the fetch was asked for. */
   readonly createdAt: number;
   /** Epoch ms the current attempt opened its temp file (0 before). */
   readonly attemptStartedAt: number;
@@ -87,16 +88,16 @@ export interface DownloadView {
   readonly error: string | null;
   /** What it stored, once it succeeded. */
   readonly outcome: JobOutcome | null;
-  /** Settles with the download; rejects when it fails. */
+  /** Settles with the fetch; rejects when it fails. */
   readonly done: Promise<JobOutcome>;
   /** Done or failed. */
   readonly settled: boolean;
   /**
    * The one answer to "is attempt `attempt` still the one whose bytes count?": running (with the
-   * bytes of it available), succeeded (its bytes are the package), or failed (the download did,
+   * bytes of it available), succeeded (its bytes are the package), or failed (the fetch did,
    * or a retry replaced it).
    */
   attemptStatus(attempt: number): AttemptStatus;
-  /** Calls `listener` as the download progresses until the returned function is called. */
-  subscribe(listener: DownloadListener): () => void;
+  /** Calls `listener` as the fetch progresses until the returned function is called. */
+  subscribe(listener: FetchListener): () => void;
 }
