@@ -1,14 +1,19 @@
 // Bundles start.ts into start.js (the file operators run: `node start.js --port 8001`).
 // esbuild rather than tsc: one fast step, one output file at the top level, dependencies
 // left external so node_modules stays the single source of library code.
+//
+// Each output is written beside its place and renamed onto it: test files that build and run the
+// CLI run in parallel, and a process starting start.js or loading the addon while another build
+// writes it must find the old file or the new one, never half of one.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
+const startTemp = `start.js.tmp-${process.pid}`;
 await build({
   entryPoints: ['start.ts'],
-  outfile: 'start.js',
+  outfile: startTemp,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -18,6 +23,7 @@ await build({
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
+renameSync(startTemp, 'start.js');
 
 // The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
 // compiler against Node's own headers (node-api, so one build works across Node versions); when
@@ -39,10 +45,15 @@ function buildNetAddon() {
     return;
   }
   mkdirSync('build', { recursive: true });
-  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/edge-net.c', '-o', output];
+  const temp = `${output}.tmp-${process.pid}`;
+  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/edge-net.c', '-o', temp];
   for (const compiler of ['cc', 'gcc', 'clang']) {
     const result = spawnSync(compiler, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-    if (result.status === 0) return;
+    if (result.status === 0) {
+      renameSync(temp, output);
+      return;
+    }
   }
+  rmSync(temp, { force: true });
   console.warn('edge-net addon not built: no working C compiler (packages will be copied through buffers)');
 }

@@ -1,8 +1,9 @@
 /**
  * Crash safety under SIGKILL at random moments of a sync, many times in one run: the node runs as
- * a child process (scripts/lib/run-node.ts) against a throttled master and is killed when its
- * temp file reaches a random byte offset, or a random moment after the last byte (the
- * fsync / manifest / rename window). After every kill and restart:
+ * a child process (scripts/lib/run-node.ts, bundled once, each process loaded while the one before
+ * runs) against a throttled master and is killed when its temp file reaches a random byte offset,
+ * or a random moment after the last byte (the fsync / manifest / rename window). After every kill
+ * and restart:
  *   - a package.zip on disk is always a complete version the master served (never partial);
  *   - once the node has opened its storage, manifest.json and package.zip agree (sha256, size);
  *   - the leftover temp file is gone and nothing but a complete version is served;
@@ -10,19 +11,20 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import {
+  bundleRunNode,
   cleanupStack,
   fetchRaw,
   isPartFile,
+  loadNodeProcess,
   meetingDirEntries,
   packageUrl,
   removeDir,
   killProcess,
-  spawnNodeProcess,
   startMaster,
   tempDir,
   testConfig,
@@ -55,7 +57,14 @@ interface DiskState {
   parts: Array<{ name: string; size: number }>;
 }
 
-async function diskState(storageDir: string): Promise<DiskState> {
+/**
+ * The sha256 of each file version read so far, by inode, size and change time: the waits poll the
+ * disk every 2 ms, and hashing an unchanged package.zip each time kept a core busy. A file
+ * replaced (rename) or written to gets a new key and is read again.
+ */
+type HashCache = Map<string, string>;
+
+async function diskState(storageDir: string, hashes: HashCache): Promise<DiskState> {
   const dir = path.join(storageDir, `meeting_${MEETING}`);
   const state: DiskState = { packageSha: null, packageSize: null, packageIno: null, manifest: null, parts: [] };
   for (const name of await meetingDirEntries(storageDir, MEETING)) {
@@ -67,11 +76,22 @@ async function diskState(storageDir: string): Promise<DiskState> {
     }
   }
   try {
-    const bytes = await readFile(path.join(dir, 'package.zip'));
-    const info = await stat(path.join(dir, 'package.zip'));
-    state.packageSha = createHash('sha256').update(bytes).digest('hex');
-    state.packageSize = bytes.length;
-    state.packageIno = info.ino;
+    // One open file for the identity and the bytes: a rename in between cannot mix two versions.
+    const file = await open(path.join(dir, 'package.zip'));
+    try {
+      const info = await file.stat({ bigint: true });
+      const key = `${info.ino}:${info.size}:${info.ctimeNs}:${info.mtimeNs}`;
+      let sha = hashes.get(key);
+      if (sha === undefined) {
+        sha = createHash('sha256').update(await file.readFile()).digest('hex');
+        hashes.set(key, sha);
+      }
+      state.packageSha = sha;
+      state.packageSize = Number(info.size);
+      state.packageIno = Number(info.ino);
+    } finally {
+      await file.close();
+    }
   } catch {
     // No package yet.
   }
@@ -104,13 +124,18 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
   // A long poll interval: each run syncs from its first poll, at start.
   await writeFile(configPath, JSON.stringify(testConfig(m.port, { syncInterval: 3600, heartbeat: { interval: 300 } }), null, 2));
   const storageDir = path.join(dir, 'storage');
+  const hashes: HashCache = new Map();
+  const program = await bundleRunNode();
+  defer(() => program.remove());
+  let next = loadNodeProcess(configPath, program);
+  defer(() => next.kill());
 
   const outcomes = { midDownload: 0, afterLastByte: 0, afterPromote: 0, restartsOfMeeting: 0 };
   let kills = 0;
   let previousParts: string[] = [];
   while (kills < KILLS) {
     const current = m.master.meeting(MEETING)!.package!.sha256;
-    const before = await diskState(storageDir);
+    const before = await diskState(storageDir, hashes);
     if (before.packageSha === current) {
       // The last run finished the sync: give the master new bytes so the next run has one to do.
       const token = m.master.token();
@@ -122,11 +147,12 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
     }
     const { sha256: target, size } = m.master.meeting(MEETING)!.package!;
 
-    const proc = await spawnNodeProcess(configPath);
+    const proc = await next.start();
     defer(() => killProcess(proc));
+    next = loadNodeProcess(configPath, program);
     // The store scan ran before READY; the first download needs > 100 ms of throttled bytes, so no
     // promote can be under way while this looks.
-    const atStart = await diskState(storageDir);
+    const atStart = await diskState(storageDir, hashes);
     for (const name of previousParts) {
       assert.ok(!atStart.parts.some((p) => p.name === name), `kill ${kills}: the killed run's temp file ${name} was removed at start`);
     }
@@ -149,7 +175,7 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
     const killedAt = await waitFor(
       `kill ${kills}: the sync to reach byte ${offset}`,
       async () => {
-        const now = await diskState(storageDir);
+        const now = await diskState(storageDir, hashes);
         if (now.packageSha === target) {
           await sleep(random() * 20);
           return 'afterPromote' as const;
@@ -183,7 +209,7 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
       }
     }
 
-    const after = await diskState(storageDir);
+    const after = await diskState(storageDir, hashes);
     if (after.packageSha !== null) {
       assert.ok(versions.has(after.packageSha), `kill ${kills}: package.zip after the kill is complete (seed ${seed})`);
       // A kill between the manifest and the rename leaves a manifest naming the temp file's
@@ -200,11 +226,11 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
 
   // The last run is left alone: it completes the sync.
   const target = m.master.meeting(MEETING)!.package!.sha256;
-  const proc = await spawnNodeProcess(configPath);
+  const proc = await next.start();
   defer(() => killProcess(proc));
   await waitFor(
     'the sync to complete',
-    async () => (await diskState(storageDir)).packageSha === target,
+    async () => (await diskState(storageDir, hashes)).packageSha === target,
     30_000,
     50,
   );
@@ -218,9 +244,9 @@ test(`SIGKILL at ${KILLS} random moments of a sync: never a partial package, man
     50,
   );
   assert.equal(final.headers.etag, `"${target}"`);
-  const end = await diskState(storageDir);
+  const end = await diskState(storageDir, hashes);
   assert.equal(end.manifest?.sha256, target);
   assert.equal(end.manifest?.size, end.packageSize);
   assert.equal(end.manifest?.inode, end.packageIno);
-  await waitFor('no temp file left', async () => (await diskState(storageDir)).parts.length === 0, 10_000);
+  await waitFor('no temp file left', async () => (await diskState(storageDir, hashes)).parts.length === 0, 10_000);
 });

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -266,7 +266,7 @@ export function startPausedDownload(url: string): Promise<{
 }
 
 /** SIGKILLs a child node (no-op if it already exited) and waits for it to be gone. */
-export function killProcess(proc: NodeProcess): Promise<unknown> {
+export function killProcess(proc: Pick<NodeProcess, 'child' | 'exited'>): Promise<unknown> {
   if (proc.child.exitCode !== null || proc.child.signalCode !== null) return Promise.resolve();
   proc.child.kill('SIGKILL');
   return proc.exited;
@@ -282,42 +282,109 @@ export interface NodeProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** What a child node runs: scripts/lib/run-node.ts through tsx, or its bundle (bundleRunNode). */
+export interface NodeProgram {
+  /** node's arguments before the run-node options and the config path. */
+  args: string[];
+}
+
+const RUN_NODE_FROM_SOURCE: NodeProgram = {
+  args: ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts')],
+};
+
+/**
+ * scripts/lib/run-node.ts bundled with the source it imports (esbuild, dependencies external, as
+ * start.js is built): a child started from it skips tsx's work on every module, for tests that
+ * start many. Built from the current source by each call; written in its own folder under build/
+ * (two levels below the repository like run-node.ts, so node_modules, public/ and the socket-calls
+ * addon are found the same way) and removed by remove().
+ */
+export async function bundleRunNode(): Promise<NodeProgram & { remove(): Promise<void> }> {
+  const { build } = await import('esbuild');
+  await mkdir(path.join(REPO_ROOT, 'build'), { recursive: true });
+  const dir = await mkdtemp(path.join(REPO_ROOT, 'build', 'test-run-node-'));
+  const outfile = path.join(dir, 'run-node.mjs');
+  await build({
+    entryPoints: [path.join(REPO_ROOT, 'scripts/lib/run-node.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return { args: [outfile], remove: () => removeDir(dir) };
+}
+
+/** A child node process that has loaded its modules and opens its storage only once started. */
+export interface LoadedNodeProcess {
+  /** Starts the node and resolves once it prints `READY <port>`. */
+  start(timeoutMs?: number): Promise<NodeProcess>;
+  /** SIGKILLs it, started or not, and waits for it to be gone. */
+  kill(): Promise<unknown>;
+}
+
 /**
  * Starts an edge node in a child process (scripts/lib/run-node.ts) with the given config file and
  * resolves once it prints `READY <port>`.
  */
-export async function spawnNodeProcess(configPath: string, timeoutMs = 20_000): Promise<NodeProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), configPath], {
+export async function spawnNodeProcess(configPath: string, program: NodeProgram = RUN_NODE_FROM_SOURCE, timeoutMs = 20_000): Promise<NodeProcess> {
+  return launch(configPath, program, false).start(timeoutMs);
+}
+
+/**
+ * A child node that loads its modules now and starts when start() is called (run-node's
+ * --start-on-stdin): a test that restarts a node many times loads the next process while the
+ * current one runs.
+ */
+export function loadNodeProcess(configPath: string, program: NodeProgram = RUN_NODE_FROM_SOURCE): LoadedNodeProcess {
+  return launch(configPath, program, true);
+}
+
+function launch(configPath: string, program: NodeProgram, startOnStdin: boolean): LoadedNodeProcess {
+  const child = spawn(process.execPath, [...program.args, ...(startOnStdin ? ['--start-on-stdin'] : []), configPath], {
     cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [startOnStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   let stdout = '';
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
   });
+  child.stdin?.on('error', () => {}); // EPIPE when the child is gone before start()
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`node process did not print READY within ${timeoutMs} ms; stderr: ${stderr}`));
-    }, timeoutMs);
+  const ready = new Promise<number>((resolve, reject) => {
     child.stdout?.setEncoding('utf8').on('data', (text: string) => {
       stdout += text;
       const match = /^READY (\d+)$/m.exec(stdout);
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
+      if (match) resolve(Number(match[1]));
     });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`node process exited (${code ?? signal}) before READY; stderr: ${stderr}`));
-    });
+    void exited.then(({ code, signal }) => reject(new Error(`node process exited (${code ?? signal}) before READY; stderr: ${stderr}`)));
   });
-  return { child, port, url: `http://127.0.0.1:${port}`, stderr: () => stderr, exited };
+  ready.catch(() => {}); // a process killed before start() was never awaited
+  const kill = () => killProcess({ child, exited });
+  return {
+    kill,
+    async start(timeoutMs = 20_000) {
+      child.stdin?.end('start\n');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`node process did not print READY within ${timeoutMs} ms; stderr: ${stderr}`));
+        }, timeoutMs);
+      });
+      try {
+        const port = await Promise.race([ready, timeout]);
+        return { child, port, url: `http://127.0.0.1:${port}`, stderr: () => stderr, exited };
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
 }
 
 /**

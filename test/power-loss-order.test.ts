@@ -37,7 +37,8 @@ function parseStrace(log: string): Syscall[] {
     const time = Number(match[2]);
     const rest = match[3]!;
     if (rest.endsWith('<unfinished ...>')) {
-      pending.set(pid, { start: time, text: rest.slice(0, -'<unfinished ...>'.length) });
+      // "fsync(7</dir> <unfinished ...>" + "<... fsync resumed>) = 0": joined without the space.
+      pending.set(pid, { start: time, text: rest.slice(0, -'<unfinished ...>'.length).trimEnd() });
       continue;
     }
     const resumed = /^<\.\.\. \w+ resumed>(.*)$/.exec(rest);

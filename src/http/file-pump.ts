@@ -109,6 +109,8 @@ export class FilePump {
   #flushedWrites = 0;
   /** Block reads of the whole process (getrusage ru_inblock) when this pump last looked. */
   #blockReads: number;
+  /** Involuntary context switches of the whole process (ru_nivcsw) when this pump last looked. */
+  #preemptions: number;
 
   constructor(res: ServerResponse, fd: number, position: number, options: PumpOptions = {}) {
     this.#res = res;
@@ -119,7 +121,9 @@ export class FilePump {
     this.#chunk = Math.min(INITIAL_CHUNK, this.#maxChunk);
     this.#onBytes = options.onBytes;
     this.#zeroCopy = options.zeroCopy ?? null;
-    this.#blockReads = process.resourceUsage().fsRead;
+    const usage = process.resourceUsage();
+    this.#blockReads = usage.fsRead;
+    this.#preemptions = usage.involuntaryContextSwitches;
     const onClose = () => {
       this.#closed = true;
       this.#notify();
@@ -301,14 +305,18 @@ export class FilePump {
    * response's bytes from sendfile to copying on a loaded 2-core host. Only the disk issues block
    * reads, so a slow call counts as cold when the process's block reads rose since the last look
    * (another response's cold read may be counted too: that errs on the safe side), or when it was
-   * too slow to be a preemption (a network file system issues no block reads).
+   * slower than a cache hit can be and the process was not preempted since the last look (a network
+   * file system issues no block reads; its wait is voluntary, a preemption is not). On a box that
+   * shares its cores, a call held > 50 ms off the CPU used to move its response to copying.
    */
   #slowFromDisk(elapsedNs: bigint): boolean {
     if (elapsedNs <= SLOW_READ_NS) return false;
-    const blockReads = process.resourceUsage().fsRead;
-    const rose = blockReads > this.#blockReads;
-    this.#blockReads = blockReads;
-    return rose || elapsedNs > SURELY_COLD_NS;
+    const usage = process.resourceUsage();
+    const rose = usage.fsRead > this.#blockReads;
+    const preempted = usage.involuntaryContextSwitches > this.#preemptions;
+    this.#blockReads = usage.fsRead;
+    this.#preemptions = usage.involuntaryContextSwitches;
+    return rose || (elapsedNs > SURELY_COLD_NS && !preempted);
   }
 
   #takeBuffer(size: number): Buffer {

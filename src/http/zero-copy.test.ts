@@ -101,6 +101,17 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
     assert.ok(viaSendfile > content.length * 0.9, `${viaSendfile} of ${content.length} bytes went through sendfile`);
   });
 
+  test('a sendfile that waits 60 ms off the CPU without being preempted (a network file system) moves the response to copying', async () => {
+    // Atomics.wait blocks the thread voluntarily, as a read from NFS or FUSE does, with no block reads.
+    const parked = new Int32Array(new SharedArrayBuffer(4));
+    const waitOffCpu = () => void Atomics.wait(parked, 0, 0, 60);
+    const { zeroCopy, counted } = countingAddon({ beforeCall: waitOffCpu, maxCount: 1024 * 1024 });
+    const { body, result } = await serve(zeroCopy);
+    assert.ok(body.equals(content));
+    assert.equal(result.completed, true);
+    assert.ok(counted.bytes < content.length * 0.9, `${counted.bytes} of ${content.length} bytes went through sendfile though every call waited 60 ms`);
+  });
+
   test('short sends interleaved with copied chunks keep the bytes in order', async () => {
     const addon = loadZeroCopy({}).zeroCopy;
     assert.ok(addon);
