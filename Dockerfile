@@ -22,7 +22,7 @@ FROM node:20-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules node_modules
-COPY --from=build /app/start.js /app/package.json ./
+COPY --from=build /app/start.js /app/start.js.map /app/package.json ./
 COPY --from=build /app/build build
 COPY public public
 RUN mkdir /data && chown node:node /data
@@ -31,4 +31,5 @@ VOLUME /data
 EXPOSE 8001
 # The node stops cleanly on SIGTERM (docker stop); it is PID 1 here and handles the signal itself.
 STOPSIGNAL SIGTERM
-CMD ["node", "/app/start.js", "--config", "/data/node_config.json", "--host", "0.0.0.0", "--port", "8001"]
+# --max-semi-space-size=2: see deploy/meeting-edge.service.
+CMD ["node", "--max-semi-space-size=2", "/app/start.js", "--config", "/data/node_config.json", "--host", "0.0.0.0", "--port", "8001"]

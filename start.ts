@@ -3,6 +3,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
 import { ConfigError } from './src/config/config-store.ts';
 import { parseCliOptions, readEnvironment, USAGE, UsageError } from './src/config/cli-options.ts';
 import { EdgeNode } from './src/edge-node.ts';
@@ -11,6 +12,12 @@ import { UnusablePathError } from './src/node/usable-path.ts';
 import { readPackageVersion } from './src/node/version.ts';
 
 const programDir = path.dirname(fileURLToPath(import.meta.url));
+
+// Memory on a small box (bench/README.md, "Where the memory goes"): undici's HTTP parser is
+// WebAssembly, and V8's optimising compiler took ~36 MiB of malloc'd memory compiling it at the
+// first request to the master, ~10 MiB of which malloc kept for good. The baseline compiler's
+// code parses the master's few responses just as well. Set before any request compiles it.
+v8.setFlagsFromString('--liftoff-only');
 
 async function main(): Promise<number> {
   let options;

@@ -18,6 +18,10 @@ export interface LoadOptions {
   requests?: number;
   /** Bytes per second each connection reads at most. */
   rateBytesPerSec?: number;
+  /** With rateBytesPerSec: the smallest read (8192 at 32768 B/s: 8 KiB every 0.25 s). C client only. */
+  stepBytes?: number;
+  /** Run the client in this network namespace (`ip netns exec`). C client only. */
+  netns?: string;
   method?: 'GET' | 'HEAD';
   headers?: Record<string, string>;
   timeoutS?: number;
@@ -160,11 +164,15 @@ export class LoadClient {
     if (options.durationS !== undefined) args.push('--duration', String(options.durationS));
     if (options.requests !== undefined) args.push('--requests', String(options.requests));
     if (options.rateBytesPerSec) args.push('--rate', String(options.rateBytesPerSec));
+    if (options.stepBytes) args.push('--step', String(options.stepBytes));
     if (options.method) args.push('--method', options.method);
     if (options.timeoutS) args.push('--timeout', String(options.timeoutS));
     for (const [name, value] of Object.entries(options.headers ?? {})) args.push('--header', `${name}: ${value}`);
+    if ((options.stepBytes || options.netns) && !this.#binary) throw new Error('--step and network namespaces need the C load client (a C compiler)');
     const [command, commandArgs] = this.#binary
-      ? [this.#binary, args]
+      ? options.netns
+        ? ['ip', ['netns', 'exec', options.netns, this.#binary, ...args]]
+        : [this.#binary, args]
       : [process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'load-client.ts'), ...args]];
     const stdout = await this.#exec(command, commandArgs);
     try {

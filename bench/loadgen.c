@@ -7,7 +7,7 @@
  *
  * Usage:
  *   loadgen --port P --path /x [--host 127.0.0.1] [--method GET|HEAD] [--header 'Name: value']...
- *           --conns N (--duration S | --requests K) [--rate BYTES_PER_SEC] [--buf BYTES]
+ *           --conns N (--duration S | --requests K) [--rate BYTES_PER_SEC [--step BYTES]] [--buf BYTES]
  *           [--timeout S]
  *   --requests K   each connection makes K requests, then closes (total N*K)
  *   --duration S   each connection repeats requests until S seconds have passed; bytes of a
@@ -87,6 +87,8 @@ static double opt_duration = 0;
 static int opt_requests = 0;
 static double opt_rate = 0;
 static size_t opt_buf = 1 << 20;
+/* With --rate: the smallest read, taken when the rate allows it (--step 8192 --rate 32768: 8 KiB every 0.25 s). */
+static double opt_step = 16384;
 static double opt_timeout = 600;
 static int retry_status[600];
 static int opt_retry = 0;
@@ -377,11 +379,11 @@ static void on_readable(struct conn *c, double now) {
     if (opt_rate > 0 && c->state == ST_BODY) {
       double allowed = opt_rate * (now - c->rate_started) - (double)c->rate_bytes;
       if (allowed < 1) {
-        c->wake_at = c->rate_started + (c->rate_bytes + 16384) / opt_rate;
+        c->wake_at = c->rate_started + (c->rate_bytes + opt_step) / opt_rate;
         watch(c, 0, EPOLL_CTL_MOD);
         return;
       }
-      if ((double)want > allowed) want = allowed < 16384 ? 16384 : (size_t)allowed;
+      if ((double)want > allowed) want = allowed < opt_step ? opt_step : (size_t)allowed;
     }
     ssize_t n = recv(c->fd, scratch, want, 0);
     if (n < 0) {
@@ -501,6 +503,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--requests")) opt_requests = atoi(v);
     else if (!strcmp(a, "--rate")) opt_rate = atof(v);
     else if (!strcmp(a, "--buf")) opt_buf = (size_t)atoll(v);
+    else if (!strcmp(a, "--step")) opt_step = atof(v);
     else if (!strcmp(a, "--timeout")) opt_timeout = atof(v);
     else if (!strcmp(a, "--retry-status")) {
       opt_retry = 1;

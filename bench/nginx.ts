@@ -58,7 +58,8 @@ export class Nginx {
   }
 
   /** nginx with two workers (one per core), sendfile, keep-alive, no access log. */
-  static async start(binary: string, dir: string, site: NginxSite): Promise<Nginx> {
+  /** `netns`: in that network namespace (its loopback), readiness then judged by the pid file. */
+  static async start(binary: string, dir: string, site: NginxSite, netns?: string): Promise<Nginx> {
     await mkdir(dir, { recursive: true });
     const port = await freePort();
     const locations = Object.entries(site.files ?? {})
@@ -100,13 +101,15 @@ ${proxy}
 `;
     const confPath = path.join(dir, 'nginx.conf');
     await writeFile(confPath, conf);
-    const child = spawn(binary, ['-c', confPath, '-p', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['-c', confPath, '-p', dir];
+    const child = netns ? spawn('ip', ['netns', 'exec', netns, binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (text: string) => {
       stderr += text;
     });
     const deadline = Date.now() + 10_000;
-    while (!(await canConnect(port))) {
+    const ready = netns ? async () => existsSync(path.join(dir, 'nginx.pid')) && (await sleep(200), true) : () => canConnect(port);
+    while (!(await ready())) {
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
         const log = existsSync(path.join(dir, 'error.log')) ? readFileSync(path.join(dir, 'error.log'), 'utf8') : '';

@@ -69,11 +69,16 @@ export class RpcChild {
     });
   }
 
-  /** Forks `script` under tsx and waits for its `ready` event (whose data it returns). */
-  static async start<T>(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: (text: string) => void } = {}): Promise<{ rpc: RpcChild; ready: T }> {
+  /**
+   * Forks `script` under tsx and waits for its `ready` event (whose data it returns). `netns`: in
+   * that network namespace (`ip netns exec`, which keeps the IPC descriptor and environment).
+   */
+  static async start<T>(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; stderr?: (text: string) => void; netns?: string } = {}): Promise<{ rpc: RpcChild; ready: T }> {
+    const nodeArgs = ['--import', 'tsx', ...(process.env.BENCH_CHILD_ARGS?.split(' ').filter(Boolean) ?? [])];
     const child = fork(script, args, {
+      ...(options.netns ? { execPath: 'ip' } : {}),
       // BENCH_CHILD_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the servers under load.
-      execArgv: ['--import', 'tsx', ...(process.env.BENCH_CHILD_ARGS?.split(' ').filter(Boolean) ?? [])],
+      execArgv: options.netns ? ['netns', 'exec', options.netns, process.execPath, ...nodeArgs] : nodeArgs,
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
       env: options.env ?? process.env,
     });

@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — the node at meeting start, measured beside nginx on the same machine.
  *
- *   npm run bench                      all seven scenarios (about 15 minutes)
+ *   npm run bench                      all ten scenarios (about 35 minutes)
  *   npm run bench -- --quick           smaller packages, shorter runs (about 2 minutes)
  *   npm run bench -- --only 1,3        some scenarios only
  *   npm run bench -- --install-nginx   apt-get install nginx first (root; Debian)
@@ -15,10 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildLoadgen, LoadClient } from './load.ts';
+import { scenarioIdleMemory, scenarioShapedRoom, scenarioSlowTablets } from './memory.ts';
 import { findNginx, installNginx, nginxVersion } from './nginx.ts';
 import { runServeScenarios, scenarioHerd, scenarioPreheat, scenarioSync, scenarioTokenChange, type BenchContext, type Row } from './scenarios.ts';
 
-const SCENARIOS = [1, 2, 3, 4, 5, 6, 7];
+const SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 function parseOptions(): { quick: boolean; only: Set<number> | null; installNginx: boolean; keep: boolean } {
   const { values } = parseArgs({
@@ -62,6 +63,8 @@ function format(value: number | null, unit: string): string {
       return `${Math.round(value)} req/s`;
     case 'ms':
       return `${value.toFixed(1)} ms`;
+    case 'per':
+      return value.toFixed(2);
     case 'bytes':
       return value >= 1024 * 1024 ? `${(value / 1024 / 1024).toFixed(1)} MiB` : `${Math.round(value / 1024)} KiB`;
     default:
@@ -126,6 +129,9 @@ async function main(): Promise<void> {
     if (selected.includes(5)) await attempt('5', () => scenarioHerd(ctx));
     if (selected.includes(6)) await attempt('6', () => scenarioTokenChange(ctx));
     if (selected.includes(7)) await attempt('7', () => scenarioPreheat(ctx));
+    if (selected.includes(8)) await attempt('8', () => scenarioIdleMemory(ctx));
+    if (selected.includes(9)) await attempt('9', () => scenarioSlowTablets(ctx));
+    if (selected.includes(10)) await attempt('10', () => scenarioShapedRoom(ctx));
   } finally {
     if (!options.keep) await rm(dir, { recursive: true, force: true });
     else log(`scratch folder kept: ${dir}`);

@@ -69,14 +69,14 @@ interface JobEvent {
   message?: string;
 }
 
-interface MasterProcess {
+export interface MasterProcess {
   rpc: RpcChild;
   url: string;
   port: number;
   tempDir: string;
 }
 
-interface NodeProcess {
+export interface NodeProcess {
   rpc: RpcChild;
   url: string;
   port: number;
@@ -85,15 +85,15 @@ interface NodeProcess {
 
 // ---- processes ------------------------------------------------------------------------------
 
-async function startMaster(ctx: BenchContext, options: ReferenceMasterOptions): Promise<MasterProcess> {
+export async function startMaster(ctx: BenchContext, options: ReferenceMasterOptions, netns?: string): Promise<MasterProcess> {
   const tempDir = await mkdtemp(path.join(ctx.dir, 'master-'));
   const { rpc, ready } = await RpcChild.start<{ url: string; port: number }>(path.join(BENCH_DIR, 'master-child.ts'), [
     JSON.stringify({ ...options, tempDir }),
-  ]);
+  ], { netns });
   return { rpc, url: ready.url, port: ready.port, tempDir };
 }
 
-async function startNode(ctx: BenchContext, masterPort: number, config: Record<string, unknown> = {}): Promise<NodeProcess> {
+export async function startNode(ctx: BenchContext, masterPort: number, config: Record<string, unknown> = {}, netns?: string): Promise<NodeProcess> {
   const dir = await mkdtemp(path.join(ctx.dir, 'node-'));
   const configPath = path.join(dir, 'node_config.json');
   // The tests' loopback config, with bench timeouts and no quota (packages are up to 2 GiB).
@@ -111,16 +111,17 @@ async function startNode(ctx: BenchContext, masterPort: number, config: Record<s
   const adminToken = randomBytes(16).toString('hex');
   const { rpc, ready } = await RpcChild.start<{ url: string; port: number }>(path.join(BENCH_DIR, 'node-child.ts'), [configPath, adminToken], {
     stderr: (text) => ctx.log(`  [node] ${text.trimEnd()}`),
+    netns,
   });
   return { rpc, url: ready.url, port: ready.port, adminToken };
 }
 
-function packagePath(meetingId: string): string {
+export function packagePath(meetingId: string): string {
   return `/api/v1/meetings/${meetingId}/download-package`;
 }
 
 /** Adds and starts a meeting of about `size` bytes on the master (the package is built first). */
-async function activeMeeting(master: MasterProcess, id: string, size: number | undefined): Promise<MeetingView> {
+export async function activeMeeting(master: MasterProcess, id: string, size: number | undefined): Promise<MeetingView> {
   await master.rpc.call('addMeeting', { id, title: `Bench ${id}`, ...(size ? { packageSizeBytes: size } : {}) });
   return master.rpc.call<MeetingView>('startMeeting', id);
 }
@@ -138,7 +139,7 @@ async function masterPackageFile(master: MasterProcess, meeting: MeetingView): P
   return null;
 }
 
-async function waitForPackage(node: NodeProcess, meetingId: string, timeoutMs: number): Promise<StoredPackage> {
+export async function waitForPackage(node: NodeProcess, meetingId: string, timeoutMs: number): Promise<StoredPackage> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const pkg = await node.rpc.call<StoredPackage | null>('package', meetingId);
@@ -149,7 +150,7 @@ async function waitForPackage(node: NodeProcess, meetingId: string, timeoutMs: n
 }
 
 /** Reads a file once so both servers start from a warm page cache. */
-async function warm(file: string): Promise<void> {
+export async function warm(file: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     createReadStream(file, { highWaterMark: 4 * MiB })
       .on('data', () => {})
@@ -168,12 +169,12 @@ function dropDirtyPages(): void {
 
 // ---- rows -----------------------------------------------------------------------------------
 
-function addRow(ctx: BenchContext, row: Omit<Row, 'ratio'> & { ratio?: number | null }): void {
+export function addRow(ctx: BenchContext, row: Omit<Row, 'ratio'> & { ratio?: number | null }): void {
   const ratio = row.ratio !== undefined ? row.ratio : row.node !== null && row.comparison ? row.node / row.comparison : null;
   ctx.rows.push({ ...row, ratio });
 }
 
-function nginxLabel(ctx: BenchContext): string {
+export function nginxLabel(ctx: BenchContext): string {
   return ctx.nginx ? 'nginx' : 'nginx not installed';
 }
 

@@ -19,7 +19,7 @@ await build({
   format: 'esm',
   target: 'node20',
   packages: 'external',
-  sourcemap: 'inline',
+  sourcemap: 'linked',
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });

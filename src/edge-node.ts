@@ -166,11 +166,8 @@ export class EdgeNode {
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
-    /** sha256 of downloads, on a worker thread (hash-thread.ts). */
+    /** sha256 of downloads, on a worker thread (hash-thread.ts): started by the first hash, stopped when idle. */
     const hashes = new HashThread();
-    // Started now, not at the first sync: the worker's own start-up memory then lands before the
-    // first 1 GiB sync of the node's life, not during it (issue 12).
-    hashes.start();
 
     const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({

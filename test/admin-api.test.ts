@@ -800,6 +800,14 @@ describe('status, sync, events, logs, diagnostics, metrics', () => {
     assert.equal(value(text, 'meeting_edge_sync_duration_seconds_count{result="success"}'), 1);
     assert.equal(value(text, 'meeting_edge_service_running'), 1);
     assert.ok((value(text, 'meeting_edge_master_requests_total{call="heartbeat",result="ok"}') ?? 0) >= 1);
+    // The process gauges operators alert on: figures of this process, within sane bounds.
+    const heapUsed = value(text, 'nodejs_heap_size_used_bytes') ?? 0;
+    assert.ok(heapUsed > 1024 * 1024 && heapUsed < (value(text, 'process_resident_memory_bytes') ?? 0), `heap used ${heapUsed}`);
+    assert.ok((value(text, 'nodejs_external_memory_bytes') ?? 0) > 0);
+    const fds = value(text, 'process_open_fds') ?? 0;
+    assert.ok(fds >= 3 && fds < 10_000, `open fds ${fds}`);
+    const lag = value(text, 'nodejs_eventloop_lag_seconds');
+    assert.ok(lag !== undefined && lag >= 0 && lag < 60, `event-loop lag ${lag}`);
 
     m.master.setFault('heartbeat', { kind: 'status', code: 500 });
     m.master.setFault('status', { kind: 'status', code: 500 });

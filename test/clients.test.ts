@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,6 +32,12 @@ const RSS_LIMIT = 400 * MiB;
 
 async function openFds(pid: number): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
+}
+
+/** What each open descriptor of a process is (a path, or `socket:[inode]`). */
+async function fdTargets(pid: number): Promise<string[]> {
+  const targets = await Promise.all((await readdir(`/proc/${pid}/fd`)).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return targets.filter(Boolean);
 }
 
 /** VmRSS and VmHWM (peak) of a process, in bytes. */
@@ -200,9 +206,14 @@ test('1,000 concurrent downloads with slow, aborting and dead clients: correct b
     assert.equal(r.complete, false, 'an aborting client went away before the end');
   }
   for (const d of dead) assert.equal(d.status, 200);
-  // The dead tablets still hold their connections open; each pins a socket and a file fd on the node.
+  // The dead tablets still hold their connections open; each pins a socket on the node, and all
+  // of them one descriptor of the package they were sent (shared by every response sending it).
   const fdsWithDead = await openFds(pid);
-  assert.ok(fdsWithDead >= fdsBefore + CLIENTS.dead, `the dead connections are open on the node (${fdsWithDead} fds)`);
+  const targets = await fdTargets(pid);
+  const sockets = targets.filter((target) => target.startsWith('socket:')).length;
+  assert.ok(sockets >= CLIENTS.dead, `the dead connections are open on the node (${sockets} sockets, ${fdsWithDead} fds)`);
+  const bigPackageFds = targets.filter((target) => target.includes('meeting_m-big')).length;
+  assert.equal(bigPackageFds, 1, `one descriptor of the package for all ${CLIENTS.dead} dead connections (${bigPackageFds})`);
 
   // The node's per-response idle timeout (30 s) closes them: its fds return to the baseline
   // although no dead tablet ever closed its side.

@@ -11,6 +11,7 @@ import { SHA256_TRAILER, SIGNATURE_HEADER } from '../site/wire.ts';
 import type { ServeRecord, ServeStats } from './serve-stats.ts';
 import { buildPathId, DOWNLOAD_CORS, downloadPathId, isHealthUrl } from '../download-urls.ts';
 import { sendFile, sendFromMetadata, type PackageMeta } from './send-file.ts';
+import type { SharedPackageFiles } from './shared-package-files.ts';
 import type { SendResult } from './response-outcome.ts';
 import type { SharedReadFiles } from './shared-files.ts';
 import { sendJson } from '../send-json.ts';
@@ -34,6 +35,8 @@ export interface DownloadDeps {
   tailing?: TailLimit;
   /** Descriptors of download temp files, shared by the tablets tailing them (one open per attempt). */
   tailFiles?: SharedReadFiles;
+  /** One descriptor per stored package for every response sending it; absent: one open per response. */
+  packageFiles?: SharedPackageFiles;
   /** sendfile(2) for complete packages (zero-copy.ts); null or absent: copy through Buffers. */
   zeroCopy?: ZeroCopy | null;
   /**
@@ -194,11 +197,12 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   // HEAD and revalidations (304) need no byte of the file: answered from the in-memory manifest.
   if (held && (await sendFromMetadata(req, res, packageMeta(held, meetingId), options))) return;
 
-  const opened = await deps.store.open(meetingId);
+  const opened = deps.packageFiles ? await deps.packageFiles.acquire(meetingId) : await deps.store.open(meetingId);
   if (!opened) {
     return sendJson(res, 503, { error: 'package is being replaced, retry shortly' }, { 'retry-after': '1' });
   }
   const { pkg, fd } = opened;
+  const giveBack = 'release' in opened ? () => opened.release() : undefined;
   // The package opened may have replaced the one the headers above were signed for.
   if (peer) for (const [name, value] of Object.entries(peerPackageHeaders(deps.signer, meetingId, pkg))) res.setHeader(name, value);
   const counted = req.method !== 'HEAD';
@@ -206,7 +210,7 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   // Read now: once the socket is closed it no longer knows its peer.
   const client = req.socket.remoteAddress ?? null;
   if (counted) deps.stats.started(meetingId);
-  const result = await sendFile(req, res, { fd, ...packageMeta(pkg, meetingId) }, options);
+  const result = await sendFile(req, res, { fd, giveBack, ...packageMeta(pkg, meetingId) }, options);
   if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, req, result, startedAt, false, peer));
   if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
 }

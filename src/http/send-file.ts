@@ -18,8 +18,13 @@ import type { ZeroCopy } from './zero-copy.ts';
 import { ifRangeHolds, matchesStrongly, matchesWeakly, parseHttpDate, parseRange } from './http-fields.ts';
 
 export interface PackageFile {
-  /** An open file descriptor owned by the caller until sendFile is called; sendFile closes it in every path (including 304/416/HEAD/errors/client abort). */
+  /** An open file descriptor owned by the caller until sendFile is called; sendFile gives it back in every path (including 304/416/HEAD/errors/client abort). */
   fd: number;
+  /**
+   * How sendFile gives the descriptor back, once, when it no longer reads it: default, closing it;
+   * a descriptor shared by every response sending the package is released to its owner instead.
+   */
+  giveBack?: () => void | Promise<void>;
   size: number;
   /** sha256 hex of the content; the ETag is the strong `"<sha256>"`. */
   sha256: string;
@@ -215,21 +220,25 @@ export async function sendFile(
     if (res.headersSent) throw new Error('sendFile: response headers were already sent');
     plan = planResponse(req.method, req.headers, file, Date.now());
   } catch (err) {
-    await closeFd(file.fd);
+    await giveBack(file);
     throw err;
   }
 
   if (res.destroyed) {
-    await closeFd(file.fd);
+    await giveBack(file);
     return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
   }
   try {
     res.writeHead(plan.status, plan.headers);
   } catch (err) {
-    await closeFd(file.fd);
+    await giveBack(file);
     throw err;
   }
-  return plan.body === undefined ? sendWithoutBody(res, file.fd, plan, opts) : sendBody(res, file.fd, plan, plan.body, opts);
+  return plan.body === undefined ? sendWithoutBody(res, file, plan, opts) : sendBody(res, file, plan, plan.body, opts);
+}
+
+function giveBack(file: PackageFile): Promise<void> {
+  return Promise.resolve(file.giveBack ? file.giveBack() : closeFd(file.fd));
 }
 
 /**
@@ -249,11 +258,11 @@ export async function sendFromMetadata(req: IncomingMessage, res: ServerResponse
   return sendWithoutBody(res, null, plan, opts);
 }
 
-async function sendWithoutBody(res: ServerResponse, fd: number | null, plan: ResponsePlan, opts: SendOptions): Promise<SendResult> {
+async function sendWithoutBody(res: ServerResponse, file: PackageFile | null, plan: ResponsePlan, opts: SendOptions): Promise<SendResult> {
   const abort = new AbortState();
   const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
   // Nothing to read: give the descriptor back before waiting on a possibly slow client.
-  const closed = fd === null ? Promise.resolve() : closeFd(fd);
+  const closed = file === null ? Promise.resolve() : giveBack(file);
   try {
     res.end();
     const completed = await responseSettled(res);
@@ -266,7 +275,7 @@ async function sendWithoutBody(res: ServerResponse, fd: number | null, plan: Res
 
 async function sendBody(
   res: ServerResponse,
-  fd: number,
+  file: PackageFile,
   plan: ResponsePlan,
   body: { start: number; end: number },
   opts: SendOptions,
@@ -278,7 +287,7 @@ async function sendBody(
   res.once('close', () => {
     if (!res.writableFinished) abort.record('client-closed');
   });
-  const pump = new FilePump(res, fd, body.start, { maxChunk: opts.chunkSize ?? DEFAULT_MAX_CHUNK, onBytes: opts.onBytes, zeroCopy: opts.zeroCopy });
+  const pump = new FilePump(res, file.fd, body.start, { maxChunk: opts.chunkSize ?? DEFAULT_MAX_CHUNK, onBytes: opts.onBytes, zeroCopy: opts.zeroCopy });
   let completed = false;
   try {
     if (await pump.sendUntil(body.end + 1)) {
@@ -298,7 +307,7 @@ async function sendBody(
     res.destroy();
   } finally {
     // No read is in flight once sendUntil has settled; writes do not use the descriptor.
-    await closeFd(fd);
+    await giveBack(file);
     disarm();
   }
   return abort.result(plan.status, pump.bytesSent, completed);

@@ -8,11 +8,12 @@ import { BurstAccept, loadAcceptor } from '../http/burst-accept.ts';
 import { createDownloadListener, type DownloadDeps } from '../http/download-route.ts';
 import { loadNetAddon } from '../http/net-addon.ts';
 import { SharedReadFiles } from '../http/shared-files.ts';
+import { SharedPackageFiles } from '../http/shared-package-files.ts';
 import { TailLimit } from '../http/tail-send.ts';
 import { loadZeroCopy } from '../http/zero-copy.ts';
 
 export interface HttpFrontParts {
-  downloads: Omit<DownloadDeps, 'zeroCopy' | 'tailing' | 'tailFiles'>;
+  downloads: Omit<DownloadDeps, 'zeroCopy' | 'tailing' | 'tailFiles' | 'packageFiles'>;
   /** The Hono app (panel, admin API), given the complete download deps for its own download routes. */
   app: (downloads: DownloadDeps) => Pick<Hono<never>, 'fetch'>;
   environment?: Partial<EnvironmentSettings>;
@@ -40,6 +41,8 @@ export function createHttpFront(parts: HttpFrontParts): { server: Server; burstA
     // disk; bounded, so a herd cannot hold unlimited sockets and fds.
     tailing: new TailLimit(parts.policy.maxTailingClients),
     tailFiles: new SharedReadFiles(),
+    // Complete packages: one descriptor per package for every response sending it.
+    packageFiles: new SharedPackageFiles(parts.downloads.store),
     zeroCopy: zeroCopy.zeroCopy,
   };
   const honoListener = getRequestListener(parts.app(downloads).fetch);

@@ -147,7 +147,7 @@ test('workers that keep failing make hashes inline: a broken worker does not fai
   assert.equal(await inline.digest(), sha256(Buffer.from('abc')));
 });
 
-test('start() runs the worker at once, before any hash (the node starts it at boot)', async (t) => {
+test('start() runs the worker at once, before any hash', async (t) => {
   const thread = new HashThread();
   t.after(() => thread.close());
   assert.equal(thread.started, false);
@@ -161,6 +161,38 @@ test('start() runs the worker at once, before any hash (the node starts it at bo
   assert.equal(thread.started, false);
   thread.start();
   assert.equal(thread.started, false, 'a closed thread does not start again');
+});
+
+test('an idle worker stops after idleStopMs, not while a hash runs, and the next hash starts one again', async (t) => {
+  const thread = new HashThread({ idleStopMs: 50 });
+  t.after(() => thread.close());
+  const dir = await tempDir(t);
+  const data = randomBytes(3 * 1024 * 1024 + 5);
+  const file = path.join(dir, 'f');
+  await fsp.writeFile(file, data);
+  assert.equal(thread.started, false, 'no worker before the first hash');
+  let sliceWait: Promise<void> | null = null;
+  const digest = thread.hashStored(file, data.length, {
+    sliceBytes: 1024 * 1024,
+    // Longer than idleStopMs between slices: the worker holds this hash, so it must stay up.
+    beforeSlice: () => (sliceWait = new Promise((resolve) => setTimeout(resolve, 120))),
+  });
+  assert.equal(await digest, sha256(data));
+  assert.ok(sliceWait !== null);
+  await waitFor('the idle worker to stop', () => !thread.started, 5_000);
+  assert.equal(thread.inProgress, 0);
+  // A worker stopped for idleness is no failure: the next hash runs on a new worker, not inline.
+  for (let round = 0; round < 4; round++) {
+    const handle = await fsp.open(path.join(dir, `g${round}`), 'w');
+    const hash = thread.create(path.join(dir, `g${round}`));
+    assert.ok(!(hash instanceof InlineSha256), `round ${round}: on a worker`);
+    const total = await writeReporting(handle, hash, data, 1024 * 1024);
+    await handle.close();
+    assert.equal(total, data.length);
+    assert.equal(await hash.digest(), sha256(data));
+    assert.equal(thread.started, true);
+    await waitFor('the idle worker to stop', () => !thread.started, 5_000);
+  }
 });
 
 test('hashStored hashes a stored file slice by slice, waiting for beforeSlice between slices', async (t) => {

@@ -1,4 +1,3 @@
-import { ZipArchive } from 'archiver';
 import type { Hono } from 'hono';
 import type { AppEnv } from '../app-env.ts';
 
@@ -23,6 +22,9 @@ export interface DiagnosticsDeps {
 export async function buildDiagnosticsZip(input: DiagnosticsInput): Promise<Buffer> {
   const scrub = (text: string) => input.secrets.filter((s) => s.length > 0).reduce((out, secret) => out.replaceAll(secret, '<redacted>'), text);
   const json = (value: unknown) => scrub(`${JSON.stringify(value, null, 2)}\n`);
+  // Loaded on the first export, not at start: archiver and its streams cost a node ~6 MiB of
+  // memory it would carry all its life for a button an operator presses once in a while.
+  const { ZipArchive } = await import('archiver');
   const archive = new ZipArchive({ zlib: { level: 6 } });
   const chunks: Buffer[] = [];
   archive.on('data', (chunk: Buffer) => chunks.push(chunk));
