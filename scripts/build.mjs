@@ -6,14 +6,16 @@
 // CLI run in parallel, and a process starting start.js or loading the addon while another build
 // writes it must find the old file or the new one, never half of one.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
-const startTemp = `start.js.tmp-${process.pid}`;
-await build({
+// Built in memory as start.js (so its map is start.js.map, the name start.js points to), each
+// file written beside its place and renamed onto it.
+const built = await build({
   entryPoints: ['start.ts'],
-  outfile: startTemp,
+  outfile: 'start.js',
+  write: false,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -23,7 +25,12 @@ await build({
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
-renameSync(startTemp, 'start.js');
+// The map first: a start.js being started must find the map it names.
+for (const file of [...built.outputFiles].sort((a) => (a.path.endsWith('.map') ? -1 : 1))) {
+  const temp = `${file.path}.tmp-${process.pid}`;
+  writeFileSync(temp, file.contents);
+  renameSync(temp, file.path);
+}
 
 // The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
 // compiler against Node's own headers (node-api, so one build works across Node versions); when
