@@ -10,10 +10,12 @@ import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
-const startTemp = `start.js.tmp-${process.pid}`;
+// Built under its final names in a folder of its own (the source map's link names start.js.map),
+// then the map and the code are renamed onto their places, the code last.
+const tempDir = path.join('build', `start-${process.pid}`);
 await build({
   entryPoints: ['start.ts'],
-  outfile: startTemp,
+  outfile: path.join(tempDir, 'start.js'),
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -23,7 +25,9 @@ await build({
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
-renameSync(startTemp, 'start.js');
+renameSync(path.join(tempDir, 'start.js.map'), 'start.js.map');
+renameSync(path.join(tempDir, 'start.js'), 'start.js');
+rmSync(tempDir, { recursive: true, force: true });
 
 // The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
 // compiler against Node's own headers (node-api, so one build works across Node versions); when
