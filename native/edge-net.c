@@ -17,6 +17,9 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <node_api.h>
 #include <stdint.h>
 #include <sys/sendfile.h>
@@ -68,11 +71,27 @@ static napi_value Accept(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// Gives the pages malloc holds free back to the kernel (glibc's malloc_trim(0) also releases free
+// pages inside its heaps, not only at their top). Returns whether any memory was released;
+// false where the C library has no such call.
+static napi_value TrimMemory(napi_env env, napi_callback_info info) {
+  (void)info;
+  int released = 0;
+#ifdef __GLIBC__
+  released = malloc_trim(0);
+#endif
+  napi_value result;
+  napi_get_boolean(env, released != 0, &result);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendfile", NAPI_AUTO_LENGTH, Sendfile, NULL, &fn);
   napi_set_named_property(env, exports, "sendfile", fn);
   napi_create_function(env, "accept", NAPI_AUTO_LENGTH, Accept, NULL, &fn);
   napi_set_named_property(env, exports, "accept", fn);
+  napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
+  napi_set_named_property(env, exports, "trimMemory", fn);
   return exports;
 }

@@ -6,16 +6,16 @@
 // CLI run in parallel, and a process starting start.js or loading the addon while another build
 // writes it must find the old file or the new one, never half of one.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { build } from 'esbuild';
 
-// Built under its final names in a folder of its own (the source map's link names start.js.map),
-// then the map and the code are renamed onto their places, the code last.
-const tempDir = path.join('build', `start-${process.pid}`);
-await build({
+// Built in memory as start.js (so its map is start.js.map, the name start.js points to), each
+// file written beside its place and renamed onto it.
+const built = await build({
   entryPoints: ['start.ts'],
-  outfile: path.join(tempDir, 'start.js'),
+  outfile: 'start.js',
+  write: false,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -25,9 +25,12 @@ await build({
   logLevel: 'warning',
   banner: { js: '// Generated from start.ts by scripts/build.mjs - do not edit.' },
 });
-renameSync(path.join(tempDir, 'start.js.map'), 'start.js.map');
-renameSync(path.join(tempDir, 'start.js'), 'start.js');
-rmSync(tempDir, { recursive: true, force: true });
+// The map first: a start.js being started must find the map it names.
+for (const file of [...built.outputFiles].sort((a) => (a.path.endsWith('.map') ? -1 : 1))) {
+  const temp = `${file.path}.tmp-${process.pid}`;
+  writeFileSync(temp, file.contents);
+  renameSync(temp, file.path);
+}
 
 // The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
 // compiler against Node's own headers (node-api, so one build works across Node versions); when

@@ -9,6 +9,7 @@ import type { ConfigApplyResult, NodeEventMap } from './node-events.ts';
 import type { NodeMetrics } from './http/admin/metrics.ts';
 import { NodeReports } from './node/reports.ts';
 import { createApp } from './http/app.ts';
+import { loadNetAddon } from './http/net-addon.ts';
 import { downloadSettings } from './http/download-route.ts';
 import { logDownloads } from './http/access-log.ts';
 import { ServeStats } from './http/serve-stats.ts';
@@ -166,8 +167,14 @@ export class EdgeNode {
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
-    /** sha256 of downloads, on a worker thread (hash-thread.ts): started by the first hash, stopped when idle. */
-    const hashes = new HashThread();
+    /**
+     * sha256 of downloads, on a worker thread (hash-thread.ts): started by the first hash, stopped
+     * when idle. Its stop marks the end of a spell of syncing: the memory malloc kept from it (the
+     * downloads' socket buffers, the worker's own) goes back to the kernel then, not at a
+     * memory-pressure moment later (bench/README.md, "Where the memory goes").
+     */
+    const trimMemory = loadNetAddon().addon?.trimMemory;
+    const hashes = new HashThread({ onIdleStop: trimMemory ? () => void trimMemory() : undefined });
 
     const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({

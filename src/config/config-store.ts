@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
-import { configSchema, type NodeConfig } from './schema.ts';
+import type { NodeConfig } from './schema.ts';
 import { describeJsonError } from './json-error.ts';
 import { createConfigValidator, describeFieldErrors, type ConfigValidator } from './validate.ts';
 
@@ -186,7 +186,8 @@ function openConf(file: string): Conf<Record<string, unknown>> {
     cwd: path.dirname(file),
     configName: path.basename(file, ext),
     fileExtension: ext.replace(/^\./, ''),
-    schema: configSchema.properties as never,
+    // No schema: every write is validated first by the one compiled validator (validate.ts);
+    // a schema here would compile the same rules a second time (Ajv code, ~MiBs of heap).
     clearInvalidConfig: false,
     accessPropertiesByDotNotation: false,
     deserialize: (text) => (text.trim() === '' ? {} : JSON.parse(text)) as Record<string, unknown>,

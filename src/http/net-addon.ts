@@ -1,6 +1,6 @@
 /**
  * The socket-calls addon (native/edge-net.c, compiled by scripts/build.mjs at install): sendfile
- * (zero-copy.ts) and accept (burst-accept.ts), loaded once by the composition root. Optional:
+ * (zero-copy.ts), accept (burst-accept.ts) and malloc_trim (edge-node.ts), loaded once by the composition root. Optional:
  * without a compiler or off Linux it is absent, and the node copies package bytes through Buffers
  * and accepts connections one per event-loop turn, which is correct, only costlier.
  */
@@ -14,6 +14,11 @@ export interface NetAddon {
   sendfile(socketFd: number, fileFd: number, offset: number, count: number): number;
   /** A new connection's descriptor (>= 0) or a negative errno; -EAGAIN when none is queued. */
   accept(listenFd: number): number;
+  /**
+   * glibc's malloc_trim(0): the free pages malloc holds go back to the kernel. Absent in builds
+   * older than it (the other calls still work).
+   */
+  trimMemory?(): boolean;
 }
 
 export interface NetAddonLoad {

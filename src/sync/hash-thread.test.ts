@@ -164,7 +164,8 @@ test('start() runs the worker at once, before any hash', async (t) => {
 });
 
 test('an idle worker stops after idleStopMs, not while a hash runs, and the next hash starts one again', async (t) => {
-  const thread = new HashThread({ idleStopMs: 50 });
+  let idleStops = 0;
+  const thread = new HashThread({ idleStopMs: 50, onIdleStop: () => idleStops++ });
   t.after(() => thread.close());
   const dir = await tempDir(t);
   const data = randomBytes(3 * 1024 * 1024 + 5);
@@ -181,6 +182,8 @@ test('an idle worker stops after idleStopMs, not while a hash runs, and the next
   assert.ok(sliceWait !== null);
   await waitFor('the idle worker to stop', () => !thread.started, 5_000);
   assert.equal(thread.inProgress, 0);
+  // Called once the worker has exited, once per idle stop (the node trims malloc's memory then).
+  await waitFor('onIdleStop after the exit', () => idleStops === 1, 5_000);
   // A worker stopped for idleness is no failure: the next hash runs on a new worker, not inline.
   for (let round = 0; round < 4; round++) {
     const handle = await fsp.open(path.join(dir, `g${round}`), 'w');
@@ -192,6 +195,7 @@ test('an idle worker stops after idleStopMs, not while a hash runs, and the next
     assert.equal(await hash.digest(), sha256(data));
     assert.equal(thread.started, true);
     await waitFor('the idle worker to stop', () => !thread.started, 5_000);
+    await waitFor(`onIdleStop of round ${round}`, () => idleStops === round + 2, 5_000);
   }
 });
 

@@ -80,6 +80,7 @@ const DEFAULT_IDLE_STOP_MS = 30_000;
 export class HashThread {
   readonly #source: string;
   readonly #idleStopMs: number;
+  readonly #onIdleStop: (() => void) | undefined;
   #worker: Worker | null = null;
   readonly #hashes = new Map<number, WorkerHash>();
   #nextId = 1;
@@ -90,10 +91,12 @@ export class HashThread {
   /**
    * `workerSource`: the worker's code (tests give a broken one); default: the hashing worker.
    * `idleStopMs`: how long a worker with nothing to hash stays up.
+   * `onIdleStop`: called once an idle worker has exited (the syncs that needed it are over).
    */
-  constructor(options: { workerSource?: string; idleStopMs?: number } = {}) {
+  constructor(options: { workerSource?: string; idleStopMs?: number; onIdleStop?: () => void } = {}) {
     this.#source = options.workerSource ?? WORKER_SOURCE;
     this.#idleStopMs = options.idleStopMs ?? DEFAULT_IDLE_STOP_MS;
+    this.#onIdleStop = options.onIdleStop;
   }
 
   /** Hashes in progress (for diagnostics and tests). */
@@ -209,7 +212,7 @@ export class HashThread {
       if (!worker || this.#hashes.size > 0) return;
       // Forgotten first: its exit is then no failure (see fail in #ensureWorker).
       this.#worker = null;
-      void worker.terminate();
+      void worker.terminate().then(() => this.#onIdleStop?.());
     }, this.#idleStopMs);
     this.#idleTimer.unref();
   }
