@@ -32,12 +32,10 @@ import { DiskSpaceProbe } from './store/disk-space.ts';
 import type { PackageStore } from './store/package-store.ts';
 import { HashThread } from './sync/hash-thread.ts';
 import type { NodeLoad } from './sync/scrub.ts';
-import { SiteHealth } from './site/health.ts';
-import { PeerServeStats, SeedSigner } from './site/seed-serving.ts';
-import { SiteKeyring, siteKeyProblem } from './site/site-key.ts';
-import { SiteMembers } from './site/site-members.ts';
-import { SiteTier } from './site/site-tier.ts';
-import { httpHealthTransport } from './site/wire.ts';
+import { PeerServeStats } from './site/seed-serving.ts';
+import type { SiteTier } from './site/site-tier.ts';
+import { siteKeyProblem } from './site/site-key.ts';
+import { createSiteTier } from './node/site-wiring.ts';
 import { QuotaGuard, quotaSettings } from './sync/quota-guard.ts';
 import { SyncJobs, syncSettings } from './sync/sync-jobs.ts';
 import { Reconciler } from './sync/reconciler.ts';
@@ -48,7 +46,6 @@ import { createHttpFront } from './node/http-front.ts';
 import type { EdgeNodeOptions } from './node/edge-node-options.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
-
 export type { EdgeNodeOptions } from './node/edge-node-options.ts';
 
 /** src/ when run from source; start.ts passes the folder explicitly when bundled. */
@@ -121,9 +118,7 @@ export class EdgeNode {
       if (siteKeyRefused) throw new ConfigError(`EDGE_SITE_KEY ${siteKeyRefused}`, { 'peers.key': siteKeyRefused });
       const node = new EdgeNode(options, policy, config, logger, logs, store, adminToken.current, lock.release);
       await node.#lifecycle.listen(options.port ?? config.current.nodePort);
-      const siteOff = node.site.offReason;
-      logger.info(siteOff === null ? 'site tier on: packages are shared with the siblings that prove the site key' : `site tier off: ${siteOff}`);
-      node.site.health.start();
+      node.site.start();
       // The node runs: its config file is written now (defaults, nodeId, a generated token), never by a failed start.
       adminToken.generateIfMissing();
       config.completeFile();
@@ -167,12 +162,8 @@ export class EdgeNode {
     this.#disk = new DiskSpaceProbe(store.root, { ttlMs: policy.diskSpaceTtlMs });
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
-    /**
-     * sha256 of downloads, on a worker thread (hash-thread.ts): started by the first hash, stopped
-     * when idle. Its stop marks the end of a spell of syncing: the memory malloc kept from it (the
-     * downloads' socket buffers, the worker's own) goes back to the kernel then, not at a
-     * memory-pressure moment later (bench/README.md, "Where the memory goes").
-     */
+    // sha256 of downloads on a worker started by the first hash; its idle stop ends a spell of
+    // syncing, when malloc's leftovers go back to the kernel (bench/README.md, "Where the memory goes").
     const trimMemory = loadNetAddon().addon?.trimMemory;
     const hashes = new HashThread({ onIdleStop: trimMemory ? () => void trimMemory() : undefined });
 
@@ -186,30 +177,15 @@ export class EdgeNode {
       lastServedAt: (id) => this.stats.peek(id)?.lastServedAt ?? null,
       logger,
     });
-    const keyring = siteKeyring(() => options.environment?.siteKey ?? current().peers.key, () => current().peers.previousKeys);
-    const self = () => this.#lifecycle.address;
-    const members = new SiteMembers({ listNodes: () => master().listNodes(), self, staticPeers: () => current().peers.static });
-    const { health: healthPolicy, ...siteOptions } = options.site ?? {};
-    this.site = new SiteTier({
-      members,
-      health: new SiteHealth({
-        transport: httpHealthTransport(() => current().peers.connectTimeout * 1000),
-        keyring,
-        // Only while the tier is on; this node is not probed by itself.
-        members: () => (this.site.enabled ? members.view().members.filter((m) => m !== self()) : []),
-        logger,
-        policy: healthPolicy,
-      }),
-      keyring,
-      self,
-      nodeId: () => current().nodeId ?? 'node-unknown',
-      settings: () => {
-        const { enabled, connectTimeout, stallTimeout } = current().peers;
-        return { enabled, connectTimeoutMs: connectTimeout * 1000, stallTimeoutMs: stallTimeout * 1000 };
-      },
+    const site = createSiteTier({
+      config: current,
+      environmentKey: options.environment?.siteKey,
+      listNodes: () => master().listNodes(),
+      self: () => this.#lifecycle.address,
       logger,
-      ...siteOptions,
+      options: options.site,
     });
+    this.site = site.tier;
     this.jobs = new SyncJobs({ store, master, settings: () => syncSettings(current()), logger, guard: this.quota, hashes, site: this.site });
     this.sync = new Reconciler({
       store,
@@ -288,7 +264,7 @@ export class EdgeNode {
     this.#reports.start();
 
     const front = createHttpFront({
-      downloads: { store, sync: this.sync, stats: this.stats, logger, serving, peers: this.peerStats, signer: new SeedSigner(keyring, self), settings: () => downloadSettings(current(), policy) },
+      downloads: { store, sync: this.sync, stats: this.stats, logger, serving, peers: this.peerStats, signer: site.signer, settings: () => downloadSettings(current(), policy) },
       app: (full) =>
         createApp({
           downloads: full,
@@ -420,26 +396,4 @@ export class EdgeNode {
     this.preheater.close();
     return this.#lifecycle.stop();
   }
-}
-
-/**
- * The site's keys in force, rebuilt only when the key (EDGE_SITE_KEY, else peers.key) or the
- * previous keys change; a key the schema let through but that is not one (never expected) turns
- * the tier off rather than the node.
- */
-function siteKeyring(key: () => string | null, previous: () => readonly string[]): () => SiteKeyring {
-  let built: { text: string; keyring: SiteKeyring } | null = null;
-  return () => {
-    const text = `${key() ?? ''} ${previous().join(' ')}`;
-    if (built?.text !== text) {
-      let keyring: SiteKeyring;
-      try {
-        keyring = new SiteKeyring(key(), previous());
-      } catch {
-        keyring = new SiteKeyring(null);
-      }
-      built = { text, keyring };
-    }
-    return built.keyring;
-  };
 }

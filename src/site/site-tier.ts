@@ -182,6 +182,13 @@ export class SiteTier {
     return this.#deps.health;
   }
 
+  /** Starts probing the members' health, and says in one line whether the tier is on and why not. */
+  start(): void {
+    const off = this.offReason;
+    this.#deps.logger.info(off === null ? 'site tier on: packages are shared with the siblings that prove the site key' : `site tier off: ${off}`);
+    this.#deps.health.start();
+  }
+
   /**
    * The meeting's seed when it is another node (membership refreshed if older than a few
    * seconds), or null: this node is the seed, or the tier is off.
