@@ -108,10 +108,6 @@ async function main(): Promise<void> {
   const loadAtStart = os.loadavg();
   const master = createReferenceMaster({ packageRateBytesPerSec: rate, requestLogLimit: 100 });
   const { port: masterPort } = await master.listen(0, '127.0.0.1');
-  for (const id of MEETINGS) {
-    master.addMeeting({ id, title: `Churn ${id}`, packageSizeBytes: packageBytes });
-    await master.startMeeting(id);
-  }
 
   const tokenEvents: TokenEvent[] = [];
   let lastToken = master.token();
@@ -161,6 +157,14 @@ async function main(): Promise<void> {
       nodes.push(await spawnNode(configPath, (line) => log.write(`${line}\n`)));
     }
     await waitUntil('nodes registered', () => master.nodes().filter((n) => n.online).length === NODE_COUNT, 30_000);
+    // Past a probe round and a heartbeat, the meetings start: every node has proved the others, so
+    // the nodes' staggered start does not send each of them to the master for the first builds.
+    await sleep(4_000);
+    for (const id of MEETINGS) {
+      master.addMeeting({ id, title: `Churn ${id}`, packageSizeBytes: packageBytes });
+      await master.startMeeting(id);
+    }
+    checkToken();
     console.log(
       `site soak: ${args.minutes} min, ${NODE_COUNT} nodes (${nodes.map((n) => n.address).join(', ')}), ${tabletCount} tablets, ` +
         `${MEETINGS.length} meetings of ${args['package-kb']} KiB, master package stream ${rate / 1e6} MB/s; logs in ${root}`,
