@@ -292,6 +292,8 @@ async function main(): Promise<void> {
       if (d.at - replaced > lateMs) wrong.push({ ...d, why: `build ${build.buildId}, replaced by the token change ${((d.at - replaced) / 1000).toFixed(1)} s before the request` });
     }
     const count = (pick: (d: Download) => boolean) => downloads.filter(pick).length;
+    const noConnection = new Map<string, number>();
+    for (const d of downloads) if (d.error) noConnection.set(d.error, (noConnection.get(d.error) ?? 0) + 1);
     const serverErrors = downloads.filter((d) => d.status >= 500 && !(d.status === 503 && d.retryAfter));
     const builtBytes = builds.reduce((sum, b) => sum + b.size, 0);
     const pulledBuilds = builds.filter((b) => (stats.packageBytesByBuild[b.buildId] ?? 0) > 0);
@@ -303,7 +305,7 @@ async function main(): Promise<void> {
       ['older-build bodies after a token change: all / later than 2 s', `${olderBodies} / ${olderLaterThan2s}`, '– / 0 (issue 18 §3)'],
       ['token change → last older-build body', olderBodies === 0 ? 'none after one' : `${(windowMs / 1000).toFixed(2)} s`, `≤ ${lateMs / 1000} s`],
       ['errors ≥ 500 (503 + Retry-After apart)', `${serverErrors.length}${serverErrors.length ? ` (${[...new Set(serverErrors.map((d) => d.status))].join(', ')})` : ''}`, '0'],
-      ['503 + Retry-After / 404 / cut bodies / no connection', `${count((d) => d.status === 503 && d.retryAfter)} / ${count((d) => d.status === 404)} / ${count((d) => d.status === 200 && !d.complete)} / ${count((d) => d.status === 0)}`, ''],
+      ['503 + Retry-After / 404 / cut bodies / no connection', `${count((d) => d.status === 503 && d.retryAfter)} / ${count((d) => d.status === 404)} / ${count((d) => d.status === 200 && !d.complete)} / ${count((d) => d.status === 0)}${noConnection.size ? ` (${[...noConnection].map(([code, n]) => `${code} ${n}`).join(', ')})` : ''}`, ''],
       ['master package bytes ÷ bytes of builds made', (stats.packageBytesSent / Math.max(1, builtBytes)).toFixed(2), '≤ 1.1'],
       ['master package bytes ÷ bytes of the builds pulled at all', (stats.packageBytesSent / Math.max(1, pulledBuilds.reduce((sum, b) => sum + b.size, 0))).toFixed(2), ''],
       ['builds made / pulled / pulled more than 1.5×', `${builds.length} / ${pulledBuilds.length} / ${pulledTwice}`, ''],
