@@ -6,7 +6,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { runTablet } from './herd-client.ts';
+import { runTablet } from '../scripts/lib/herd-client.ts';
 
 export interface LoadOptions {
   port: number;

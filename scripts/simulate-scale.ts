@@ -20,7 +20,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { createReferenceMaster, type ReferenceMaster } from '../reference-master/master.ts';
-import { runTablet, type TabletResult } from '../bench/herd-client.ts';
+import { runTablet, type TabletResult } from './lib/herd-client.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { parseOptions } from './lib/script-options.ts';

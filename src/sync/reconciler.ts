@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log/logger.ts';
-import { SYNC_POLICY } from '../policy.ts';
-import { settledWithin } from '../time-limit.ts';
 import { MasterError, type ActiveMeeting, type MasterClient, type MeetingStatus } from '../master/master-client.ts';
 import { awaitsStartCheck, buildsOf, mayBeServed } from '../store/package-state.ts';
 import type { PackageStore } from '../store/package-store.ts';
+import { RequestGate } from './request-gate.ts';
 import { BuildChecks, type BuildChecksDeps, type PollRecord, type ProbeCounters } from './build-checks.ts';
 import type { ProbeResult } from './build-probe.ts';
 import { initialMemory, reconcile, type ReconcileMemory, type ReconcilePolicy, type SyncAction } from './reconcile.ts';
@@ -45,16 +44,15 @@ export class Reconciler {
   #lastError: { message: string; at: number } | null = null;
   #polling: Promise<boolean> | null = null;
   #nextPoll: Promise<boolean> | null = null;
-  #lastUnknownRefresh = 0;
-  /** The next unknown-id check, when a request waits for one after the gap (shared by all). */
-  #nextRefresh: Promise<unknown> | null = null;
   #paused = false;
   #checks: BuildChecks;
+  #gate: RequestGate;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#checks = new BuildChecks({ ...deps, now: this.#now, poll: this, changed: (meetingId) => this.events.emit('changed', meetingId) });
+    this.#gate = new RequestGate({ polls: this, checks: this.#checks, store: deps.store, jobs: deps.jobs, now: this.#now, unknownIdRefreshMs: deps.unknownIdRefreshMs, scheduled: deps.scheduled });
     deps.jobs.events.on('succeeded', (job) => {
       if (yieldsToSyncs(job)) {
         // Finished just as its meeting started: confirm it now rather than at the next check.
@@ -181,55 +179,14 @@ export class Reconciler {
     return this.#polling;
   }
 
-  /**
-   * Before a download request is answered: waits, at most `maxWaitMs`, until the node knows what
-   * to do with the id. For an id not active here, one shared poll (joined by every request while
-   * it runs; at most one per unknownIdRefreshMs for all requests together, so a flood of bogus ids
-   * cannot turn into a flood of polls), so a tablet asking the moment its meeting starts is served
-   * rather than told 404. For a preheated package of an active meeting, its start confirmation.
-   * For a package not yet confirmed under the master's current token, its check, moved to the
-   * front of the probe queue (one check, shared by every request): a token change may mean a
-   * newer build, and the older one must not be served once the node could know (issue 18).
-   */
-  async settleRequest(meetingId: string, maxWaitMs: number): Promise<void> {
-    if (this.#paused) return;
-    let pending: Promise<unknown> | undefined;
-    if (!this.activeMeeting(meetingId)) {
-      const gap = this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs;
-      const sinceLast = this.#now() - this.#lastUnknownRefresh;
-      if (this.#polling) pending = this.#polling;
-      else if (sinceLast >= gap) {
-        this.#lastUnknownRefresh = this.#now();
-        pending = this.pollNow();
-      } else if (this.#expectedToStart(meetingId)) {
-        // The last check may predate the start: wait for the next one rather than answer 404 from
-        // it. Only for meetings the master scheduled or the node preheated, so a flood of made-up
-        // ids is still answered from the last check at once.
-        pending = this.#refreshAfter(gap - sinceLast);
-      }
-      if (pending) await settledWithin(pending, maxWaitMs);
-    }
-    const poll = this.#lastSuccess;
-    // Not again while a sync of it runs, or after a check that got no answer (until its retry time):
-    // each check makes the master read the whole package.
-    const waiting = this.#checks.waiting(meetingId) || this.#deps.jobs.inFlight(meetingId) !== undefined;
-    if (poll && !waiting && this.activeMeeting(meetingId) && this.#awaitsStartCheck(meetingId)) {
-      await settledWithin(this.#checks.startConfirm(meetingId, poll), maxWaitMs);
-    } else if (poll && this.awaitsTokenCheck(meetingId)) {
-      await settledWithin(this.#checks.probe(meetingId, poll, { urgent: true }).catch(() => {}), maxWaitMs);
-    }
+  /** A tablet's request waits, at most `maxWaitMs`, until the node knows what to do with the id (request-gate.ts). */
+  settleRequest(meetingId: string, maxWaitMs: number): Promise<void> {
+    return this.#gate.settle(meetingId, maxWaitMs);
   }
 
-  /**
-   * A servable package of an active meeting not yet confirmed under the last poll's token, whose
-   * check may run now (not while a sync of it runs, nor before the retry time of a check that got
-   * no answer): a tablet's request waits for that check (settleRequest) before it is served.
-   */
+  /** The held package waits for its check under the master's current token (request-gate.ts). */
   awaitsTokenCheck(meetingId: string): boolean {
-    const poll = this.#lastSuccess;
-    const held = this.#deps.store.get(meetingId);
-    if (this.#paused || !poll || !held || held.token === poll.token || !this.isServable(meetingId) || !this.activeMeeting(meetingId)) return false;
-    return !this.#checks.waiting(meetingId) && this.#deps.jobs.inFlight(meetingId) === undefined;
+    return this.#gate.awaitsTokenCheck(meetingId);
   }
 
   /** The held package is older than the master's build and the new one downloads: tablets join the download. */
@@ -237,35 +194,14 @@ export class Reconciler {
     return this.#checks.replacing(meetingId);
   }
 
-  #awaitsStartCheck(meetingId: string): boolean {
-    const held = this.#deps.store.get(meetingId);
-    return held !== undefined && awaitsStartCheck(held);
+  /** A background poll, rate-limited with the requests for unknown ids (request-gate.ts). */
+  refreshSoon(): Promise<void> {
+    return this.#gate.refreshSoon();
   }
 
-  #expectedToStart(meetingId: string): boolean {
-    return this.#awaitsStartCheck(meetingId) || (this.#deps.scheduled?.(meetingId) ?? false);
-  }
-
-  /** One unknown-id check `delayMs` from now, shared by every request that waits for it. */
-  #refreshAfter(delayMs: number): Promise<unknown> {
-    this.#nextRefresh ??= new Promise((resolve) => setTimeout(resolve, delayMs)).then(() => {
-      this.#nextRefresh = null;
-      if (this.#paused) return false;
-      if (this.#polling) return this.#polling;
-      this.#lastUnknownRefresh = this.#now();
-      return this.pollNow();
-    });
-    return this.#nextRefresh;
-  }
-
-  /**
-   * A poll in the background, rate-limited with the unknown-id checks (a sibling asked under a
-   * newer token than this node's, say): news worth a poll, but never a flood of them.
-   */
-  async refreshSoon(): Promise<void> {
-    if (this.#paused || this.#polling || this.#now() - this.#lastUnknownRefresh < (this.#deps.unknownIdRefreshMs ?? SYNC_POLICY.unknownIdRefreshMs)) return;
-    this.#lastUnknownRefresh = this.#now();
-    await this.pollNow();
+  /** The poll running now, if any. */
+  get pollInProgress(): Promise<boolean> | null {
+    return this.#polling;
   }
 
   /**
