@@ -59,14 +59,14 @@ export interface RogueRun {
   notOfSite: number;
 }
 
-interface ChildNode {
+export interface ChildNode {
   child: ChildProcess;
   port: number;
   address: string;
   url: string;
 }
 
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<void> {
+export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
@@ -74,8 +74,9 @@ async function waitUntil(what: string, check: () => boolean | Promise<boolean>, 
   }
 }
 
-function spawnNode(configPath: string, trace: (line: string) => void): Promise<ChildNode> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** A node in its own process (scripts/lib/run-node.ts); `port` 0 takes a free one. Resolves once it listens. */
+export function spawnNode(configPath: string, trace: (line: string) => void, port = 0): Promise<ChildNode> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts/lib/run-node.ts'), `--port=${port}`, configPath], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr?.setEncoding('utf8').on('data', (text: string) => {
     for (const line of text.split('\n')) if (line) trace(line);
   });
