@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { SharedReadFiles } from './shared-files.ts';
+import { isOpen, waitClosed } from '../../test/fds.ts';
 
 async function tempFile(t: { after: (fn: () => Promise<void>) => void }, content: string): Promise<string> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'shared-files-'));
@@ -12,22 +13,6 @@ async function tempFile(t: { after: (fn: () => Promise<void>) => void }, content
   const file = path.join(dir, 'part');
   await fsp.writeFile(file, content);
   return file;
-}
-
-/** Whether `fd` is an open descriptor of this process. */
-function isOpen(fd: number): boolean {
-  try {
-    fs.fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Closing is asynchronous (libuv's thread pool): wait for it, briefly. */
-async function waitClosed(fd: number): Promise<boolean> {
-  for (let i = 0; i < 200 && isOpen(fd); i++) await new Promise((resolve) => setTimeout(resolve, 5));
-  return !isOpen(fd);
 }
 
 test('readers of one file at once share one descriptor, closed by the last release', async (t) => {

@@ -6,20 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { OpenedPackage, StoredPackage } from '../store/package-store.ts';
 import { SharedPackageFiles } from './shared-package-files.ts';
-
-function isOpen(fd: number): boolean {
-  try {
-    fs.fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitClosed(fd: number): Promise<boolean> {
-  for (let i = 0; i < 200 && isOpen(fd); i++) await new Promise((resolve) => setTimeout(resolve, 5));
-  return !isOpen(fd);
-}
+import { isOpen, waitClosed } from '../../test/fds.ts';
 
 function readAll(fd: number): string {
   const buffer = Buffer.alloc(64);
