@@ -20,6 +20,7 @@ const programDir = path.dirname(fileURLToPath(import.meta.url));
 v8.setFlagsFromString('--liftoff-only');
 
 async function main(): Promise<number> {
+  const shutdown = handleStopSignals();
   let options;
   try {
     options = parseCliOptions(process.argv.slice(2), process.env);
@@ -73,13 +74,7 @@ async function main(): Promise<number> {
   console.log(`meeting-edge ${node.config.current.nodeId} listening on ${node.localUrl}; control panel: ${node.localUrl}/static/index.html`);
 
   return new Promise<number>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        console.error(`${signal} again: exiting now`);
-        process.exit(130);
-      }
+    shutdown.onRequest = (signal) => {
       node.logger.info(`${signal} received: shutting down`);
       node.stop().then(
         () => resolve(0),
@@ -89,14 +84,36 @@ async function main(): Promise<number> {
         },
       );
     };
-    // conf → atomically → when-exit hooks SIGINT/SIGTERM at import and re-sends the signal to
-    // this process after its own cleanup, which would kill us mid-shutdown (downloads cut,
-    // no unregister). Our shutdown is the only handler; conf writes are atomic renames anyway.
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.removeAllListeners(signal);
-      process.on(signal, onSignal);
-    }
+    // A signal that came while the node was starting: it stops now that it can.
+    if (shutdown.pending) shutdown.onRequest(shutdown.pending);
   });
+}
+
+/**
+ * SIGINT/SIGTERM handling, installed before the node starts. conf → atomically → when-exit hooks
+ * both signals at import and re-sends the signal to this process after its own cleanup, which
+ * would kill us mid-shutdown (downloads cut, no unregister): ours is the only handler; conf writes
+ * are atomic renames anyway. Installed late (after the node printed that it listens), a signal
+ * that arrived in between went to when-exit's handle, which removing its listener closed with the
+ * signal still pending: the node never stopped. A second signal exits at once.
+ */
+function handleStopSignals(): { pending: NodeJS.Signals | null; onRequest: ((signal: NodeJS.Signals) => void) | null } {
+  const shutdown: { pending: NodeJS.Signals | null; onRequest: ((signal: NodeJS.Signals) => void) | null } = { pending: null, onRequest: null };
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      console.error(`${signal} again: exiting now`);
+      process.exit(130);
+    }
+    if (shutdown.onRequest) shutdown.onRequest(signal);
+    else shutdown.pending = signal;
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.removeAllListeners(signal);
+    process.on(signal, onSignal);
+  }
+  return shutdown;
 }
 
 main().then(
