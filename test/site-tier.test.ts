@@ -4,13 +4,10 @@
  * the download goes to the master; nodes that take each other for the seed do not loop.
  */
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { EdgeNodeOptions } from '../src/edge-node.ts';
 import { pickSeed } from '../src/site/rendezvous.ts';
-import { healthMessage, packageMessage, SiteKeyring } from '../src/site/site-key.ts';
 import { SIGNATURE_HEADER } from '../src/site/wire.ts';
 import { buildIdentity } from '../src/store/zip-lead.ts';
 import { forgePackage } from '../scripts/lib/forgery.ts';
@@ -36,17 +33,10 @@ import {
   type TestNode,
 } from './helpers.ts';
 import { writeFile } from 'node:fs/promises';
+import { signPackage, startFakePeer } from './site-fakes.ts';
 import path from 'node:path';
 
 const SITE: EdgeNodeOptions['site'] = { notFoundRetryMs: 3_000, busyRetryMs: 8_000, buildAskTimeoutMs: 5_000, membersMaxAgeMs: 0 };
-const TEST_KEYRING = new SiteKeyring(TEST_SITE_KEY);
-
-/** What a member with the site key signs for these bytes of a meeting's package, served from `address`. */
-function signPackage(meetingId: string, bytes: Buffer, address: string, keyring = TEST_KEYRING): string {
-  const identity = buildIdentity(bytes.subarray(0, 64 * 1024), true);
-  assert.ok(identity, 'a package with a lead');
-  return keyring.sign(packageMessage({ meetingId, buildId: identity.buildId, standsFor: null, size: bytes.length, sha256: sha256Hex(bytes), address })) as string;
-}
 
 /** Every node of these sites holds the key. */
 const KEYED = { peers: { key: TEST_SITE_KEY } };
@@ -297,38 +287,6 @@ test('seed frozen mid-stream (SIGSTOP): the sibling hands over within the stall 
   assert.equal(sha256Hex((await fetchRaw(packageUrl(sibling.url, id))).body), sha);
 });
 
-/**
- * A sibling that lies: answering what `answer` says, and its health probes as `proof` says (by
- * default with the site key: a member gone bad, whose bytes only their signature can catch).
- */
-async function startFakePeer(
-  t: Parameters<typeof cleanupStack>[0],
-  m: TestMaster,
-  answer: (req: IncomingMessage, res: ServerResponse, address: string) => void,
-  proof: (nonce: string, address: string) => string | null = (nonce, address) => TEST_KEYRING.sign(healthMessage(nonce, address)),
-) {
-  void m;
-  let address = '';
-  const server = createServer((req, res) => {
-    if (req.url?.startsWith('/api/edge/v1/health')) {
-      const nonce = new URL(req.url, 'http://x').searchParams.get('nonce') ?? '';
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true, proof: proof(nonce, address) }));
-      return;
-    }
-    answer(req, res, address);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  return { address };
-}
-
 for (const kind of ['truncated', 'corrupt', 'not a zip', 'older build'] as const) {
   test(`a sibling that sends ${kind} bytes is never promoted: the node fetches from the master`, async (t) => {
     const cleanup = cleanupStack(t);
@@ -337,7 +295,7 @@ for (const kind of ['truncated', 'corrupt', 'not a zip', 'older build'] as const
     let good: Buffer = Buffer.alloc(0);
     let old: Buffer = Buffer.alloc(0);
     let served = 0;
-    const fake = await startFakePeer(t, m, (req, res, address) => {
+    const fake = await startFakePeer(t, (req, res, address) => {
       if (!req.url?.includes('download-package')) {
         res.writeHead(404).end();
         return;
@@ -475,7 +433,6 @@ test('a registered rogue without the key, serving a forgery that starts with the
   let served = 0;
   const rogue = await startFakePeer(
     t,
-    m,
     (req, res) => {
       if (!req.url?.includes('download-package') && !req.url?.includes('/build')) {
         res.writeHead(404).end();

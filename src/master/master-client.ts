@@ -74,6 +74,8 @@ export interface PackageResponse {
   headers: Record<string, string>;
   /** A chunked body's trailer fields, filled in once the body has ended (a seed's sha256, site-tier.ts). */
   trailers?: Record<string, string>;
+  /** The package's byte the body starts at: a sibling's 206 resuming a kept download; default 0 (the whole package). */
+  offset?: number;
 }
 
 /** Titles must be non-empty strings or the master answers 500 and breaks /nodes/list for everyone. */

@@ -58,7 +58,7 @@ function sources(config: ConfigStore, options: { active: string[]; held: StoredP
       offReason: 'no site key',
       keySet: false,
       seedNow: () => null,
-      counters: { peerFetches: 0, fallbacks: 0, buildsFromSeed: 0, buildAskFailures: 0, securityEvents: 0, handovers: 0 },
+      counters: { peerFetches: 0, fallbacks: 0, buildsFromSeed: 0, buildAskFailures: 0, securityEvents: 0, handovers: 0, resumes: 0, resumedBytes: 0 },
       lastFailure: null,
       lastSecurityEvent: null,
       health: { view: () => [] } as never,

@@ -268,6 +268,8 @@ function siteStatus(node: StatusSources, runtime: NodeRuntime, activeIds: string
     security_events: counters.securityEvents,
     last_security_event: lastSecurity ? { node: lastSecurity.node, reason: lastSecurity.reason, at: iso(lastSecurity.at) } : null,
     handovers: counters.handovers,
+    resumes: counters.resumes,
+    resumed_bytes: counters.resumedBytes,
     fetched_bytes: { master: fetched.master, peer: fetched.peer },
     served_bytes: { tablet: bytesServedToTablets(node.stats, node.peers), peer: node.peers.bytes },
     peer_fetches: counters.peerFetches,

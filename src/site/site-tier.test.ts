@@ -2,7 +2,7 @@
 // exactly them; its build answers count only signed over this node's nonce; seed choice takes
 // only proven, healthy members.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import { SIGNATURE_HEADER, STANDS_FOR_HEADER } from './wire.ts';
 const SELF = '127.0.0.1:1';
 // Port 9 on loopback: nothing listens, so a HEAD to this "seed" would fail (PEER_* error).
 const SEED = '127.0.0.1:9';
-const ANY = { build: null, documents: null, notBuilds: [] };
+const ANY: { build: string | null; documents: string | null; notBuilds: string[] } = { build: null, documents: null, notBuilds: [] };
 
 function tier(keyring: SiteKeyring, options: { others?: string[]; answering?: (address: string) => SiteKeyring | null } = {}) {
   const logger = new MemoryLogger();
@@ -199,4 +199,33 @@ test('a seed silent mid-stream is asked its health: alive (waiting on a slow mas
   assert.equal(health.usable(seed), false, 'marked sick');
   watch.stop();
   assert.equal(site.fellBack(seed, 'm1', watch.signal.reason as Error), true, 'the next attempt goes to the next healthy member');
+});
+
+test('bytes of an abandoned seed are kept only as a prefix of the complete package it signed, of a build asked for, its first entry whole', async (t) => {
+  const { start, changed } = await packages(t);
+  const key = new SiteKeyring(newSiteKey());
+  const { site } = tier(key);
+  const bytes = await readFile(start.path);
+  const { buildId } = await fileIdentity(start.path);
+  const keep = bytes.length >> 1;
+  const partial = path.join(path.dirname(start.path), 'partial.part');
+  await writeFile(partial, bytes.subarray(0, keep));
+  const signed = (of: { sha256: string; size: number }, ring = key) =>
+    ring.sign(packageMessage({ meetingId: 'm1', buildId, standsFor: null, size: of.size, sha256: of.sha256, address: SEED })) as string;
+  const headers = { 'content-length': String(start.size), etag: `"${start.sha256}"`, [SIGNATURE_HEADER]: signed(start) };
+  const point = (h: Record<string, string>, kept = keep, want: { build: string | null; documents: string | null; notBuilds: string[] } = ANY) => site.resumePoint(SEED, 'm1', h, partial, kept, want);
+
+  assert.deepEqual(await point(headers), { bytes: keep, size: start.size, sha256: start.sha256 });
+  // A 206 that died too states the whole package's size in its Content-Range.
+  const ranged = { ...headers, 'content-length': '10', 'content-range': `bytes 100-109/${start.size}` };
+  assert.deepEqual(await point(ranged), { bytes: keep, size: start.size, sha256: start.sha256 });
+  assert.equal(await point({ ...headers, etag: '' }), null, 'a streamed answer (no ETag): nothing to ask the rest of');
+  assert.equal(await point({ 'content-length': String(start.size), etag: headers.etag }), null, 'unsigned');
+  assert.equal(await point({ ...headers, [SIGNATURE_HEADER]: signed(start, new SiteKeyring(newSiteKey())) }), null, 'signed with another key');
+  assert.equal(await point({ ...headers, etag: `"${changed.sha256}"` }), null, 'the signature is not of the package named');
+  assert.equal(await point(headers, 20), null, 'the first entry is not all there: the build is not known');
+  assert.equal(await point(headers, start.size), null, 'nothing is missing');
+  assert.equal(await point(headers, keep, { build: null, documents: null, notBuilds: [buildId] }), null, 'a build held before a restart');
+  assert.equal(await point(headers, keep, { build: 'f'.repeat(64), documents: null, notBuilds: [] }), null, 'another build than the one asked for');
+  assert.equal(site.counters.securityEvents, 0, 'a seed that died is no security event');
 });

@@ -79,6 +79,21 @@ export interface SiteCounters {
   securityEvents: number;
   /** Seeds abandoned mid-download (silent and not answering health, or the connection reset). */
   handovers: number;
+  /** Downloads that went on from the bytes kept of an abandoned seed's (the next member answered 206). */
+  resumes: number;
+  /** Bytes kept that way instead of fetched again. */
+  resumedBytes: number;
+}
+
+/**
+ * Where a download abandoned mid-stream can go on from: `bytes` of the package are in its temp
+ * file, and the seed signed the whole package as `size` bytes with this sha256. The next member
+ * is asked for the rest only of exactly that package (If-Range on its ETag).
+ */
+export interface ResumePoint {
+  bytes: number;
+  size: number;
+  sha256: string;
 }
 
 /** A sibling's failure or a security event, for the panel. */
@@ -123,12 +138,34 @@ export class PeerError extends Error {
   }
 }
 
+type Wanted = { build: string | null; documents: string | null; notBuilds: readonly string[] };
+
+/**
+ * Whether bytes of `identity`, said by their seed to stand for `standsFor`, are the build asked
+ * for: 'stale' (a build held before a restart), 'other', or yes, with the build they then stand
+ * for when it is not their own (null: their own).
+ */
+function buildVerdict(identity: { buildId: string; documentsId: string | null }, standsFor: string | null, want: Wanted): 'stale' | 'other' | { standsFor: string | null } {
+  if (isAnyBuild(identity, want.notBuilds)) return 'stale';
+  if (want.build === null || isBuild(identity, want.build)) return { standsFor: null };
+  if (standsFor === want.build && want.documents !== null && identity.documentsId === want.documents) return { standsFor: want.build };
+  return 'other';
+}
+
+/** The whole package's size an answer states: a 206's Content-Range total, else its Content-Length; null when neither. */
+function packageSize(headers: Record<string, string>): number | null {
+  const range = /^bytes \d+-\d+\/(\d+)$/.exec(headers['content-range'] ?? '');
+  const text = range ? range[1] : headers['content-length'];
+  const size = text !== undefined && /^\d+$/.test(text) ? Number(text) : NaN;
+  return Number.isSafeInteger(size) ? size : null;
+}
+
 /** Connection failures that say the seed is gone (not merely busy): hand over at once. */
 const DEAD_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'CONNECT_TIMEOUT', 'EPIPE', 'TRUNCATED', 'PEER_STALLED']);
 
 export class SiteTier {
   readonly #deps: SiteTierDeps;
-  readonly #counters: SiteCounters = { peerFetches: 0, fallbacks: 0, buildsFromSeed: 0, buildAskFailures: 0, securityEvents: 0, handovers: 0 };
+  readonly #counters: SiteCounters = { peerFetches: 0, fallbacks: 0, buildsFromSeed: 0, buildAskFailures: 0, securityEvents: 0, handovers: 0, resumes: 0, resumedBytes: 0 };
   /** The last fallback per sibling, for the panel and the log. */
   #lastFailure: SiteEvent | null = null;
   #lastSecurityEvent: SiteEvent | null = null;
@@ -242,8 +279,13 @@ export class SiteTier {
     return false;
   }
 
-  peerFetched(): void {
+  /** A download from a sibling was promoted; `resumedFrom`: bytes of it kept from an abandoned seed. */
+  peerFetched(resumedFrom = 0): void {
     this.#counters.peerFetches++;
+    if (resumedFrom > 0) {
+      this.#counters.resumes++;
+      this.#counters.resumedBytes += resumedFrom;
+    }
   }
 
   /**
@@ -260,12 +302,18 @@ export class SiteTier {
    * asked again for a few seconds, a 503 (it is bringing its copy up to date) a little longer;
    * anything else but 200 fails (PeerError): a 409 (it fetches from a sibling itself) at once,
    * unless this node just found the meeting's previous seed dead (the new seed is finding it too).
+   *
+   * With `resume` (bytes kept of an abandoned seed's package), only the rest is asked for, on
+   * condition that the seed holds that very package (If-Range on its ETag, send-file.ts's rule):
+   * a 206 of exactly it resolves with its offset; a 200 (another package, or one still
+   * downloading: a streamed answer has no validator and ignores Range) is the whole package.
    */
   async openFromSeed(
     seed: string,
     meetingId: string,
     want: { token: string | null; build: string | null; notBuilds: readonly string[] },
     options: { signal: AbortSignal; headersTimeoutMs: number },
+    resume: ResumePoint | null = null,
   ): Promise<PackageResponse> {
     const started = Date.now();
     const notFoundMs = this.#deps.notFoundRetryMs ?? SITE_POLICY.notFoundRetryMs;
@@ -277,9 +325,21 @@ export class SiteTier {
     if (want.build) headers[BUILD_HEADER] = want.build;
     if (want.token) headers[TOKEN_HEADER] = want.token;
     if (want.notBuilds.length > 0) headers[NOT_BUILD_HEADER] = want.notBuilds.join(',');
+    if (resume) {
+      headers.range = `bytes=${resume.bytes}-`;
+      headers['if-range'] = `"${resume.sha256}"`;
+    }
     for (;;) {
       const response = await this.#get(seed, packagePath(meetingId), headers, options.signal, options.headersTimeoutMs);
       if (response.statusCode === 200) return { body: response.body, headers: response.headers, trailers: response.trailers };
+      if (response.statusCode === 206 && resume) {
+        const expected = `bytes ${resume.bytes}-${resume.size - 1}/${resume.size}`;
+        if (response.headers['content-range'] === expected && response.headers.etag === `"${resume.sha256}"`) {
+          return { body: response.body, headers: response.headers, trailers: response.trailers, offset: resume.bytes };
+        }
+        response.body.destroy();
+        throw new PeerError(`seed ${seed} answered ${response.headers['content-range'] ?? 'a 206 without Content-Range'} for ${expected} of the package kept`, 'PEER_BAD_RANGE');
+      }
       response.body.destroy();
       const waited = Date.now() - started;
       const status = response.statusCode;
@@ -307,7 +367,7 @@ export class SiteTier {
     meetingId: string,
     received: ReceivedPackage,
     tempPath: string,
-    want: { build: string | null; documents: string | null; notBuilds: readonly string[] },
+    want: Wanted,
     signal: AbortSignal,
   ): Promise<string | null> {
     let signature = received.headers[SIGNATURE_HEADER] ?? received.trailers[SIGNATURE_HEADER] ?? null;
@@ -333,12 +393,38 @@ export class SiteTier {
       this.#securityEvent(seed, `${reason} (meeting ${meetingId}, sha256 ${received.sha256.slice(0, 12)}…); dropped`);
       throw new PeerError(`${seed} sent ${reason}`, signature === null ? 'PEER_UNSIGNED' : 'PEER_BAD_SIGNATURE');
     }
-    if (isAnyBuild(identity, want.notBuilds)) {
-      throw new PeerError(`${seed} sent the build held before the meeting restarted (it has not seen the restart)`, 'PEER_STALE_BUILD');
-    }
-    if (want.build === null || isBuild(identity, want.build)) return null;
-    if (standsFor === want.build && want.documents !== null && identity.documentsId === want.documents) return want.build;
-    throw new PeerError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');
+    const verdict = buildVerdict(identity, standsFor, want);
+    if (verdict === 'stale') throw new PeerError(`${seed} sent the build held before the meeting restarted (it has not seen the restart)`, 'PEER_STALE_BUILD');
+    if (verdict === 'other') throw new PeerError(`${seed} sent another build than the one asked for`, 'PEER_OTHER_BUILD');
+    return verdict.standsFor;
+  }
+
+  /**
+   * After a download from `seed` failed with `bytes` of it in `tempPath`: where a next member may
+   * go on from, or null when the bytes are worth nothing to it. They are kept only when the seed
+   * was sending a complete package (a streamed one has no size or sha256 until its trailer), its
+   * signature over that package verifies for the build the kept bytes begin with (the whole first
+   * entry is there), and that build is one asked for.
+   */
+  async resumePoint(
+    seed: string,
+    meetingId: string,
+    headers: Record<string, string>,
+    tempPath: string,
+    bytes: number,
+    want: Wanted,
+  ): Promise<ResumePoint | null> {
+    const etag = /^"([0-9a-f]{64})"$/.exec(headers.etag ?? '');
+    const size = packageSize(headers);
+    if (!etag || size === null || bytes <= 0 || bytes >= size) return null;
+    const identity = await fileIdentity(tempPath);
+    // The first entry must end inside the kept bytes, or the build they begin with is not known.
+    if (identity.length >= bytes) return null;
+    const standsFor = headers[STANDS_FOR_HEADER] ?? null;
+    const sha256 = etag[1] as string;
+    const claim = { meetingId, buildId: identity.buildId, standsFor, size, sha256, address: seed };
+    if (!this.#deps.keyring().verify(packageMessage(claim), headers[SIGNATURE_HEADER])) return null;
+    return typeof buildVerdict(identity, standsFor, want) === 'string' ? null : { bytes, size, sha256 };
   }
 
   /**

@@ -11,7 +11,7 @@ import type { PackageHash } from './hash-thread.ts';
 
 /** A hash whose digest never comes: a worker stuck in a read. */
 function stuckHash(): PackageHash {
-  return { appended: () => {}, digest: () => new Promise<string>(() => {}), dispose: () => {}, failure: null };
+  return { kept: () => Promise.resolve(), appended: () => {}, digest: () => new Promise<string>(() => {}), dispose: () => {}, failure: null };
 }
 
 test('a hash that never finishes does not hold the download: the idle timeout, or a cancel, ends it', { timeout: 10_000 }, async (t) => {

@@ -19,13 +19,22 @@ export interface FetchPackageOptions {
   signal: AbortSignal;
   /** Called as bytes reach the temp file (after the write completed), with the running total. */
   onProgress?: (bytesWritten: number, written: readonly Buffer[]) => void;
+  /**
+   * The temp file already exists, holding this many bytes of the package kept from a failed
+   * attempt: a response starting there (its offset) goes on from them, one starting at 0 (the
+   * whole package) writes the file over. Absent: a new file.
+   */
+  keptBytes?: number;
   /** The sha256 of the temp file as it is written (hash-thread.ts), made when the body starts; default: on this thread. */
   hash?: (path: string) => PackageHash;
 }
 
 export interface FetchedPackage {
+  /** Of the whole file, kept bytes included. */
   sha256: string;
   size: number;
+  /** Bytes kept from a failed attempt that this one went on from (0: all fetched now). */
+  resumedFrom: number;
   /** The response's headers (a sibling's ETag is checked against the sha256). */
   headers: Record<string, string>;
   /** Its trailer fields, if any (a sibling's streamed answer ends with its package's sha256). */
@@ -69,6 +78,11 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     const openOptions = { signal, headersTimeoutMs: options.headersTimeoutMs, idleTimeoutMs: options.idleTimeoutMs };
     const response = await (options.open ? options.open(openOptions) : options.master.openPackage(options.meetingId, openOptions));
     arm();
+    const offset = response.offset ?? 0;
+    if (offset > 0 && (options.keptBytes === undefined || offset !== options.keptBytes)) {
+      response.body.destroy();
+      throw new FetchError(`the answer starts at byte ${offset}, ${options.keptBytes ?? 0} bytes are kept`, 'BAD_RANGE');
+    }
     hash = options.hash?.(options.tempPath);
     const writer = new PackageFileWriter(
       options.tempPath,
@@ -78,7 +92,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
         arm();
         options.onProgress?.(total, written);
       },
-      { hash },
+      { hash, keepBytes: options.keptBytes === undefined ? undefined : offset },
     );
     try {
       await pipeline(response.body, writer, { signal });
@@ -95,7 +109,7 @@ export async function fetchPackage(options: FetchPackageOptions): Promise<Fetche
     }
     // Bounded like the body: a hash thread stuck on a read (a hung disk) must not hold the job,
     // and with it the meeting's slot, past the idle timeout or a cancel.
-    return { sha256: await untilAborted(sha256, signal), size: received, headers: response.headers, trailers: response.trailers ?? {} };
+    return { sha256: await untilAborted(sha256, signal), size: received, resumedFrom: offset, headers: response.headers, trailers: response.trailers ?? {} };
   } catch (error) {
     // The writer gives its hash up when destroyed early, not when the pipeline fails after it
     // finished (or the zip check fails): without this the hash thread would keep the temp file

@@ -14,10 +14,16 @@
  * describes exactly the bytes in the file, read back, not the buffers that were meant to reach it.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { READ_BYTES, WORKER_SOURCE, type FromWorker, type ToWorker } from './hash-worker.ts';
 
 export interface PackageHash {
+  /**
+   * The file already held `bytes` bytes when this hash was made (a download resumed from a kept
+   * temp file): they are hashed before the first append. Called once, before any append.
+   */
+  kept(path: string, bytes: number): Promise<void>;
   /** `chunks` were just appended to the file, which now holds `total` bytes (the caller may reuse them). */
   appended(total: number, chunks: readonly Uint8Array[]): void;
   /** The hex digest of the file's first `total` bytes (the last total reported); once. */
@@ -32,6 +38,17 @@ export interface PackageHash {
 export class InlineSha256 implements PackageHash {
   readonly #hash: Hash = createHash('sha256');
   readonly failure = null;
+
+  async kept(path: string, bytes: number): Promise<void> {
+    if (bytes <= 0) return;
+    // Read back once, a resume's prefix only: the hash must cover every byte of the file.
+    let read = 0;
+    for await (const chunk of createReadStream(path, { start: 0, end: bytes - 1 })) {
+      this.#hash.update(chunk as Buffer);
+      read += (chunk as Buffer).length;
+    }
+    if (read !== bytes) throw Object.assign(new Error(`${path} ends at ${read} bytes, ${bytes} were kept`), { code: 'SHORT' });
+  }
 
   appended(_total: number, chunks: readonly Uint8Array[]): void {
     for (const chunk of chunks) this.#hash.update(chunk);
@@ -322,6 +339,12 @@ class ThreadFileHash implements PackageHash {
 
   get failure(): Error | null {
     return this.#error;
+  }
+
+  kept(_path: string, bytes: number): Promise<void> {
+    // The worker reads the file back from offset 0 up to each total: the kept bytes come first.
+    this.#total = bytes;
+    return Promise.resolve();
   }
 
   appended(total: number): void {

@@ -57,6 +57,37 @@ for (const syncWrites of [true, false]) {
   }
 }
 
+for (const syncWrites of [true, false]) {
+  for (const hashing of ['inline', 'thread'] as const) {
+    test(`goes on from the bytes kept of a file, cutting what lies past them; the sha256 is the whole file's (${syncWrites ? 'sync' : 'thread-pool'} writes, ${hashing} hash)`, async (t) => {
+      const dir = await tempDir(t);
+      const thread = new HashThread();
+      t.after(() => thread.close());
+      const data = randomBytes(3 * 1024 * 1024 + 77);
+      const kept = 1_234_567;
+      const file = path.join(dir, 'p.part');
+      // What a failed attempt left: the kept bytes, and a write that landed after its last report.
+      await fsp.writeFile(file, Buffer.concat([data.subarray(0, kept), randomBytes(4096)]));
+      const totals: number[] = [];
+      const writer = new PackageFileWriter(file, (total) => totals.push(total), { syncWrites, keepBytes: kept, hash: hashing === 'thread' ? thread.create(file) : undefined });
+      await pipeline(chunked(data.subarray(kept)), writer);
+      assert.equal(writer.bytesWritten, data.length);
+      assert.ok((totals[0] ?? 0) > kept, 'totals count the kept bytes');
+      assert.ok((await fsp.readFile(file)).equals(data));
+      assert.equal(await writer.sha256(), createHash('sha256').update(data).digest('hex'));
+    });
+  }
+}
+
+test('a kept file shorter than the bytes to keep is an error (never zero-filled)', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'p.part');
+  await fsp.writeFile(file, randomBytes(100));
+  const writer = new PackageFileWriter(file, () => {}, { keepBytes: 200 });
+  await assert.rejects(pipeline(Readable.from([randomBytes(10)]), writer), { code: 'SHORT' });
+  assert.equal((await fsp.stat(file)).size, 100);
+});
+
 test('never overwrites an existing file', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'p.part');
@@ -119,6 +150,10 @@ function spyHash(): PackageHash & { calls: string[] } {
   return {
     calls,
     failure: null,
+    kept(_path, bytes) {
+      calls.push(`kept ${bytes}`);
+      return Promise.resolve();
+    },
     appended(total, chunks) {
       calls.push(`appended ${total} in ${chunks.length}`);
     },
@@ -155,10 +190,10 @@ test('a writer destroyed during a thread-pool write closes its file after that w
   let releaseWrite!: () => void;
   const released = new Promise<void>((resolve) => (releaseWrite = resolve));
   Object.assign(fs, {
-    writev(fd: number, buffers: NodeJS.ArrayBufferView[], callback: (error: Error | null, bytes: number) => void) {
+    writev(fd: number, buffers: NodeJS.ArrayBufferView[], position: number | null, callback: (error: Error | null, bytes: number) => void) {
       writeStarted();
       void released.then(() => {
-        (original.writev as (...a: unknown[]) => void)(fd, buffers, (error: Error | null, bytes: number) => {
+        (original.writev as (...a: unknown[]) => void)(fd, buffers, position, (error: Error | null, bytes: number) => {
           order.push(error ? `write failed ${(error as NodeJS.ErrnoException).code}` : 'write returned');
           callback(error, bytes);
         });

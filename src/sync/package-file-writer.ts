@@ -1,4 +1,4 @@
-import { close, fsync, open, writev, writevSync } from 'node:fs';
+import { close, fstat, fsync, ftruncate, open, writev, writevSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { InlineSha256, type PackageHash } from './hash-thread.ts';
 
@@ -7,6 +7,12 @@ export interface PackageFileWriterOptions {
   hash?: PackageHash;
   /** Writes on this thread while they are quick (see #write); false: always through the thread pool. */
   syncWrites?: boolean;
+  /**
+   * The file exists (a temp file kept from a failed attempt) and its first `keepBytes` bytes stay:
+   * anything after them is cut and writing goes on from there (0: the file starts over). Absent:
+   * a new file.
+   */
+  keepBytes?: number;
 }
 
 /** A write slower than this did not go to the page cache only (writeback throttling, a slow disk). */
@@ -15,7 +21,7 @@ const SLOW_WRITE_NS = 4_000_000n;
 const ASYNC_WRITES_AFTER_SLOW = 32;
 
 /**
- * Writes a download to a new file (never an existing one), hashing what it writes, reporting the
+ * Writes a download to a new file (never an existing one, unless told to go on with a kept one), hashing what it writes, reporting the
  * bytes that are on disk after each write, and fsyncing before it finishes: when `finish` fires the
  * bytes are durable and `sha256()` describes exactly them. One stage instead of hash-transform +
  * fs.WriteStream keeps the hot path to a single stream hop.
@@ -31,6 +37,7 @@ export class PackageFileWriter extends Writable {
   #fd: number | null = null;
   readonly #hash: PackageHash;
   readonly #syncWrites: boolean;
+  readonly #keepBytes: number | undefined;
   #asyncWritesLeft = 0;
   /** A thread-pool write is running: the descriptor must stay open until it returns. */
   #writing = false;
@@ -46,6 +53,7 @@ export class PackageFileWriter extends Writable {
     this.#onWritten = onWritten;
     this.#hash = options.hash ?? new InlineSha256();
     this.#syncWrites = options.syncWrites ?? true;
+    this.#keepBytes = options.keepBytes;
   }
 
   get bytesWritten(): number {
@@ -58,10 +66,22 @@ export class PackageFileWriter extends Writable {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    open(this.path, 'wx', 0o644, (error, fd) => {
+    const keep = this.#keepBytes;
+    open(this.path, keep === undefined ? 'wx' : 'r+', 0o644, (error, fd) => {
       if (error) return callback(error);
       this.#fd = fd;
-      callback();
+      if (keep === undefined) return callback();
+      // A write of the failed attempt still running when it ended may have landed past what it
+      // reported: cut back to the bytes known to be the package's.
+      fstat(fd, (statError, info) => {
+        if (statError) return callback(statError);
+        if (info.size < keep) return callback(Object.assign(new Error(`kept file holds ${info.size} bytes, ${keep} expected`), { code: 'SHORT' }));
+        ftruncate(fd, keep, (truncateError) => {
+          if (truncateError) return callback(truncateError);
+          this.#written = keep;
+          this.#hash.kept(this.path, keep).then(() => callback(), callback);
+        });
+      });
     });
   }
 
@@ -112,7 +132,7 @@ export class PackageFileWriter extends Writable {
       const started = process.hrtime.bigint();
       let bytes: number;
       try {
-        bytes = writevSync(this.#fd as number, buffers);
+        bytes = writevSync(this.#fd as number, buffers, this.#written);
       } catch (error) {
         return callback(error as Error);
       }
@@ -121,7 +141,7 @@ export class PackageFileWriter extends Writable {
     }
     if (this.#asyncWritesLeft > 0) this.#asyncWritesLeft -= 1;
     this.#writing = true;
-    writev(this.#fd as number, buffers, (error, bytes) => {
+    writev(this.#fd as number, buffers, this.#written, (error, bytes) => {
       this.#writing = false;
       const closeFd = this.#closeAfterWrite;
       this.#closeAfterWrite = null;

@@ -1,5 +1,6 @@
 import type { AttemptStatus, FetchListener, FetchView, FetchReason, FetchSource, JobOutcome, JobState } from './fetch-view.ts';
 import { FetchError } from './fetch-package.ts';
+import type { ResumePoint } from '../site/site-tier.ts';
 
 /** The master as a download's source (the default, and every source after a sibling failed). */
 export const MASTER: FetchSource = Object.freeze({ kind: 'master' });
@@ -23,6 +24,16 @@ export interface JobRequest {
    * again (a seed that missed the restart still holds them under the current token).
    */
   notBuilds?: readonly string[];
+}
+
+/**
+ * A temp file kept from a failed attempt, with where the next attempt may go on from. It is the
+ * job's own: never in the FetchView (nothing may read or serve it), used or discarded by the next
+ * attempt, discarded when the job ends; a restart removes it with every other temp file.
+ */
+export interface KeptDownload {
+  tempPath: string;
+  resume: ResumePoint;
 }
 
 /**
@@ -52,6 +63,7 @@ export class SyncJob implements FetchView {
   #rate = 0;
   #attemptStartedAt = 0;
   #tempPath: string | null = null;
+  #kept: KeptDownload | null = null;
   #error: string | null = null;
   #outcome: JobOutcome | null = null;
   #controller = new AbortController();
@@ -190,9 +202,21 @@ export class SyncJob implements FetchView {
     for (let i = 0; i < listeners.length; i++) listeners[i]!.bytes?.(attempt, total, written);
   }
 
-  /** The attempt's temp file was promoted or discarded: nothing more to read from it. */
+  /** The attempt's temp file was promoted, discarded or kept: nothing more to read from it. */
   endAttempt(): void {
     this.#tempPath = null;
+  }
+
+  /** The failed attempt's temp file is kept for the next one (see KeptDownload). */
+  keep(kept: KeptDownload): void {
+    this.#kept = kept;
+  }
+
+  /** The kept temp file, handed over once (to the next attempt, or to be discarded); null when none. */
+  takeKept(): KeptDownload | null {
+    const kept = this.#kept;
+    this.#kept = null;
+    return kept;
   }
 
   cancel(reason: string): void {

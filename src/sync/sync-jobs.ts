@@ -200,6 +200,8 @@ export class SyncJobs {
         this.#slots.release(job);
       }
     }
+    // Bytes kept for a next attempt that will not come: removed like any failed attempt's.
+    await this.#attempts.discardKept(job);
     const error = lastError ?? new FetchError('no attempt was made', 'NO_ATTEMPT');
     const now = this.#now();
     const details = { message: error.message, code: error.code, failedAt: now };

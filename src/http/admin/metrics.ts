@@ -208,6 +208,7 @@ export class NodeMetrics {
         () => site.tier.counters.securityEvents,
       );
       countedFrom('meeting_edge_site_handovers_total', 'Seeds abandoned mid-download (silent and not answering health, or reset).', () => site.tier.counters.handovers);
+      countedFrom('meeting_edge_site_resumed_bytes_total', 'Bytes kept of an abandoned seed\'s package and not fetched again (the next member served the rest).', () => site.tier.counters.resumedBytes);
       new Gauge({
         name: 'meeting_edge_site_members',
         help: 'Siblings probed, by state: healthy (proved the site key, answering), sick (not answering), stranger (cannot prove the key).',
