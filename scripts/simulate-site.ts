@@ -15,6 +15,9 @@
  * Every node holds the same site key. Then two runs of three nodes under a fault (scripts/lib/site-faults.ts):
  *   - a seed frozen (SIGSTOP, its own process) after --freeze-at of the package: time until the
  *     others serve, master bytes per build, and the resumed seed's time to serve;
+ *   - a seed killed (connection reset, then refused) after --freeze-at of a package it serves
+ *     complete to a node fetching it again, while another member holds the build: what that
+ *     node fetched from siblings (the bytes kept spare the next member as many), and its time;
  *   - a keyless rogue registered with the master serving a forgery (README lead the master's):
  *     forged copies served (target 0);
  *   - a meeting ended and started within one second while a tablet per node downloads it: the
@@ -30,12 +33,13 @@ import { createReferenceMaster } from '../reference-master/master.ts';
 import { EdgeNode } from '../src/edge-node.ts';
 import { MemoryLogger } from '../src/log/memory-logger.ts';
 import { newSiteKey } from '../src/site/site-key.ts';
+import { killedSeedRun } from './lib/seed-killed.ts';
 import { frozenSeedRun, rogueRun, tokenWindowRun } from './lib/site-faults.ts';
 import { loopbackConfig } from './lib/loopback-config.ts';
 import { parseOptions } from './lib/script-options.ts';
 
 const USAGE = `Usage: npm run simulate -- --site [--nodes 1,2,4,8] [--size-mib 8] [--rate-mbps 4] [--trials 1]
-                                   [--freeze-at 0.2] [--faults frozen,rogue,restart] [--no-faults] [--trace]
+                                   [--freeze-at 0.2] [--faults frozen,killed,rogue,restart] [--no-faults] [--trace]
 
 N nodes of one site (one site key) against the reference master with its package stream capped in
 aggregate: master bytes per build, time until every node serves the package, master bytes per token
@@ -53,7 +57,7 @@ const { values } = parseOptions(
         trials: { type: 'string', default: '1' },
         'freeze-at': { type: 'string', default: '0.2' },
         'no-faults': { type: 'boolean', default: false },
-        faults: { type: 'string', default: 'frozen,rogue,restart' },
+        faults: { type: 'string', default: 'frozen,killed,rogue,restart' },
         trace: { type: 'boolean', default: false },
       },
     }),
@@ -193,6 +197,8 @@ if (!values['no-faults']) {
     const runs = new Set(values.faults.split(',').map((name) => name.trim()));
     if (runs.has('frozen')) process.stderr.write('[simulate --site] a seed frozen mid-stream (3 node processes) ...\n');
     const frozen = runs.has('frozen') ? await frozenSeedRun(options) : null;
+    if (runs.has('killed')) process.stderr.write('[simulate --site] a seed killed mid-serve, another member holding the build (3 nodes) ...\n');
+    const killed = runs.has('killed') ? await killedSeedRun(options) : null;
     if (runs.has('rogue')) process.stderr.write('[simulate --site] a keyless rogue serving forgeries (3 nodes) ...\n');
     const rogue = runs.has('rogue') ? await rogueRun(options) : null;
     if (runs.has('restart')) process.stderr.write('[simulate --site] a meeting restarted within a second, tablets downloading (3 nodes) ...\n');
@@ -207,6 +213,12 @@ if (!values['no-faults']) {
       console.log(`| seed frozen: master bytes per build while frozen / at the end | ${frozen.perBuildWhileFrozen.toFixed(2)} / ${frozen.perBuild.toFixed(2)} | ≤ 2.3 |`);
       console.log(`| seed frozen: the resumed seed serves after | ${seconds(frozen.seedServesAfterResumeMs)} | ≤ 60 s |`);
       console.log(`| seed frozen: handovers (seeds abandoned by the others) | ${frozen.handovers} | |`);
+      console.log(`| seed frozen: the others' bytes from siblings per build / bytes kept at hand-over | ${frozen.peerPerBuild.toFixed(2)} / ${frozen.resumedBytes} | 2.00 / – |`);
+    }
+    if (killed) {
+      const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
+      console.log(`| seed killed after ${mib(killed.bytesAtKill)} of ${mib(killed.size)}: bytes from siblings / kept at hand-over | ${mib(killed.peerBytes)} (${(killed.peerBytes / killed.size).toFixed(2)} × size) / ${mib(killed.resumedBytes)} | 1.00 × size / – |`);
+      console.log(`| seed killed: master bytes meanwhile, serves again after the kill | ${killed.masterBytes}, ${seconds(killed.serveAfterKillMs)} | 0 |`);
     }
     if (rogue) {
       console.log(`| rogue: forged copies served | ${rogue.forgedServed} of 3 | 0 |`);

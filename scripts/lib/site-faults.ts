@@ -49,6 +49,10 @@ export interface FrozenSeedRun {
   /** Master bytes of the build ÷ package size, at the end (the resumed seed included). */
   perBuild: number;
   handovers: number;
+  /** Package bytes the other two received from siblings ÷ package size (2.00: each got it once). */
+  peerPerBuild: number;
+  /** Bytes they kept of an abandoned seed's package instead of fetching them again. */
+  resumedBytes: number;
 }
 
 export interface RogueRun {
@@ -160,9 +164,15 @@ export async function frozenSeedRun(options: FaultOptions): Promise<FrozenSeedRu
       seedServesAfterResumeMs = null;
     }
     let handovers = 0;
+    let peerBytes = 0;
+    let resumedBytes = 0;
     for (const n of others) {
-      const status = (await (await fetch(`${n.url}/api/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { site: { handovers: number } };
+      const status = (await (await fetch(`${n.url}/api/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as {
+        site: { handovers: number; fetched_bytes: { peer: number }; resumed_bytes?: number };
+      };
       handovers += status.site.handovers;
+      peerBytes += status.site.fetched_bytes.peer;
+      resumedBytes += status.site.resumed_bytes ?? 0;
     }
     return {
       othersServeAfterFreezeMs: othersServedAt - frozenAt,
@@ -171,6 +181,8 @@ export async function frozenSeedRun(options: FaultOptions): Promise<FrozenSeedRu
       seedServesAfterResumeMs,
       perBuild: sent() / build.size,
       handovers,
+      peerPerBuild: peerBytes / build.size,
+      resumedBytes,
     };
   } finally {
     for (const n of nodes) {
