@@ -213,12 +213,12 @@ if (!values['no-faults']) {
       console.log(`| seed frozen: master bytes per build while frozen / at the end | ${frozen.perBuildWhileFrozen.toFixed(2)} / ${frozen.perBuild.toFixed(2)} | ≤ 2.3 |`);
       console.log(`| seed frozen: the resumed seed serves after | ${seconds(frozen.seedServesAfterResumeMs)} | ≤ 60 s |`);
       console.log(`| seed frozen: handovers (seeds abandoned by the others) | ${frozen.handovers} | |`);
-      console.log(`| seed frozen: the others' bytes from siblings per build / bytes kept at hand-over | ${frozen.peerPerBuild.toFixed(2)} / ${frozen.resumedBytes} | 2.00 / – |`);
+      console.log(`| seed frozen: the others' bytes from siblings per build / bytes kept at hand-over | ${frozen.peerPerBuild.toFixed(2)} / ${frozen.resumedBytes} | – |`);
     }
     if (killed) {
       const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(2)} MiB`;
       console.log(`| seed killed after ${mib(killed.bytesAtKill)} of ${mib(killed.size)}: bytes from siblings / kept at hand-over | ${mib(killed.peerBytes)} (${(killed.peerBytes / killed.size).toFixed(2)} × size) / ${mib(killed.resumedBytes)} | 1.00 × size / – |`);
-      console.log(`| seed killed: master bytes meanwhile, serves again after the kill | ${killed.masterBytes}, ${seconds(killed.serveAfterKillMs)} | 0 |`);
+      console.log(`| seed killed: master bytes of the build meanwhile (C's probe of the lead), serves again after the kill | ${killed.masterBytes}, ${seconds(killed.serveAfterKillMs)} | probe only |`);
     }
     if (rogue) {
       console.log(`| rogue: forged copies served | ${rogue.forgedServed} of 3 | 0 |`);
