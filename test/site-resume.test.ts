@@ -3,7 +3,7 @@
  * mid-stream of a complete package leaves its bytes in the temp file, and the next member in
  * rendezvous order is asked only for the rest, on condition that it holds that very package. What
  * it answers otherwise (the whole package, another build, a bad signature) never corrupts the
- * result; the kept bytes are never served and never outlive the download.
+ * result; the kept bytes are never served, count against the quota, and never outlive the download.
  */
 import assert from 'node:assert/strict';
 import { copyFile, readdir, stat } from 'node:fs/promises';
@@ -227,6 +227,7 @@ test('the bytes kept are never served to a tablet, go with the download when it 
   assert.ok(keptBytes > 0 && keptBytes <= keep);
   const job = n.node.jobs.inFlight(id);
   assert.equal(job?.bytesWritten, 0, 'the attempt with B has nothing of its own to read yet');
+  assert.equal(n.node.quota.state.inFlightBytes, keptBytes, 'the quota guard counts the bytes kept on disk');
   const res = await fetchRaw(packageUrl(n.url, id));
   assert.equal(res.status, 503, 'a tablet waits: the bytes kept are not served');
   assert.equal(res.body.includes(good.bytes.subarray(0, 1024)), false, 'not a byte of the package');
