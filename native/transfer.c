@@ -110,13 +110,15 @@ static void unlink_transfer(transfers *all, transfer *t) {
 
 static void free_on_close(uv_handle_t *handle) { free(handle->data); }
 
-/* Stops watching, closes the descriptor and unlinks; the struct is freed by the loop later. */
+/*
+ * Stops watching (uv_close stops the poll and takes the descriptor out of epoll at once, so it is
+ * closed after), closes the descriptor and unlinks; the struct is freed by the loop later.
+ */
 static void close_transfer(transfer *t) {
-  uv_poll_stop(&t->poll);
+  uv_close((uv_handle_t *)&t->poll, free_on_close);
   close(t->socket_fd);
   t->socket_fd = -1;
   unlink_transfer(t->owner, t);
-  uv_close((uv_handle_t *)&t->poll, free_on_close);
 }
 
 static void stop_timer_if_idle(transfers *all) {
@@ -194,6 +196,8 @@ static void complete(transfer *t) {
   t->lingering = true;
   t->linger_until_ms = uv_now(t->owner->loop) + LINGER_MS;
   uv_poll_start(&t->poll, UV_READABLE, on_linger_readable);
+  // The body is delivered: the wait for the peer's FIN must not keep a stopping process alive.
+  uv_unref((uv_handle_t *)&t->poll);
   report(t, OUTCOME_COMPLETE);
 }
 
