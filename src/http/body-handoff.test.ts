@@ -134,6 +134,43 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
     return new BodyHandOff(ADDON!, { minBytes: 1, ...options });
   }
 
+  test('a transfer the addon refuses (-errno) is pumped instead; one that throws is a server error, the fd given back', async () => {
+    const refusing = new BodyHandOff({ startTransfer: () => -22, transferProgress: () => new Float64Array(0), abortTransfer: () => false }, { minBytes: 1 });
+    const refused = await startServer(fixture, { handOff: refusing });
+    try {
+      const response = await fetch(`http://127.0.0.1:${refused.port}/`, { headers: { Range: 'bytes=5-2000000' } });
+      assert.equal(response.status, 206);
+      assert.ok(Buffer.from(await response.arrayBuffer()).equals(fixture.content.subarray(5, 2_000_001)));
+      const result = await refused.served[0]!.final;
+      assert.deepEqual(result, { status: 206, bytesSent: 2_000_000 - 4, completed: true });
+    } finally {
+      await refused.close();
+    }
+    const broken = new BodyHandOff(
+      {
+        startTransfer: () => {
+          throw new TypeError('addon broke');
+        },
+        transferProgress: () => new Float64Array(0),
+        abortTransfer: () => false,
+      },
+      { minBytes: 1 },
+    );
+    const failing = await startServer(fixture, { handOff: broken });
+    try {
+      const client = rawClient(failing.port);
+      await client.ended;
+      assert.match(client.head(), /^HTTP\/1\.1 200 /);
+      assert.equal(client.body().length, 0, 'the headers, then the connection cut');
+      const result = await failing.served[0]!.final;
+      assert.equal(result.abortReason, 'server-error');
+      assert.equal(result.error?.message, 'addon broke');
+      assert.ok(await waitClosed(failing.served[0]!.fd));
+    } finally {
+      await failing.close();
+    }
+  });
+
   test('a body below minBytes stays on the pump and the connection alive', async () => {
     const server = await startServer(fixture, { handOff: handOff({ minBytes: 1024 }) });
     try {

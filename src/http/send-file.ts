@@ -363,7 +363,16 @@ async function handOffBody(
     return abort.result(plan.status, 0, false);
   }
   const length = body.end - body.start + 1;
-  const transfer = handOff.start(fd, file.fd, body.start, length, opts.idleTimeoutMs, opts.onBytes);
+  let transfer: Promise<TransferDone> | null;
+  try {
+    transfer = handOff.start(fd, file.fd, body.start, length, opts.idleTimeoutMs, opts.onBytes);
+  } catch (err) {
+    // The headers are out: a body that cannot follow must not look like an empty one.
+    res.destroy();
+    await giveBack(file);
+    abort.record('server-error', err instanceof Error ? err : new Error(String(err)));
+    return abort.result(plan.status, 0, false);
+  }
   if (!transfer) return sendBody(res, file, plan, body, opts);
   socket.destroy();
   const status = plan.status;
