@@ -57,6 +57,8 @@ function format(value: number | null, unit: string): string {
       return `${value.toFixed(value < 10 ? 2 : 1)} s`;
     case 'MiB':
       return `${value.toFixed(0)} MiB`;
+    case 'KiB':
+      return `${value.toFixed(1)} KiB`;
     case 'MB/s':
       return `${value.toFixed(0)} MB/s`;
     case 'req/s':

@@ -11,6 +11,9 @@
  * (-EAGAIN or a short count) and never waits for the client. It reads the file from the page
  * cache; a cold file makes it wait for the disk, which the caller measures (see zero-copy.ts).
  *
+ * Response bodies sent by the event loop once JavaScript has let go of the connection
+ * (startTransfer, transferProgress, abortTransfer) are transfer.c's.
+ *
  * accept4(2) on libuv's (non-blocking) listening socket drains a burst of connections in one turn
  * of the event loop, where libuv takes one per turn (see burst-accept.ts). The descriptor is
  * non-blocking and close-on-exec, as libuv's own. -EAGAIN: the queue is empty.
@@ -21,6 +24,7 @@
 #include <malloc.h>
 #endif
 #include <node_api.h>
+#include "transfer.h"
 #include <stdint.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -93,5 +97,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "accept", fn);
   napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
   napi_set_named_property(env, exports, "trimMemory", fn);
+  transfer_register(env, exports);
   return exports;
 }

@@ -32,7 +32,8 @@ for (const file of [...built.outputFiles].sort((a) => (a.path.endsWith('.map') ?
   renameSync(temp, file.path);
 }
 
-// The socket-calls addon (native/edge-net.c: sendfile, accept): optional. Built with the system C
+// The socket-calls addon (native/edge-net.c: sendfile, accept, malloc_trim; native/transfer.c:
+// response bodies sent by the event loop): optional. Built with the system C
 // compiler against Node's own headers (node-api, so one build works across Node versions); when
 // that fails the node still runs, copying package bytes through Buffers and accepting connections
 // one per event-loop turn (see src/http/net-addon.ts).
@@ -53,7 +54,7 @@ function buildNetAddon() {
   }
   mkdirSync('build', { recursive: true });
   const temp = `${output}.tmp-${process.pid}`;
-  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/edge-net.c', '-o', temp];
+  const args = ['-O2', '-shared', '-fPIC', '-Wall', '-Wextra', '-Werror', `-I${includeDirs[0]}`, 'native/edge-net.c', 'native/transfer.c', '-o', temp];
   for (const compiler of ['cc', 'gcc', 'clang']) {
     const result = spawnSync(compiler, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     if (result.status === 0) {

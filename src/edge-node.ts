@@ -287,6 +287,7 @@ export class EdgeNode {
       server: this.server,
       host: this.host,
       burstAccept: front.burstAccept,
+      handOff: front.handOff,
       store,
       sync: this.sync,
       jobs: this.jobs,

@@ -6,12 +6,12 @@ import { parseCliOptions, readEnvironment, USAGE } from './cli-options.ts';
 
 describe('readEnvironment: the EDGE_* switches without a flag', () => {
   test('nothing set: no token override, zero copy and burst accept on', () => {
-    assert.deepEqual(readEnvironment({}), { zeroCopy: true, burstAccept: true });
+    assert.deepEqual(readEnvironment({}), { zeroCopy: true, burstAccept: true, bodyHandOff: true });
   });
 
-  test('EDGE_ZERO_COPY=0 and EDGE_BURST_ACCEPT=0 switch those off; other values leave them on', () => {
-    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '0', EDGE_BURST_ACCEPT: '0' }), { zeroCopy: false, burstAccept: false });
-    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '1', EDGE_BURST_ACCEPT: 'no' }), { zeroCopy: true, burstAccept: true });
+  test('EDGE_ZERO_COPY=0, EDGE_BURST_ACCEPT=0 and EDGE_BODY_HANDOFF=0 switch those off; other values leave them on', () => {
+    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '0', EDGE_BURST_ACCEPT: '0', EDGE_BODY_HANDOFF: '0' }), { zeroCopy: false, burstAccept: false, bodyHandOff: false });
+    assert.deepEqual(readEnvironment({ EDGE_ZERO_COPY: '1', EDGE_BURST_ACCEPT: 'no', EDGE_BODY_HANDOFF: '1' }), { zeroCopy: true, burstAccept: true, bodyHandOff: true });
   });
 
   test('EDGE_ADMIN_TOKEN is trimmed; blank means unset', () => {
@@ -31,7 +31,7 @@ describe('readEnvironment: the EDGE_* switches without a flag', () => {
   });
 
   test('the usage lists every variable this module reads', () => {
-    for (const name of ['EDGE_PORT', 'EDGE_HOST', 'EDGE_CONFIG', 'EDGE_ADMIN_TOKEN', 'EDGE_SITE_KEY', 'EDGE_ZERO_COPY', 'EDGE_BURST_ACCEPT', '--new-site-key']) {
+    for (const name of ['EDGE_PORT', 'EDGE_HOST', 'EDGE_CONFIG', 'EDGE_ADMIN_TOKEN', 'EDGE_SITE_KEY', 'EDGE_ZERO_COPY', 'EDGE_BURST_ACCEPT', 'EDGE_BODY_HANDOFF', '--new-site-key']) {
       assert.ok(USAGE.includes(name), name);
     }
   });

@@ -27,6 +27,8 @@ export interface EnvironmentSettings {
   zeroCopy: boolean;
   /** false when EDGE_BURST_ACCEPT=0: connections are accepted one per event-loop turn, as Node does. */
   burstAccept: boolean;
+  /** false when EDGE_BODY_HANDOFF=0: every package body is pumped by JavaScript, none handed to the addon's event-loop transfers. */
+  bodyHandOff: boolean;
 }
 
 export const USAGE = `meeting-edge: file-distribution edge node for the paperless meeting system
@@ -45,6 +47,7 @@ Environment only:
   EDGE_SITE_KEY       the site key; wins over peers.key in the config, never saved
   EDGE_ZERO_COPY=0    copy package bytes through buffers instead of sendfile(2)
   EDGE_BURST_ACCEPT=0 accept connections one per event-loop turn
+  EDGE_BODY_HANDOFF=0 send every package body from JavaScript, none from the addon's event-loop transfers
 
 Precedence: flag > environment > config file > default.`;
 
@@ -100,5 +103,6 @@ export function readEnvironment(env: NodeJS.ProcessEnv): EnvironmentSettings {
     ...(siteKey ? { siteKey } : {}),
     zeroCopy: env.EDGE_ZERO_COPY !== '0',
     burstAccept: env.EDGE_BURST_ACCEPT !== '0',
+    bodyHandOff: env.EDGE_BODY_HANDOFF !== '0',
   };
 }

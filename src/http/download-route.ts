@@ -17,6 +17,7 @@ import type { SharedReadFiles } from './shared-files.ts';
 import { sendJson } from '../send-json.ts';
 import { canTail, tailDownload, type TailLimit } from './tail-send.ts';
 import type { ZeroCopy } from './zero-copy.ts';
+import type { BodyHandOff } from './body-handoff.ts';
 
 export interface DownloadDeps {
   store: PackageStore;
@@ -39,6 +40,8 @@ export interface DownloadDeps {
   packageFiles?: SharedPackageFiles;
   /** sendfile(2) for complete packages (zero-copy.ts); null or absent: copy through Buffers. */
   zeroCopy?: ZeroCopy | null;
+  /** Large bodies of complete packages sent by the addon's event-loop transfers (body-handoff.ts); null or absent: pumped here. */
+  handOff?: BodyHandOff | null;
   /**
    * The site tier's serving side: bytes served to sibling nodes counted apart. Absent: a
    * sibling's request (X-Edge-Peer) is still answered by the tier's rules, uncounted.
@@ -191,7 +194,7 @@ function countBytes(deps: DownloadDeps, meetingId: string, peer: PeerRequest | n
 
 async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<void> {
   const held = deps.store.get(meetingId);
-  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: countBytes(deps, meetingId, peer), zeroCopy: deps.zeroCopy ?? null };
+  const options = { idleTimeoutMs: deps.settings().idleTimeoutMs, onBytes: countBytes(deps, meetingId, peer), zeroCopy: deps.zeroCopy ?? null, handOff: deps.handOff ?? null };
   // A sibling's answer, HEAD included, carries the seed's signature of the package.
   if (peer && held) for (const [name, value] of Object.entries(peerPackageHeaders(deps.signer, meetingId, held))) res.setHeader(name, value);
   // HEAD and revalidations (304) need no byte of the file: answered from the in-memory manifest.
@@ -207,34 +210,44 @@ async function serveStored(deps: DownloadDeps, meetingId: string, req: IncomingM
   if (peer) for (const [name, value] of Object.entries(peerPackageHeaders(deps.signer, meetingId, pkg))) res.setHeader(name, value);
   const counted = req.method !== 'HEAD';
   const startedAt = Date.now();
-  // Read now: once the socket is closed it no longer knows its peer.
-  const client = req.socket.remoteAddress ?? null;
+  // Read now: once the socket is closed it no longer knows its peer, and a handed-off body's
+  // request is let go of before the body ends.
+  const request = requestFacts(req);
   if (counted) deps.stats.started(meetingId);
+  const finish = (result: SendResult) => {
+    if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(request, result, startedAt, false, peer));
+    if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
+  };
   const result = await sendFile(req, res, { fd, giveBack, ...packageMeta(pkg, meetingId) }, options);
-  if (counted) deps.stats.finished(meetingId, result.completed && (result.status === 200 || result.status === 206), downloadRecord(client, req, result, startedAt, false, peer));
-  if (result.abortReason === 'server-error') deps.logger.error(`serve ${meetingId}: ${result.error?.message ?? 'read error'}`);
+  // Not awaited: nothing here may hold the request or response while the addon sends the body.
+  if ('handedOff' in result) void result.handedOff.then(finish);
+  else finish(result);
 }
 
-function downloadRecord(
-  client: string | null,
-  req: IncomingMessage,
-  result: SendResult,
-  startedAt: number,
-  whileSyncing: boolean,
-  peer: PeerRequest | null,
-): ServeRecord {
-  // References to the strings the parser already made: nothing is copied per request.
+/** What the access log keeps of a request. References to the strings the parser already made: nothing is copied per request. */
+interface RequestFacts {
+  client: string | null;
+  method: string;
+  range: string | null;
+  userAgent: string | null;
+}
+
+function requestFacts(req: IncomingMessage): RequestFacts {
   const { range, 'user-agent': userAgent } = req.headers;
+  return { client: req.socket.remoteAddress ?? null, method: req.method ?? 'GET', range: range ?? null, userAgent: userAgent ?? null };
+}
+
+function downloadRecord(request: RequestFacts, result: SendResult, startedAt: number, whileSyncing: boolean, peer: PeerRequest | null): ServeRecord {
   return {
-    client,
+    client: request.client,
     status: result.status,
     bytes: result.bytesSent,
     durationMs: Date.now() - startedAt,
     whileSyncing,
     peer: peer?.node ?? null,
-    method: req.method ?? 'GET',
-    range: range ?? null,
-    userAgent: userAgent ?? null,
+    method: request.method,
+    range: request.range,
+    userAgent: request.userAgent,
   };
 }
 
@@ -263,7 +276,7 @@ type WaitOutcome = 'served' | 'closed' | 'settled' | 'timeout';
  */
 async function tailOrWait(deps: DownloadDeps, meetingId: string, job: FetchView, req: IncomingMessage, res: ServerResponse, peer: PeerRequest | null): Promise<WaitOutcome> {
   const deadline = Date.now() + deps.settings().waitForSyncMs;
-  const client = req.socket.remoteAddress ?? null;
+  const request = requestFacts(req);
   for (;;) {
     if (job.state === 'running' && job.bytesWritten > 0) {
       let startedAt = Date.now();
@@ -279,7 +292,7 @@ async function tailOrWait(deps: DownloadDeps, meetingId: string, job: FetchView,
         trailers: peer === null ? undefined : { names: [SHA256_TRAILER, SIGNATURE_HEADER], values: (size) => peerTrailers(deps, meetingId, size) },
       });
       if (result) {
-        deps.stats.finished(meetingId, result.completed, downloadRecord(client, req, result, startedAt, true, peer));
+        deps.stats.finished(meetingId, result.completed, downloadRecord(request, result, startedAt, true, peer));
         // Mostly the sync failing, which the sync already logs once (not once per tablet).
         if (result.abortReason === 'server-error') deps.logger.debug(`serve ${meetingId} while syncing: cut (${result.error?.message ?? 'error'})`);
         return 'served';

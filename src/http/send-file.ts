@@ -1,7 +1,9 @@
 /**
  * Sends one meeting package (a zip) to a tablet over a raw node:http response: validators and
  * conditional requests (RFC 9110 §13), a single byte range (§14), HEAD, a per-response idle
- * timeout, and a body copied from an already-open fd (file-pump.ts) with backpressure.
+ * timeout, and a body copied from an already-open fd (file-pump.ts) with backpressure, or, for
+ * large bodies when the addon is built, sent by the event loop itself once the headers are out
+ * (body-handoff.ts: the request, response and socket objects are let go of).
  *
  * Called by the download route (download-route.ts) on the raw request, before Hono sees it
  * (node/http-front.ts); depends only on node:http / node:fs, so a plain http.Server can test it.
@@ -12,9 +14,11 @@
  * package over the old one while tablets that already started keep receiving the old bytes.
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { BodyHandOff, TransferDone } from './body-handoff.ts';
 import { closeFd, DEFAULT_MAX_CHUNK, FilePump, ShortFileError } from './file-pump.ts';
 import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
-import type { ZeroCopy } from './zero-copy.ts';
+import { socketFd, type ZeroCopy } from './zero-copy.ts';
 import { ifRangeHolds, matchesStrongly, matchesWeakly, parseHttpDate, parseRange } from './http-fields.ts';
 
 export interface PackageFile {
@@ -52,7 +56,24 @@ export interface SendOptions {
   onBytes?: (n: number) => void;
   /** sendfile(2) addon (zero-copy.ts); without it the body is copied through Buffers. */
   zeroCopy?: ZeroCopy | null;
+  /**
+   * Bodies of handOff.minBytes or more are sent by the addon's event-loop transfers: the response
+   * says `Connection: close`, and sendFile resolves once the headers are out, with the final
+   * result in `handedOff` (see HandedOffResult). Null or absent: every body is pumped here.
+   */
+  handOff?: BodyHandOff | null;
 }
+
+/**
+ * What sendFile resolves with when the body was handed off: the request, response and socket
+ * are done with (callers keep only what they read from them before), and `handedOff` resolves
+ * with the response's final result, after the descriptor was given back.
+ */
+export interface HandedOffResult extends SendResult {
+  handedOff: Promise<SendResult>;
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** Node's timers are 32-bit; larger durations are not honoured as given. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
@@ -202,7 +223,8 @@ function validateMeta(file: PackageMeta, opts: SendOptions): void {
 
 /**
  * Sends `file` as the response to `req`. Resolves once the fd is closed and the response has
- * either been handed to the OS completely or been destroyed. Never rejects once a response has
+ * either been handed to the OS completely or been destroyed, or once a body was handed off
+ * (opts.handOff; the result is then a HandedOffResult). Never rejects once a response has
  * started (client aborts, timeouts and read errors are reported in the result); rejects, after
  * closing the fd, only for invalid arguments or a response whose headers were already sent.
  * Headers are only stored by writeHead; they reach the wire with the first body bytes, so a read
@@ -213,7 +235,7 @@ export async function sendFile(
   res: ServerResponse,
   file: PackageFile,
   opts: SendOptions,
-): Promise<SendResult> {
+): Promise<SendResult | HandedOffResult> {
   let plan: ResponsePlan;
   try {
     validateArguments(file, opts);
@@ -223,6 +245,9 @@ export async function sendFile(
     await giveBack(file);
     throw err;
   }
+  const handOff = plan.body && opts.handOff?.wants(plan.body.end - plan.body.start + 1) && socketFd(res.socket) !== null ? opts.handOff : null;
+  // The addon closes the connection after the body: say so, so the client does not reuse it.
+  if (handOff) plan.headers = { ...plan.headers, Connection: 'close' };
 
   if (res.destroyed) {
     await giveBack(file);
@@ -234,7 +259,8 @@ export async function sendFile(
     await giveBack(file);
     throw err;
   }
-  return plan.body === undefined ? sendWithoutBody(res, file, plan, opts) : sendBody(res, file, plan, plan.body, opts);
+  if (plan.body === undefined) return sendWithoutBody(res, file, plan, opts);
+  return handOff ? handOffBody(res, file, plan, plan.body, opts, handOff) : sendBody(res, file, plan, plan.body, opts);
 }
 
 function giveBack(file: PackageFile): Promise<void> {
@@ -297,7 +323,7 @@ async function sendBody(
   } catch (err) {
     const error =
       err instanceof ShortFileError
-        ? new Error(`file ended after ${pump.bytesSent} of ${expectedBytes} bytes`)
+        ? shortFileError(pump.bytesSent, expectedBytes)
         : err instanceof Error
           ? err
           : new Error(String(err));
@@ -311,4 +337,76 @@ async function sendBody(
     disarm();
   }
   return abort.result(plan.status, pump.bytesSent, completed);
+}
+
+/**
+ * Flushes the headers (they must be on the socket before any byte the addon sends), then hands
+ * the body to the addon and closes this side's socket: the addon's dup of it keeps the connection.
+ * When the kernel refuses sendfile here, the body is pumped as without a hand-off.
+ */
+async function handOffBody(
+  res: ServerResponse,
+  file: PackageFile,
+  plan: ResponsePlan,
+  body: { start: number; end: number },
+  opts: SendOptions,
+  handOff: BodyHandOff,
+): Promise<SendResult | HandedOffResult> {
+  const abort = new AbortState();
+  const disarm = armIdleTimeout(res, opts.idleTimeoutMs, abort);
+  const socket = await headersFlushed(res);
+  disarm();
+  const fd = socketFd(socket);
+  if (!socket || fd === null) {
+    await giveBack(file);
+    abort.record('client-closed');
+    return abort.result(plan.status, 0, false);
+  }
+  const length = body.end - body.start + 1;
+  let transfer: Promise<TransferDone> | null;
+  try {
+    transfer = handOff.start(fd, file.fd, body.start, length, opts.idleTimeoutMs, opts.onBytes);
+  } catch (err) {
+    // The headers are out: a body that cannot follow must not look like an empty one.
+    res.destroy();
+    await giveBack(file);
+    abort.record('server-error', err instanceof Error ? err : new Error(String(err)));
+    return abort.result(plan.status, 0, false);
+  }
+  if (!transfer) return sendBody(res, file, plan, body, opts);
+  socket.destroy();
+  const status = plan.status;
+  return { status, bytesSent: 0, completed: false, handedOff: transfer.then((done) => transferResult(done, status, length, file)) };
+}
+
+/** The socket once every byte written so far (the headers) is in the kernel; null if it closed first. */
+function headersFlushed(res: ServerResponse): Promise<Socket | null> {
+  const socket = res.socket;
+  if (!socket || res.destroyed) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const onClose = () => resolve(null);
+    res.once('close', onClose);
+    res.flushHeaders();
+    // Written after the headers, so its callback means they are out of Node's buffers.
+    socket.write(EMPTY, (error) => {
+      res.off('close', onClose);
+      resolve(error || socket.destroyed || socket.writableLength > 0 ? null : socket);
+    });
+  });
+}
+
+async function transferResult(done: TransferDone, status: number, length: number, file: PackageFile): Promise<SendResult> {
+  await giveBack(file);
+  if (done.end === 'complete') return { status, bytesSent: done.bytesSent, completed: true };
+  const abort = new AbortState();
+  if (done.end === 'idle-timeout') abort.record('idle-timeout');
+  else if (done.end === 'short-file') abort.record('server-error', shortFileError(done.bytesSent, length));
+  else if (done.end === 'error') abort.record('server-error', done.failure ?? Object.assign(new Error(`sendfile failed: errno ${done.errno}`), { errno: done.errno }));
+  // The peer gone, or a stop that cut the transfer (as it cuts a pumped response's connection).
+  else abort.record('client-closed');
+  return abort.result(status, done.bytesSent, false);
+}
+
+function shortFileError(sent: number, expected: number): Error {
+  return new Error(`file ended after ${sent} of ${expected} bytes`);
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { NodeConfig } from '../config/schema.ts';
 import type { NodeEventMap } from '../node-events.ts';
 import type { BurstAccept } from '../http/burst-accept.ts';
+import type { BodyHandOff } from '../http/body-handoff.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Announcer } from '../master/announcer.ts';
 import { addressMismatch, resolveNodeAddress } from '../master/node-address.ts';
@@ -29,6 +30,8 @@ export interface LifecycleDeps {
   host: string;
   /** Connections accepted past Node's own accept; server.close() does not wait for them. */
   burstAccept: BurstAccept | null;
+  /** Bodies the addon sends after the connection left the server: a stop waits for them as for the server's own. */
+  handOff?: Pick<BodyHandOff, 'idle' | 'abortAll'> | null;
   store: Pick<PackageStore, 'root' | 'list'>;
   sync: Reconciler;
   jobs: SyncJobs;
@@ -271,9 +274,16 @@ export class NodeLifecycle {
       jobs.cancelAll('node stopping');
       await jobs.drain(policy.cancelGraceMs);
     }
-    const timer = setTimeout(() => server.closeAllConnections(), drained ? drainMs : policy.closeGraceMs);
-    // server.close() waits only for the connections Node accepted itself.
-    await Promise.all([closed, this.#deps.burstAccept?.closed()]);
+    const handOff = this.#deps.handOff;
+    const timer = setTimeout(
+      () => {
+        server.closeAllConnections();
+        handOff?.abortAll();
+      },
+      drained ? drainMs : policy.closeGraceMs,
+    );
+    // server.close() waits only for the connections Node accepted itself (and holds).
+    await Promise.all([closed, this.#deps.burstAccept?.closed(), handOff?.idle()]);
     clearTimeout(timer);
     for (const close of this.#deps.closeAfterDrain) await close();
     // A poll or watch still waiting on a hung master: cut it rather than wait for its timeout.
