@@ -31,5 +31,5 @@ VOLUME /data
 EXPOSE 8001
 # The node stops cleanly on SIGTERM (docker stop); it is PID 1 here and handles the signal itself.
 STOPSIGNAL SIGTERM
-# --max-semi-space-size=2: see deploy/meeting-edge.service.
-CMD ["node", "--max-semi-space-size=2", "/app/start.js", "--config", "/data/node_config.json", "--host", "0.0.0.0", "--port", "8001"]
+# --max-semi-space-size=2, --expose-gc: see deploy/meeting-edge.service.
+CMD ["node", "--max-semi-space-size=2", "--expose-gc", "/app/start.js", "--config", "/data/node_config.json", "--host", "0.0.0.0", "--port", "8001"]

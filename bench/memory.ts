@@ -59,7 +59,7 @@ async function startProductNode(ctx: BenchContext, masterPort: number): Promise<
   const token = randomBytes(16).toString('hex');
   const port = await freePort();
   // As deploy/meeting-edge.service and the Dockerfile start it.
-  const child = spawn(process.execPath, ['--max-semi-space-size=2', path.join(REPO, 'start.js'), '--config', configPath, '--port', String(port), '--host', '127.0.0.1'], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', '--expose-gc', path.join(REPO, 'start.js'), '--config', configPath, '--port', String(port), '--host', '127.0.0.1'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, EDGE_ADMIN_TOKEN: token },
   });

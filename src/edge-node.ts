@@ -44,6 +44,7 @@ import { Preheater } from './sync/preheat.ts';
 import { PreheatSchedule } from './node/preheat-schedule.ts';
 import { createHttpFront } from './node/http-front.ts';
 import type { EdgeNodeOptions } from './node/edge-node-options.ts';
+import { memoryRelease } from './node/memory-release.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 export type { EdgeNodeOptions } from './node/edge-node-options.ts';
@@ -163,9 +164,8 @@ export class EdgeNode {
     this.#master = new MasterLink((c) => new InstrumentedMasterClient(masterClientOptions(c), (call, ok) => this.metrics.recordMasterCall(call, ok)), config.current);
     const master = () => this.#master.client;
     // sha256 of downloads on a worker started by the first hash; its idle stop ends a spell of
-    // syncing, when malloc's leftovers go back to the kernel (bench/README.md, "Where the memory goes").
-    const trimMemory = loadNetAddon().addon?.trimMemory;
-    const hashes = new HashThread({ onIdleStop: trimMemory ? () => void trimMemory() : undefined });
+    // syncing, when the spell's garbage is collected and malloc's leftovers go back to the kernel.
+    const hashes = new HashThread({ onIdleStop: memoryRelease({ collect: globalThis.gc, trim: loadNetAddon().addon?.trimMemory }) });
 
     const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({

@@ -19,8 +19,11 @@ const LOCAL_HEADER_BYTES = 30;
 const DATA_DESCRIPTOR_FLAG = 0x0008;
 /** Any record that may follow the first entry's data: the next entry, or the central directory. */
 const NEXT_RECORD = [Buffer.from('PK\x03\x04', 'latin1'), Buffer.from('PK\x01\x02', 'latin1')];
-/** The README's build-time line: `生成时间: 2026-12-02 16:11:56` (either colon). */
-const BUILD_TIME_LINE = /^\s*生成时间\s*[:：].*$/gmu;
+/**
+ * The README's build-time line: `生成时间: 2026-12-02 16:11:56` (either colon). Written with escapes
+ * (生成时间, the full-width colon): start.js must stay Latin-1 (scripts/build.mjs).
+ */
+const BUILD_TIME_LINE = /^\s*\u751f\u6210\u65f6\u95f4\s*[:\uff1a].*$/gmu;
 
 export interface BuildIdentity {
   /** sha256 of the leading bytes that identify the build (up to the end of the first entry). */
