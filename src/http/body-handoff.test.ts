@@ -119,6 +119,28 @@ describe('BodyHandOff (the addon absent or switched off)', () => {
       await fsp.rm(fixture.dir, { recursive: true, force: true });
     }
   });
+  test('requests pipelined on one connection are answered in turn, each body whole', async () => {
+    const fixture = await makeFixture(randomBytes(2 * 1024 * 1024));
+    const server = await startServer(fixture, { handOff: null });
+    try {
+      const client = rawClient(server.port, '\r\nGET / HTTP/1.1\r\nHost: tablet\r\nConnection: close\r\n');
+      await client.ended;
+      const results = await Promise.all(server.served.map((served) => served.final));
+      assert.deepEqual(
+        results.map((result) => [result.status, result.completed]),
+        [
+          [200, true],
+          [200, true],
+        ],
+      );
+      const second = client.body().subarray(fixture.content.length);
+      assert.ok(client.body().subarray(0, fixture.content.length).equals(fixture.content));
+      assert.ok(second.subarray(second.indexOf('\r\n\r\n') + 4).equals(fixture.content));
+    } finally {
+      await server.close();
+      await fsp.rm(fixture.dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? false : 'edge-net addon not built' }, () => {
@@ -258,6 +280,24 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
       assert.equal((await server.served[0]!.final).completed, true);
       await client.ended;
       assert.ok(client.body().equals(fixture.content));
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a request pipelined behind a handed-off body ends as client-closed with the connection, its descriptor given back', async () => {
+    const server = await startServer(fixture, { handOff: handOff() });
+    try {
+      // Both requests in one write: Node has parsed the second (and queued its response) by the
+      // time the first's body is handed off and the connection leaves it.
+      const client = rawClient(server.port, '\r\nGET / HTTP/1.1\r\nHost: tablet\r\n');
+      await client.ended;
+      assert.ok(client.body().equals(fixture.content), 'the first body whole, then the close it announced');
+      await until(() => server.served.length === 2);
+      const [first, second] = await Promise.all(server.served.map((served) => served.final));
+      assert.equal(first?.completed, true);
+      assert.deepEqual([second?.completed, second?.abortReason], [false, 'client-closed']);
+      assert.ok(await waitClosed(server.served[1]!.fd), 'the queued response gave its descriptor back');
     } finally {
       await server.close();
     }
