@@ -326,6 +326,32 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
     assert.ok((await fdsSettled(fdsBefore)) <= fdsBefore);
   });
 
+  test('after 1,000 clients that close mid-body this process holds the descriptors it held before', async () => {
+    const transfers = handOff();
+    const server = await startServer(fixture, { handOff: transfers });
+    const fdsBefore = openFds();
+    try {
+      for (let batch = 0; batch < 10; batch++) {
+        const clients = Array.from({ length: 100 }, () => {
+          const socket = net.connect(server.port, '127.0.0.1');
+          socket.on('error', () => {});
+          // Closed as soon as the body starts: its transfer is cut anywhere from its first byte on.
+          socket.once('data', () => socket.destroy());
+          socket.write('GET / HTTP/1.1\r\nHost: tablet\r\n\r\n');
+          return new Promise((resolve) => socket.on('close', resolve));
+        });
+        await Promise.all(clients);
+      }
+      await until(() => server.served.length === 1000);
+      const results = await Promise.all(server.served.map((served) => served.final));
+      assert.equal(results.filter((result) => result.completed).length, 0);
+      assert.equal(transfers.active, 0);
+      assert.ok((await fdsSettled(fdsBefore)) <= fdsBefore, `${openFds()} descriptors open, ${fdsBefore} before`);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a client that stops reading is closed after the idle timeout, its descriptors released', async () => {
     const fdsBefore = openFds();
     const server = await startServer(fixture, { handOff: handOff(), idleTimeoutMs: 200 });
