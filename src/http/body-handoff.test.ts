@@ -285,6 +285,37 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
     }
   });
 
+  test('an onBytes that throws on a body\'s last bytes fails its result but does not cut its lingering close', async () => {
+    // Aborting a transfer that already reported its end would close a lingering connection with
+    // its input unread: a reset, which can cost the client the tail still queued for it.
+    const aborted: number[] = [];
+    const addon: TransferAddon = { ...ADDON!, abortTransfer: (id) => (aborted.push(id), ADDON!.abortTransfer(id)) };
+    // No sampling while it runs: onBytes is called once, when the body is complete.
+    const server = await startServer(fixture, {
+      handOff: new BodyHandOff(addon, { minBytes: 1, sampleEveryMs: 60_000 }),
+      onBytes: () => {
+        throw new Error('metrics broke');
+      },
+    });
+    try {
+      const client = rawClient(server.port);
+      await until(() => client.body().length > 0);
+      client.socket.write('x'.repeat(1000));
+      await until(() => client.body().length > SIZE - 3 * 1024 * 1024);
+      client.socket.pause();
+      await Promise.race([server.served[0]!.final, new Promise((resolve) => setTimeout(resolve, 500))]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      client.socket.resume();
+      const result = await server.served[0]!.final;
+      assert.deepEqual([result.abortReason, result.error?.message], ['server-error', 'metrics broke']);
+      assert.deepEqual(aborted, [], 'the finished transfer is not aborted');
+      await client.ended;
+      assert.ok(client.body().equals(fixture.content), `the client got ${client.body().length} of ${SIZE} bytes`);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a request pipelined behind a handed-off body ends as client-closed with the connection, its descriptor given back', async () => {
     const server = await startServer(fixture, { handOff: handOff() });
     try {
