@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import path from 'node:path';
 import { loadBodyHandOff } from '../src/http/body-handoff.ts';
 import { cleanupStack, descriptorsOn, fetchRaw, packageUrl, removeDir, startMaster, startNode, startPausedDownload, waitFor } from './helpers.ts';
@@ -51,4 +52,41 @@ test('a handed-off download is counted and logged with its bytes; a stop cuts a 
   slow.resume();
   const body = await slow.done;
   assert.equal(body.complete, false, 'the tablet sees a cut body, never a short complete one');
+});
+
+test('a tablet killing its connection mid-body: the download is logged cut with the bytes the kernel took, the package released, the node serving on', { skip: built ? false : 'edge-net addon not built', timeout: 60_000 }, async (t) => {
+  const defer = cleanupStack(t);
+  const m = await startMaster();
+  defer(() => m.close());
+  m.master.addMeeting({ id: 'kill1', title: 'Killed', packageSizeBytes: SIZE });
+  await m.master.startMeeting('kill1');
+  const n = await startNode(m.port);
+  defer(() => removeDir(n.dir));
+  defer(() => n.stop());
+  await n.node.syncNow();
+  await waitFor('synced', () => n.node.sync.isServable('kill1'));
+  const file = path.join(n.storageDir, 'meeting_kill1', 'package.zip');
+
+  const url = new URL(packageUrl(n.url, 'kill1'));
+  const tablet = net.connect(Number(url.port), url.hostname);
+  tablet.on('error', () => {});
+  let received = 0;
+  tablet.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    // Gone once the body is under way, its transfer held mid-body by the full socket.
+    if (received > 1024 * 1024) tablet.destroy();
+  });
+  tablet.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+  await new Promise((resolve) => tablet.on('close', resolve));
+
+  const cut = await waitFor('the cut download logged', () => n.logger.fields.find((f) => f.event === 'download'));
+  assert.equal(cut.outcome, 'aborted');
+  assert.ok(typeof cut.bytes === 'number' && cut.bytes > 0 && cut.bytes < SIZE, JSON.stringify(cut));
+  assert.equal(n.node.stats.get('kill1').bytesServed, cut.bytes, 'the bytes the kernel took are counted, once');
+  assert.equal(n.node.stats.activeDownloads, 0);
+  await waitFor('the package descriptor given back', () => descriptorsOn(file) === 0);
+
+  const next = await fetchRaw(packageUrl(n.url, 'kill1'));
+  assert.equal(next.status, 200);
+  assert.equal(next.body.length, Number(next.headers['content-length']), 'the next tablet gets the whole package');
 });

@@ -119,6 +119,28 @@ describe('BodyHandOff (the addon absent or switched off)', () => {
       await fsp.rm(fixture.dir, { recursive: true, force: true });
     }
   });
+  test('requests pipelined on one connection are answered in turn, each body whole', async () => {
+    const fixture = await makeFixture(randomBytes(2 * 1024 * 1024));
+    const server = await startServer(fixture, { handOff: null });
+    try {
+      const client = rawClient(server.port, '\r\nGET / HTTP/1.1\r\nHost: tablet\r\nConnection: close\r\n');
+      await client.ended;
+      const results = await Promise.all(server.served.map((served) => served.final));
+      assert.deepEqual(
+        results.map((result) => [result.status, result.completed]),
+        [
+          [200, true],
+          [200, true],
+        ],
+      );
+      const second = client.body().subarray(fixture.content.length);
+      assert.ok(client.body().subarray(0, fixture.content.length).equals(fixture.content));
+      assert.ok(second.subarray(second.indexOf('\r\n\r\n') + 4).equals(fixture.content));
+    } finally {
+      await server.close();
+      await fsp.rm(fixture.dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? false : 'edge-net addon not built' }, () => {
@@ -263,6 +285,55 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
     }
   });
 
+  test('an onBytes that throws on a body\'s last bytes fails its result but does not cut its lingering close', async () => {
+    // Aborting a transfer that already reported its end would close a lingering connection with
+    // its input unread: a reset, which can cost the client the tail still queued for it.
+    const aborted: number[] = [];
+    const addon: TransferAddon = { ...ADDON!, abortTransfer: (id) => (aborted.push(id), ADDON!.abortTransfer(id)) };
+    // No sampling while it runs: onBytes is called once, when the body is complete.
+    const server = await startServer(fixture, {
+      handOff: new BodyHandOff(addon, { minBytes: 1, sampleEveryMs: 60_000 }),
+      onBytes: () => {
+        throw new Error('metrics broke');
+      },
+    });
+    try {
+      const client = rawClient(server.port);
+      await until(() => client.body().length > 0);
+      client.socket.write('x'.repeat(1000));
+      await until(() => client.body().length > SIZE - 3 * 1024 * 1024);
+      client.socket.pause();
+      await Promise.race([server.served[0]!.final, new Promise((resolve) => setTimeout(resolve, 500))]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      client.socket.resume();
+      const result = await server.served[0]!.final;
+      assert.deepEqual([result.abortReason, result.error?.message], ['server-error', 'metrics broke']);
+      assert.deepEqual(aborted, [], 'the finished transfer is not aborted');
+      await client.ended;
+      assert.ok(client.body().equals(fixture.content), `the client got ${client.body().length} of ${SIZE} bytes`);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a request pipelined behind a handed-off body ends as client-closed with the connection, its descriptor given back', async () => {
+    const server = await startServer(fixture, { handOff: handOff() });
+    try {
+      // Both requests in one write: Node has parsed the second (and queued its response) by the
+      // time the first's body is handed off and the connection leaves it.
+      const client = rawClient(server.port, '\r\nGET / HTTP/1.1\r\nHost: tablet\r\n');
+      await client.ended;
+      assert.ok(client.body().equals(fixture.content), 'the first body whole, then the close it announced');
+      await until(() => server.served.length === 2);
+      const [first, second] = await Promise.all(server.served.map((served) => served.final));
+      assert.equal(first?.completed, true);
+      assert.deepEqual([second?.completed, second?.abortReason], [false, 'client-closed']);
+      assert.ok(await waitClosed(server.served[1]!.fd), 'the queued response gave its descriptor back');
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a client abort mid-body ends the transfer as client-closed and releases its descriptors', async () => {
     const fdsBefore = openFds();
     const server = await startServer(fixture, { handOff: handOff() });
@@ -284,6 +355,32 @@ describe('BodyHandOff (the addon built)', { ...SUITE_TIMEOUT, skip: ADDON ? fals
       await server.close();
     }
     assert.ok((await fdsSettled(fdsBefore)) <= fdsBefore);
+  });
+
+  test('after 1,000 clients that close mid-body this process holds the descriptors it held before', async () => {
+    const transfers = handOff();
+    const server = await startServer(fixture, { handOff: transfers });
+    const fdsBefore = openFds();
+    try {
+      for (let batch = 0; batch < 10; batch++) {
+        const clients = Array.from({ length: 100 }, () => {
+          const socket = net.connect(server.port, '127.0.0.1');
+          socket.on('error', () => {});
+          // Closed as soon as the body starts: its transfer is cut anywhere from its first byte on.
+          socket.once('data', () => socket.destroy());
+          socket.write('GET / HTTP/1.1\r\nHost: tablet\r\n\r\n');
+          return new Promise((resolve) => socket.on('close', resolve));
+        });
+        await Promise.all(clients);
+      }
+      await until(() => server.served.length === 1000);
+      const results = await Promise.all(server.served.map((served) => served.final));
+      assert.equal(results.filter((result) => result.completed).length, 0);
+      assert.equal(transfers.active, 0);
+      assert.ok((await fdsSettled(fdsBefore)) <= fdsBefore, `${openFds()} descriptors open, ${fdsBefore} before`);
+    } finally {
+      await server.close();
+    }
   });
 
   test('a client that stops reading is closed after the idle timeout, its descriptors released', async () => {

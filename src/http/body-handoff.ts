@@ -151,9 +151,10 @@ export class BodyHandOff {
     try {
       running.onBytes?.(delta);
     } catch (error) {
-      // A counter that throws fails this transfer, as it fails a pumped one, not the process.
+      // A counter that throws fails this transfer, as it fails a pumped one, not the process. One
+      // that already ended is not aborted: it may be lingering, and cutting that resets the connection.
       running.failure = error instanceof Error ? error : new Error(String(error));
-      this.#addon.abortTransfer(id);
+      if (this.#running.has(id)) this.#addon.abortTransfer(id);
     }
   }
 

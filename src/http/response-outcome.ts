@@ -3,7 +3,7 @@
  * downloading) alike: the outcome they report, the first failure that decides it, the idle timeout
  * that is one such failure, and the wait for the last byte to be handed to the OS.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /**
  * Why a response did not complete. `client-closed`: the tablet went away. `idle-timeout`: it
@@ -40,6 +40,31 @@ export class AbortState {
     if (this.error) result.error = this.error;
     return result;
   }
+}
+
+/**
+ * Waits until `res` owns its connection. A request pipelined behind another on a keep-alive
+ * connection gets a response Node queues until the one before it finishes; nothing written to it
+ * leaves Node meanwhile, and if the connection closes first (the response before it cut, or its
+ * body handed off: body-handoff.ts) Node neither assigns it nor emits its 'close', so a sender
+ * waiting on it would wait for ever, holding its file. False when the connection closed first.
+ */
+export function connectionTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  if (res.socket) return Promise.resolve(true);
+  const connection = req.socket;
+  if (!connection || connection.destroyed || res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onTurn = () => {
+      connection.off('close', onClose);
+      resolve(true);
+    };
+    const onClose = () => {
+      res.off('socket', onTurn);
+      resolve(false);
+    };
+    res.once('socket', onTurn);
+    connection.once('close', onClose);
+  });
 }
 
 /**

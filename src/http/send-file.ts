@@ -17,7 +17,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Socket } from 'node:net';
 import type { BodyHandOff, TransferDone } from './body-handoff.ts';
 import { closeFd, DEFAULT_MAX_CHUNK, FilePump, ShortFileError } from './file-pump.ts';
-import { AbortState, armIdleTimeout, responseSettled, type SendResult } from './response-outcome.ts';
+import { AbortState, armIdleTimeout, connectionTurn, responseSettled, type SendResult } from './response-outcome.ts';
 import { socketFd, type ZeroCopy } from './zero-copy.ts';
 import { ifRangeHolds, matchesStrongly, matchesWeakly, parseHttpDate, parseRange } from './http-fields.ts';
 
@@ -245,14 +245,13 @@ export async function sendFile(
     await giveBack(file);
     throw err;
   }
-  const handOff = plan.body && opts.handOff?.wants(plan.body.end - plan.body.start + 1) && socketFd(res.socket) !== null ? opts.handOff : null;
-  // The addon closes the connection after the body: say so, so the client does not reuse it.
-  if (handOff) plan.headers = { ...plan.headers, Connection: 'close' };
-
-  if (res.destroyed) {
+  if (!(await connectionTurn(req, res)) || res.destroyed) {
     await giveBack(file);
     return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
   }
+  const handOff = plan.body && opts.handOff?.wants(plan.body.end - plan.body.start + 1) && socketFd(res.socket) !== null ? opts.handOff : null;
+  // The addon closes the connection after the body: say so, so the client does not reuse it.
+  if (handOff) plan.headers = { ...plan.headers, Connection: 'close' };
   try {
     res.writeHead(plan.status, plan.headers);
   } catch (err) {
@@ -279,7 +278,7 @@ export async function sendFromMetadata(req: IncomingMessage, res: ServerResponse
   if (res.headersSent) throw new Error('sendFromMetadata: response headers were already sent');
   const plan = planResponse(req.method, req.headers, meta, Date.now());
   if (plan.body !== undefined) return null;
-  if (res.destroyed) return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
+  if (!(await connectionTurn(req, res)) || res.destroyed) return { status: plan.status, bytesSent: 0, completed: false, abortReason: 'client-closed' };
   res.writeHead(plan.status, plan.headers);
   return sendWithoutBody(res, null, plan, opts);
 }

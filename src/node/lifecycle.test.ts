@@ -37,7 +37,7 @@ function setup(options: { stopMasterWaitMs?: number } = {}) {
     logger: new MemoryLogger(),
   } as unknown as LifecycleDeps;
   const lifecycle = new NodeLifecycle(deps);
-  return { lifecycle, calls, service, paused: () => paused, holdBeat: (p: Promise<boolean>) => (beat = p) };
+  return { lifecycle, deps, calls, service, paused: () => paused, holdBeat: (p: Promise<boolean>) => (beat = p) };
 }
 
 test('the operator\'s stop: serving ends, the sync pauses, the node unregisters; polls asked for do nothing', async () => {
@@ -86,4 +86,53 @@ test('the unregister waits for a heartbeat in flight to land (one landing after 
   land(true);
   await stopped;
   assert.deepEqual(calls, ['heartbeat', 'unregister']);
+});
+
+test('a stop waits for a body handed off while it was closing the server (the last connection leaves by being handed off)', async () => {
+  const { deps } = setup();
+  const order: string[] = [];
+  let running = 0;
+  let idleWaiters: Array<() => void> = [];
+  const endTransfer = () => {
+    running--;
+    order.push('transfer done');
+    const waiters = idleWaiters;
+    idleWaiters = [];
+    for (const wake of waiters) wake();
+  };
+  const handOff = {
+    idle: () => (running === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+    abortAll: () => {
+      if (running > 0) endTransfer();
+    },
+  };
+  // A response in flight when the stop begins: its body is handed off, which closes its (the
+  // server's last) connection, so the server reports closed with the transfer just started.
+  const server = {
+    close: (done: () => void) => {
+      setTimeout(() => {
+        running++;
+        order.push('handed off');
+        done();
+        setTimeout(endTransfer, 50);
+      }, 10);
+    },
+    closeIdleConnections: () => {},
+    closeAllConnections: () => {},
+  };
+  const lifecycle = new NodeLifecycle({
+    ...deps,
+    policy: { ...deps.policy, drainTimeoutMs: 5_000 },
+    server,
+    burstAccept: null,
+    handOff,
+    jobs: { drain: async () => true, cancelAll: () => {} },
+    master: { client: { close: async () => {}, destroy: async () => {} } },
+    closeAfterDrain: [() => void order.push('closed after drain')],
+    closeAtStop: () => {},
+    configSettled: async () => {},
+    ownsLogger: false,
+  } as unknown as LifecycleDeps);
+  await lifecycle.stop();
+  assert.deepEqual(order, ['handed off', 'transfer done', 'closed after drain']);
 });

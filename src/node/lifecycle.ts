@@ -282,8 +282,11 @@ export class NodeLifecycle {
       },
       drained ? drainMs : policy.closeGraceMs,
     );
-    // server.close() waits only for the connections Node accepted itself (and holds).
-    await Promise.all([closed, this.#deps.burstAccept?.closed(), handOff?.idle()]);
+    // server.close() waits only for the connections Node accepted itself (and holds). A body is
+    // handed off by closing its connection, so the server may report closed with a transfer just
+    // started: the transfers are waited for once no connection can hand off another.
+    await Promise.all([closed, this.#deps.burstAccept?.closed()]);
+    await handOff?.idle();
     clearTimeout(timer);
     for (const close of this.#deps.closeAfterDrain) await close();
     // A poll or watch still waiting on a hung master: cut it rather than wait for its timeout.
