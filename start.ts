@@ -1,9 +1,10 @@
 /**
  * Entry point: `node start.js --port 8001` (start.js is this file bundled by `npm run build`).
  */
+// First: V8's flags must hold before the other modules' code runs.
+import './src/node/v8-flags.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
 import { ConfigError } from './src/config/config-store.ts';
 import { parseCliOptions, readEnvironment, USAGE, UsageError } from './src/config/cli-options.ts';
 import { EdgeNode } from './src/edge-node.ts';
@@ -13,11 +14,6 @@ import { readPackageVersion } from './src/node/version.ts';
 
 const programDir = path.dirname(fileURLToPath(import.meta.url));
 
-// Memory on a small box (bench/README.md, "Where the memory goes"): undici's HTTP parser is
-// WebAssembly, and V8's optimising compiler took ~36 MiB of malloc'd memory compiling it at the
-// first request to the master, ~10 MiB of which malloc kept for good. The baseline compiler's
-// code parses the master's few responses just as well. Set before any request compiles it.
-v8.setFlagsFromString('--liftoff-only');
 
 async function main(): Promise<number> {
   const shutdown = handleStopSignals();
