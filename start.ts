@@ -1,8 +1,8 @@
 /**
  * Entry point: `node start.js --port 8001` (start.js is this file bundled by `npm run build`).
  */
-// First: V8's flags must hold before the other modules' code runs.
-import './src/node/v8-flags.ts';
+// First: the process's settings must hold before the other modules' code runs.
+import { compileHotCodeFromNow } from './src/node/process-settings.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './src/config/config-store.ts';
@@ -67,6 +67,7 @@ async function main(): Promise<number> {
     }
     throw error;
   }
+  compileHotCodeFromNow();
   console.log(`meeting-edge ${node.config.current.nodeId} listening on ${node.localUrl}; control panel: ${node.localUrl}/static/index.html`);
 
   return new Promise<number>((resolve) => {

@@ -98,6 +98,8 @@ async function startProductNode(ctx: BenchContext, masterPort: number): Promise<
     watchInterval: configSchema.properties.watchInterval.default,
     storage: { path: './storage', maxSize: 0 },
     logging: { fileEnabled: true, filePath: './logs/node.log', level: 'INFO' },
+    // The product's default: preheat on, its schedule running (loopbackConfig turns it off).
+    preheat: { enabled: configSchema.properties.preheat.properties.enabled.default },
   });
   await writeFile(configPath, JSON.stringify(config, null, 2));
   const token = randomBytes(16).toString('hex');

@@ -4,6 +4,8 @@
  * Emits `ready` with its URL, then job events with timestamps (`job`), and answers the RPC calls
  * below. Logs warnings and errors to stderr only, so logging costs nothing measurable.
  */
+// First, as in start.ts: the process's settings hold before the other modules run.
+import { compileHotCodeFromNow } from '../src/node/process-settings.ts';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { readEnvironment } from '../src/config/cli-options.ts';
 import { EdgeNode } from '../src/edge-node.ts';
@@ -17,6 +19,7 @@ if (!configPath || !adminToken) {
 }
 const logger = createLogger({ level: 'WARNING', filePath: null, maxFileSize: 1 << 20, backupCount: 0 });
 const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, adminToken, environment: readEnvironment(process.env), policy: { drainTimeoutMs: 2_000 } });
+compileHotCodeFromNow();
 
 /** The node's own event-loop delay: when it lags, every tablet waits, whatever the client does. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });

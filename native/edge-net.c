@@ -14,6 +14,8 @@
  * Response bodies sent by the event loop once JavaScript has let go of the connection
  * (startTransfer, transferProgress, abortTransfer) are transfer.c's.
  *
+ * limitMallocArenas(count) caps glibc's malloc arenas; releaseIcuData(symbol) drops the pages of ICU's read-only data (see ReleaseIcuData below).
+ *
  * accept4(2) on libuv's (non-blocking) listening socket drains a burst of connections in one turn
  * of the event loop, where libuv takes one per turn (see burst-accept.ts). The descriptor is
  * non-blocking and close-on-exec, as libuv's own. -EAGAIN: the queue is empty.
@@ -23,12 +25,16 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <dlfcn.h>
+#include <link.h>
 #include <node_api.h>
 #include "transfer.h"
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 static napi_value throw_type_error(napi_env env, const char *message) {
   napi_throw_type_error(env, NULL, message);
@@ -89,6 +95,57 @@ static napi_value TrimMemory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// Caps glibc's malloc arenas (mallopt M_ARENA_MAX, as the MALLOC_ARENA_MAX variable does) for the
+// threads that allocate from now on. Returns whether the C library took it.
+static napi_value LimitMallocArenas(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t count = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &count) != napi_ok || count < 1) {
+    return throw_type_error(env, "limitMallocArenas(count): count must be an integer >= 1");
+  }
+  int taken = 0;
+#ifdef __GLIBC__
+  taken = mallopt(M_ARENA_MAX, count);
+#endif
+  napi_value result;
+  napi_get_boolean(env, taken == 1, &result);
+  return result;
+}
+
+// Drops the pages of ICU's data (the read-only symbol `symbol`, e.g. "icudt78_dat", in the node
+// binary or in libicudata) from this process's memory: madvise(MADV_DONTNEED) on the whole pages
+// inside it. The first Intl object makes V8 list the locales ICU has (a static cache, built once),
+// which reads a page or two of each of ~800 locales' data, ~5-6 MiB; the node itself formats in
+// en-US only. The pages are read-only file pages, never written: a page read again is mapped
+// back from the page cache on its next touch, so this changes what is resident, never what is
+// read. Returns the bytes advised, 0 when the symbol is not there (a build without ICU data in
+// it), or -errno.
+static napi_value ReleaseIcuData(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[64];
+  size_t length = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length) != napi_ok || length == 0) {
+    return throw_type_error(env, "releaseIcuData(symbol): symbol must be a string");
+  }
+  double result = 0;
+  void *address = dlsym(RTLD_DEFAULT, name);
+  Dl_info where;
+  const ElfW(Sym) *symbol = NULL;
+  if (address != NULL && dladdr1(address, &where, (void **)&symbol, RTLD_DL_SYMENT) != 0 && symbol != NULL) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)address + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)address + symbol->st_size) & ~(page - 1);
+    if (end > start) result = madvise((void *)start, end - start, MADV_DONTNEED) == 0 ? (double)(end - start) : -(double)errno;
+  }
+  napi_value value;
+  napi_create_double(env, result, &value);
+  return value;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "sendfile", NAPI_AUTO_LENGTH, Sendfile, NULL, &fn);
@@ -97,6 +154,10 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "accept", fn);
   napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
   napi_set_named_property(env, exports, "trimMemory", fn);
+  napi_create_function(env, "limitMallocArenas", NAPI_AUTO_LENGTH, LimitMallocArenas, NULL, &fn);
+  napi_set_named_property(env, exports, "limitMallocArenas", fn);
+  napi_create_function(env, "releaseIcuData", NAPI_AUTO_LENGTH, ReleaseIcuData, NULL, &fn);
+  napi_set_named_property(env, exports, "releaseIcuData", fn);
   transfer_register(env, exports);
   return exports;
 }

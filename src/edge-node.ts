@@ -44,7 +44,7 @@ import { Preheater } from './sync/preheat.ts';
 import { PreheatSchedule } from './node/preheat-schedule.ts';
 import { createHttpFront } from './node/http-front.ts';
 import type { EdgeNodeOptions } from './node/edge-node-options.ts';
-import { memoryRelease } from './node/memory-release.ts';
+import { icuDataRelease, memoryRelease } from './node/memory-release.ts';
 
 export type { ScheduleInfo } from './node/lifecycle.ts';
 export type { EdgeNodeOptions } from './node/edge-node-options.ts';
@@ -91,6 +91,8 @@ export class EdgeNode {
   readonly #disk: DiskSpaceProbe;
   readonly #maintenance: Maintenance;
   readonly #reports: NodeReports;
+  /** Drops ICU's data pages once read (memory-release.ts); undefined without the addon. */
+  readonly #releaseIcuData: (() => void) | undefined;
 
   /** Loads the config, opens storage, listens, registers and starts polling and heartbeats. */
   static async start(options: EdgeNodeOptions): Promise<EdgeNode> {
@@ -126,6 +128,8 @@ export class EdgeNode {
       node.#lifecycle.startBackground();
       node.#maintenance.start();
       node.preheatTask.begin();
+      // The schedules' first Intl use read ICU's locale list: its pages are not needed again.
+      node.#releaseIcuData?.();
       return node;
     } catch (error) {
       // A failed start leaves what it found: no lock, no log file it created.
@@ -165,7 +169,9 @@ export class EdgeNode {
     const master = () => this.#master.client;
     // sha256 of downloads on a worker started by the first hash; its idle stop ends a spell of
     // syncing, when the spell's garbage is collected and malloc's leftovers go back to the kernel.
-    const hashes = new HashThread({ onIdleStop: memoryRelease({ collect: globalThis.gc, trim: loadNetAddon().addon?.trimMemory }) });
+    const addon = loadNetAddon().addon;
+    this.#releaseIcuData = icuDataRelease(addon?.releaseIcuData);
+    const hashes = new HashThread({ onIdleStop: memoryRelease({ collect: globalThis.gc, trim: addon?.trimMemory, releaseIcuData: this.#releaseIcuData }) });
 
     const load = (): NodeLoad => ({ activeDownloads: this.stats.activeDownloads, syncing: this.jobs.inFlightIds().size });
     this.quota = new QuotaGuard({

@@ -1,6 +1,6 @@
 /**
  * The socket-calls addon (native/edge-net.c, compiled by scripts/build.mjs at install): sendfile
- * (zero-copy.ts), accept (burst-accept.ts) and malloc_trim (edge-node.ts), loaded once by the composition root. Optional:
+ * (zero-copy.ts), accept (burst-accept.ts), malloc_trim and the ICU data release (memory-release.ts), the malloc arena cap (process-settings.ts), loaded once by the composition root. Optional:
  * without a compiler or off Linux it is absent, and the node copies package bytes through Buffers
  * and accepts connections one per event-loop turn, which is correct, only costlier.
  */
@@ -19,6 +19,14 @@ export interface NetAddon {
    * older than it (the other calls still work).
    */
   trimMemory?(): boolean;
+  /**
+   * Drops the pages of ICU's read-only data (`symbol`, e.g. "icudt78_dat") from the process's
+   * memory (madvise MADV_DONTNEED); they are mapped back from the page cache when read again.
+   * Bytes advised, 0 when the symbol is not there, or -errno. Absent in older builds.
+   */
+  releaseIcuData?(symbol: string): number;
+  /** glibc's mallopt(M_ARENA_MAX, count) for threads that allocate from now on; false elsewhere. */
+  limitMallocArenas?(count: number): boolean;
 }
 
 export interface NetAddonLoad {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent, requestThrough } from './undici-parts.ts';
 import { isValidMeetingId } from '../meeting-id.ts';
 import { packageGet, type PackageGetResponse } from './package-get.ts';
 
@@ -260,9 +261,10 @@ export class MasterClient {
     const timeout = AbortSignal.timeout(this.#options.requestTimeoutMs + this.#options.connectTimeoutMs);
     let response: Dispatcher.ResponseData;
     try {
-      response = await request(`${this.baseUrl}${path}`, {
+      response = await requestThrough(this.#dispatcher, {
+        origin: this.baseUrl,
+        path,
         method,
-        dispatcher: this.#dispatcher,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
