@@ -67,7 +67,9 @@ async function main(): Promise<number> {
     }
     throw error;
   }
-  compileHotCodeFromNow();
+  // Tablets make the request path hot; until the first one asks, the node's code stays as compiled
+  // while it started (an idle node, fresh or between syncs, keeps no optimised code).
+  node.stats.events.once('request', compileHotCodeFromNow);
   console.log(`meeting-edge ${node.config.current.nodeId} listening on ${node.localUrl}; control panel: ${node.localUrl}/static/index.html`);
 
   return new Promise<number>((resolve) => {

@@ -19,7 +19,7 @@ if (!configPath || !adminToken) {
 }
 const logger = createLogger({ level: 'WARNING', filePath: null, maxFileSize: 1 << 20, backupCount: 0 });
 const node = await EdgeNode.start({ configPath, port: 0, host: '127.0.0.1', logger, adminToken, environment: readEnvironment(process.env), policy: { drainTimeoutMs: 2_000 } });
-compileHotCodeFromNow();
+node.stats.events.once('request', compileHotCodeFromNow);
 
 /** The node's own event-loop delay: when it lags, every tablet waits, whatever the client does. */
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });

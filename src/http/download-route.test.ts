@@ -38,7 +38,7 @@ async function serve(t: { after: (fn: () => unknown) => void }, options: { servi
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise((resolve) => server.close(resolve)));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { base, settled };
+  return { base, settled, stats: deps.stats };
 }
 
 test('bad ids get 400 naming the field; a stopped service 503 with Retry-After', async (t) => {
@@ -65,4 +65,15 @@ test('an active meeting nothing can be fetched for yet: 503 with Retry-After, no
   const res = await fetch(`${node.base}/api/v1/meetings/m1/download-package`);
   assert.equal(res.status, 503);
   assert.equal(res.headers.get('retry-after'), '7');
+});
+
+test('every request for a package is told to ServeStats, HEADs and refusals too; a bad id is not', async (t) => {
+  const node = await serve(t, { serving: true, active: [] });
+  let requests = 0;
+  node.stats.events.on('request', () => requests++);
+  await fetch(`${node.base}/api/v1/meetings/..%2Fetc/download-package`);
+  assert.equal(requests, 0, 'a bad id is no request for a package');
+  await fetch(`${node.base}/api/v1/meetings/m1/download-package`);
+  await fetch(`${node.base}/api/v1/meetings/m1/download-package`, { method: 'HEAD' });
+  assert.equal(requests, 2);
 });

@@ -90,6 +90,7 @@ export async function handleDownload(deps: DownloadDeps, meetingId: string, req:
   if (!isValidMeetingId(meetingId)) {
     return sendJson(res, 400, { error: 'invalid meeting id', field: 'id' });
   }
+  deps.stats.requested();
   if (!deps.serving()) {
     return sendJson(res, 503, { error: 'service stopped by the operator' }, { 'retry-after': String(deps.settings().retryAfterSeconds) });
   }

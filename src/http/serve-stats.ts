@@ -37,8 +37,11 @@ export interface FinishedServe extends ServeRecord {
 
 /** What the node serves: tablets (and siblings) downloading packages from it; "fetch" is the other direction. */
 export class ServeStats {
-  /** One `finished` per download that ended with a record (the access log listens). */
-  readonly events = new EventEmitter<{ finished: [FinishedServe] }>();
+  /**
+   * One `finished` per download that ended with a record (the access log listens); one `request`
+   * per request for a package, downloads, HEADs and revalidations alike (start.ts listens once).
+   */
+  readonly events = new EventEmitter<{ finished: [FinishedServe]; request: [] }>();
   #byMeeting = new Map<string, MeetingServeStats>();
   #now: () => number;
   totalBytesServed = 0;
@@ -59,6 +62,11 @@ export class ServeStats {
 
   peek(meetingId: string): MeetingServeStats | undefined {
     return this.#byMeeting.get(meetingId);
+  }
+
+  /** A request for a package came in (before it is known what it gets). */
+  requested(): void {
+    this.events.emit('request');
   }
 
   started(meetingId: string): void {

@@ -11,8 +11,9 @@ import { loadNetAddon } from '../http/net-addon.ts';
 // first request to the master, ~10 MiB of which malloc kept. Baseline code parses as well.
 v8.setFlagsFromString('--liftoff-only');
 // The start's code (every module's top level, the config schema's compilation, the first polls)
-// runs once or for a moment: compiled to machine code it only leaves code and compile memory
-// behind, for as long as the node runs. The compilers wait until the node has started.
+// runs once or for a moment, and an idle node's (polls, heartbeats, syncs) a few times a minute:
+// compiled to machine code it only leaves the compiler's pages, code and compile memory behind,
+// 4-6 MiB within minutes. The compilers wait until tablets ask for packages.
 v8.setFlagsFromString('--no-opt');
 v8.setFlagsFromString('--no-sparkplug');
 // Bytecode not run since the last full GC is dropped at the next one (V8's default waits several):
@@ -26,8 +27,9 @@ v8.setFlagsFromString('--bytecode-old-age=1');
 loadNetAddon().addon?.limitMallocArenas?.(2);
 
 /**
- * The node has started: from now on V8 compiles hot code as it does by default (the request path
- * ran 4 times slower interpreted: 304s and HEADs, bench scenario 3).
+ * Tablets are here: from now on V8 compiles hot code as it does by default (the request path ran
+ * 4 times slower interpreted: 304s and HEADs, bench scenario 3). A function that ran hot before is
+ * optimised too once it runs again.
  */
 export function compileHotCodeFromNow(): void {
   v8.setFlagsFromString('--sparkplug');
