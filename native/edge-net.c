@@ -14,7 +14,7 @@
  * Response bodies sent by the event loop once JavaScript has let go of the connection
  * (startTransfer, transferProgress, abortTransfer) are transfer.c's.
  *
- * limitMallocArenas(count) caps glibc's malloc arenas; releaseIcuData(symbol) drops the pages of ICU's read-only data (see ReleaseIcuData below).
+ * threadPreemptions() counts the event loop thread's preemptions; limitMallocArenas(count) caps glibc's malloc arenas; releaseIcuData(symbol) drops the pages of ICU's read-only data (see ReleaseIcuData below).
  *
  * accept4(2) on libuv's (non-blocking) listening socket drains a burst of connections in one turn
  * of the event loop, where libuv takes one per turn (see burst-accept.ts). The descriptor is
@@ -31,6 +31,7 @@
 #include "transfer.h"
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -95,6 +96,19 @@ static napi_value TrimMemory(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// Involuntary context switches of the calling thread, the event loop's (getrusage RUSAGE_THREAD):
+// file-pump.ts tells a call that waited off the CPU from one whose thread was preempted, and the
+// whole process's count also rises when any of V8's or libuv's threads is preempted. -errno on
+// failure.
+static napi_value ThreadPreemptions(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct rusage usage;
+  double count = getrusage(RUSAGE_THREAD, &usage) == 0 ? (double)usage.ru_nivcsw : -(double)errno;
+  napi_value result;
+  napi_create_double(env, count, &result);
+  return result;
+}
+
 // Caps glibc's malloc arenas (mallopt M_ARENA_MAX, as the MALLOC_ARENA_MAX variable does) for the
 // threads that allocate from now on. Returns whether the C library took it.
 static napi_value LimitMallocArenas(napi_env env, napi_callback_info info) {
@@ -154,6 +168,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "accept", fn);
   napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
   napi_set_named_property(env, exports, "trimMemory", fn);
+  napi_create_function(env, "threadPreemptions", NAPI_AUTO_LENGTH, ThreadPreemptions, NULL, &fn);
+  napi_set_named_property(env, exports, "threadPreemptions", fn);
   napi_create_function(env, "limitMallocArenas", NAPI_AUTO_LENGTH, LimitMallocArenas, NULL, &fn);
   napi_set_named_property(env, exports, "limitMallocArenas", fn);
   napi_create_function(env, "releaseIcuData", NAPI_AUTO_LENGTH, ReleaseIcuData, NULL, &fn);

@@ -109,7 +109,7 @@ export class FilePump {
   #flushedWrites = 0;
   /** Block reads of the whole process (getrusage ru_inblock) when this pump last looked. */
   #blockReads: number;
-  /** Involuntary context switches of the whole process (ru_nivcsw) when this pump last looked. */
+  /** Involuntary context switches of the event loop's thread (#preemptionCount) when this pump last looked. */
   #preemptions: number;
 
   constructor(res: ServerResponse, fd: number, position: number, options: PumpOptions = {}) {
@@ -123,7 +123,7 @@ export class FilePump {
     this.#zeroCopy = options.zeroCopy ?? null;
     const usage = process.resourceUsage();
     this.#blockReads = usage.fsRead;
-    this.#preemptions = usage.involuntaryContextSwitches;
+    this.#preemptions = this.#preemptionCount(usage);
     const onClose = () => {
       this.#closed = true;
       this.#notify();
@@ -313,10 +313,21 @@ export class FilePump {
     if (elapsedNs <= SLOW_READ_NS) return false;
     const usage = process.resourceUsage();
     const rose = usage.fsRead > this.#blockReads;
-    const preempted = usage.involuntaryContextSwitches > this.#preemptions;
+    const preemptions = this.#preemptionCount(usage);
+    const preempted = preemptions > this.#preemptions;
     this.#blockReads = usage.fsRead;
-    this.#preemptions = usage.involuntaryContextSwitches;
+    this.#preemptions = preemptions;
     return rose || (elapsedNs > SURELY_COLD_NS && !preempted);
+  }
+
+  /**
+   * Preemptions of the event loop's thread, the one that made the call, where the addon can count
+   * them; else the whole process's, which also rise when one of V8's or libuv's threads is
+   * preempted meanwhile (on a loaded box that made a call that waited off the CPU look preempted).
+   */
+  #preemptionCount(usage: NodeJS.ResourceUsage): number {
+    const own = this.#zeroCopy?.threadPreemptions?.();
+    return own !== undefined && own >= 0 ? own : usage.involuntaryContextSwitches;
   }
 
   #takeBuffer(size: number): Buffer {

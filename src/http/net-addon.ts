@@ -25,6 +25,8 @@ export interface NetAddon {
    * Bytes advised, 0 when the symbol is not there, or -errno. Absent in older builds.
    */
   releaseIcuData?(symbol: string): number;
+  /** Involuntary context switches of the calling thread (getrusage RUSAGE_THREAD), or -errno. */
+  threadPreemptions?(): number;
   /** glibc's mallopt(M_ARENA_MAX, count) for threads that allocate from now on; false elsewhere. */
   limitMallocArenas?(count: number): boolean;
 }

@@ -73,11 +73,20 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
         if (sent > 0) counted.bytes += sent;
         return sent;
       },
+      threadPreemptions: () => addon.threadPreemptions?.() ?? -1,
     };
     return { zeroCopy, counted };
   }
 
-  test('a GET sends most bytes with sendfile and the body is exact', async () => {
+  test("the addon counts the event loop thread's preemptions, not the process's", () => {
+    const addon = loadZeroCopy({}).zeroCopy;
+    assert.ok(addon?.threadPreemptions, 'the addon built by npm install has threadPreemptions');
+    const own = addon.threadPreemptions();
+    assert.ok(Number.isInteger(own) && own >= 0, `a count: ${own}`);
+    assert.ok(own <= process.resourceUsage().involuntaryContextSwitches, "one thread's count is within the whole process's");
+  });
+
+    test('a GET sends most bytes with sendfile and the body is exact', async () => {
     const { zeroCopy, counted } = countingAddon();
     const { body, result } = await serve(zeroCopy);
     const viaSendfile = counted.bytes;

@@ -11,6 +11,11 @@ import { handleFd, loadNetAddon, type NetAddonLoad } from './net-addon.ts';
 export interface ZeroCopy {
   /** Bytes sent (>= 0) or a negative errno. Never blocks on the socket (libuv's are non-blocking). */
   sendfile(socketFd: number, fileFd: number, offset: number, count: number): number;
+  /**
+   * Involuntary context switches of the calling thread (the addon's getrusage RUSAGE_THREAD), or
+   * a negative errno; absent in older builds (file-pump.ts then counts the whole process's).
+   */
+  threadPreemptions?(): number;
 }
 
 export const ERRNO = {
