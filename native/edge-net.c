@@ -161,19 +161,16 @@ static napi_value ReleaseIcuData(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "sendfile", NAPI_AUTO_LENGTH, Sendfile, NULL, &fn);
-  napi_set_named_property(env, exports, "sendfile", fn);
-  napi_create_function(env, "accept", NAPI_AUTO_LENGTH, Accept, NULL, &fn);
-  napi_set_named_property(env, exports, "accept", fn);
-  napi_create_function(env, "trimMemory", NAPI_AUTO_LENGTH, TrimMemory, NULL, &fn);
-  napi_set_named_property(env, exports, "trimMemory", fn);
-  napi_create_function(env, "threadPreemptions", NAPI_AUTO_LENGTH, ThreadPreemptions, NULL, &fn);
-  napi_set_named_property(env, exports, "threadPreemptions", fn);
-  napi_create_function(env, "limitMallocArenas", NAPI_AUTO_LENGTH, LimitMallocArenas, NULL, &fn);
-  napi_set_named_property(env, exports, "limitMallocArenas", fn);
-  napi_create_function(env, "releaseIcuData", NAPI_AUTO_LENGTH, ReleaseIcuData, NULL, &fn);
-  napi_set_named_property(env, exports, "releaseIcuData", fn);
+  // As napi_set_named_property would make them: writable, enumerable, configurable.
+  const napi_property_descriptor calls[] = {
+      {"sendfile", NULL, Sendfile, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+      {"accept", NULL, Accept, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+      {"trimMemory", NULL, TrimMemory, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+      {"threadPreemptions", NULL, ThreadPreemptions, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+      {"limitMallocArenas", NULL, LimitMallocArenas, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+      {"releaseIcuData", NULL, ReleaseIcuData, NULL, NULL, NULL, napi_writable | napi_enumerable | napi_configurable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof calls / sizeof calls[0], calls);
   transfer_register(env, exports);
   return exports;
 }

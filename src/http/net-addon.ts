@@ -1,6 +1,8 @@
 /**
  * The socket-calls addon (native/edge-net.c, compiled by scripts/build.mjs at install): sendfile
- * (zero-copy.ts), accept (burst-accept.ts), malloc_trim and the ICU data release (memory-release.ts), the malloc arena cap (process-settings.ts), loaded once by the composition root. Optional:
+ * and the event loop thread's preemptions (zero-copy.ts, file-pump.ts), accept (burst-accept.ts),
+ * malloc_trim and the ICU data release (memory-release.ts), the malloc arena cap
+ * (process-settings.ts); loaded by the composition root. Optional:
  * without a compiler or off Linux it is absent, and the node copies package bytes through Buffers
  * and accepts connections one per event-loop turn, which is correct, only costlier.
  */

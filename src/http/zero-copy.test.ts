@@ -86,7 +86,7 @@ describe('sendfile addon', SUITE_TIMEOUT, () => {
     assert.ok(own <= process.resourceUsage().involuntaryContextSwitches, "one thread's count is within the whole process's");
   });
 
-    test('a GET sends most bytes with sendfile and the body is exact', async () => {
+  test('a GET sends most bytes with sendfile and the body is exact', async () => {
     const { zeroCopy, counted } = countingAddon();
     const { body, result } = await serve(zeroCopy);
     const viaSendfile = counted.bytes;
