@@ -28,6 +28,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <node_api.h>
+#include "napi-values.h"
 #include "transfer.h"
 #include <stdint.h>
 #include <sys/mman.h>
@@ -37,10 +38,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static napi_value throw_type_error(napi_env env, const char *message) {
-  napi_throw_type_error(env, NULL, message);
-  return NULL;
-}
 
 static napi_value Sendfile(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -103,10 +100,7 @@ static napi_value TrimMemory(napi_env env, napi_callback_info info) {
 static napi_value ThreadPreemptions(napi_env env, napi_callback_info info) {
   (void)info;
   struct rusage usage;
-  double count = getrusage(RUSAGE_THREAD, &usage) == 0 ? (double)usage.ru_nivcsw : -(double)errno;
-  napi_value result;
-  napi_create_double(env, count, &result);
-  return result;
+  return number(env, getrusage(RUSAGE_THREAD, &usage) == 0 ? (double)usage.ru_nivcsw : -(double)errno);
 }
 
 // Caps glibc's malloc arenas (mallopt M_ARENA_MAX, as the MALLOC_ARENA_MAX variable does) for the
@@ -155,9 +149,7 @@ static napi_value ReleaseIcuData(napi_env env, napi_callback_info info) {
     uintptr_t end = ((uintptr_t)address + symbol->st_size) & ~(page - 1);
     if (end > start) result = madvise((void *)start, end - start, MADV_DONTNEED) == 0 ? (double)(end - start) : -(double)errno;
   }
-  napi_value value;
-  napi_create_double(env, result, &value);
-  return value;
+  return number(env, result);
 }
 
 NAPI_MODULE_INIT() {

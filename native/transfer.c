@@ -35,6 +35,7 @@
  * State lives per addon instance (napi_set_instance_data): no mutable globals.
  */
 #define _GNU_SOURCE
+#include "napi-values.h"
 #include "transfer.h"
 
 #include <errno.h>
@@ -306,17 +307,6 @@ static transfers *instance(napi_env env) {
     return NULL;
   }
   return all;
-}
-
-static napi_value throw_type_error(napi_env env, const char *message) {
-  napi_throw_type_error(env, NULL, message);
-  return NULL;
-}
-
-static napi_value number(napi_env env, double value) {
-  napi_value result;
-  napi_create_double(env, value, &result);
-  return result;
 }
 
 static napi_value StartTransfer(napi_env env, napi_callback_info info) {
